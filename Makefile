@@ -1,0 +1,68 @@
+# lua-truto: build, test, install, mock, demo.
+# `make deps` installs the Debian packages; everything else assumes them.
+
+LUA        ?= 5.4
+LUA_BIN    ?= lua$(LUA)
+LUA_PC     ?= lua$(LUA)
+BUILD      ?= build
+PREFIX     ?= /usr/local
+LUA_CMOD   ?= $(PREFIX)/lib/lua/$(LUA)
+LUA_LMOD   ?= $(PREFIX)/share/lua/$(LUA)
+BUSTED     ?= $(LUA_BIN) /usr/bin/busted
+
+CC         ?= cc
+WARN       := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-missing-prototypes
+CFLAGS     ?= -O2 -g
+ALL_CFLAGS := -std=c11 -D_GNU_SOURCE -fPIC $(WARN) $(CFLAGS) $(shell pkg-config --cflags $(LUA_PC) libcurl)
+LDLIBS     := $(shell pkg-config --libs libcurl)
+LDFLAGS    ?=
+
+SRCS := src/buf.c src/value.c src/query.c src/json.c src/retry.c src/error.c \
+        src/response.c src/pager.c src/transport_curl.c src/truto.c
+OBJS := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
+CORE := $(BUILD)/truto/core.so
+LUALIB := $(BUILD)/truto.lua
+
+DEB_PACKAGES := lua5.4 liblua5.4-dev lua-cjson libcurl4-openssl-dev lua-busted lua-socket \
+                nginx-light libnginx-mod-http-lua luarocks pkg-config gcc make
+
+.PHONY: all deps test mock demo install clean
+
+all: $(CORE) $(LUALIB)
+
+$(BUILD)/obj/%.o: src/%.c src/*.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(CORE): $(OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) -shared $(LDFLAGS) -o $@ $(OBJS) $(LDLIBS)
+
+$(LUALIB): src/truto.lua
+	@mkdir -p $(dir $@)
+	cp $< $@
+
+# Installs whatever of DEB_PACKAGES is missing (needs root on Debian 12).
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing: $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+test: all
+	$(BUSTED)
+
+mock:
+	spec/mock/serve --port $${PORT:-8089} --foreground
+
+demo: all
+	$(LUA_BIN) examples/list_users.lua
+
+install: all
+	install -d $(DESTDIR)$(LUA_CMOD)/truto $(DESTDIR)$(LUA_LMOD)
+	install -m 755 $(CORE) $(DESTDIR)$(LUA_CMOD)/truto/core.so
+	install -m 644 $(LUALIB) $(DESTDIR)$(LUA_LMOD)/truto.lua
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,156 @@
+/* pager.c - cursor pagination state, see pager.h. */
+#include "pager.h"
+#include "value.h"
+
+#include <string.h>
+
+typedef struct {
+    int done;    /* the last page had no next cursor */
+    long pages;  /* pages fed so far */
+} tpager;
+
+/* The user value holds the Lua side of the state, so the GC owns it:
+ * { seen = { [cursor] = true, ... }, cursor = <next cursor or nil> }. */
+
+static tpager *check_pager(lua_State *L)
+{
+    return luaL_checkudata(L, 1, TRUTO_PAGER_MT);
+}
+
+int tpager_new(lua_State *L)
+{
+    const char *start = luaL_optstring(L, 1, NULL);
+    tpager *p = lua_newuserdatauv(L, sizeof *p, 1);
+    p->done = 0;
+    p->pages = 0;
+    lua_createtable(L, 0, 2);
+    lua_newtable(L);
+    if (start && *start) {
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, start);
+        lua_pushstring(L, start);
+        lua_setfield(L, -3, "cursor");
+    }
+    lua_setfield(L, -2, "seen");
+    lua_setuservalue(L, -2);
+    luaL_setmetatable(L, TRUTO_PAGER_MT);
+    return 1;
+}
+
+static int refuse(lua_State *L, const char *kind, const char *message)
+{
+    lua_pushnil(L);
+    lua_pushstring(L, kind);
+    lua_pushstring(L, message);
+    return 3;
+}
+
+/* Whether the result table at idx is keyed (truto_key_by): a map, not an array. */
+static int is_keyed(lua_State *L, int idx)
+{
+    lua_pushnil(L);
+    if (!lua_next(L, idx))
+        return 0;
+    int keyed = lua_type(L, -2) == LUA_TSTRING;
+    lua_pop(L, 2);
+    return keyed;
+}
+
+/* Records the next cursor (at top of stack) in the state table at st.
+ * Returns 0 if the cursor was seen before. */
+static int remember_cursor(lua_State *L, int st)
+{
+    lua_getfield(L, st, "seen");
+    lua_pushvalue(L, -2);
+    lua_rawget(L, -2);
+    int seen = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    if (seen) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    lua_pushvalue(L, -2);
+    lua_pushboolean(L, 1);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+    lua_setfield(L, st, "cursor");
+    return 1;
+}
+
+/* pager:feed(page) -> result, keyed | nil, kind, message */
+static int pager_feed(lua_State *L)
+{
+    tpager *p = check_pager(L);
+    lua_settop(L, 2);
+    if (p->done)
+        return refuse(L, "loop", "the list has already ended");
+    lua_getuservalue(L, 1);
+    int st = lua_gettop(L);
+    if (lua_type(L, 2) != LUA_TTABLE)
+        return refuse(L, "decode", "list page is not a JSON object");
+    lua_getfield(L, 2, "result");
+    int result = lua_gettop(L);
+    if (lua_type(L, result) != LUA_TTABLE)
+        return refuse(L, "decode", tv_is_null(L, result) || lua_isnil(L, result)
+                                       ? "list page has no result"
+                                       : "list page result is not an array or object");
+    lua_getfield(L, 2, "next_cursor");
+    int t = lua_type(L, -1);
+    if (t == LUA_TNIL || tv_is_null(L, -1) || (t == LUA_TSTRING && lua_rawlen(L, -1) == 0)) {
+        p->done = 1;
+        lua_pushnil(L);
+        lua_setfield(L, st, "cursor");
+    } else if (t != LUA_TSTRING) {
+        return refuse(L, "decode", "list page next_cursor is not a string");
+    } else if (!remember_cursor(L, st)) {
+        p->done = 1;
+        return refuse(L, "loop", "next_cursor repeats a cursor already seen: the remote side is looping");
+    }
+    p->pages++;
+    lua_pushvalue(L, result);
+    lua_pushboolean(L, is_keyed(L, result));
+    return 2;
+}
+
+/* pager:cursor() -> the cursor to ask for next, or nil when the list has ended */
+static int pager_cursor(lua_State *L)
+{
+    tpager *p = check_pager(L);
+    if (p->done) {
+        lua_pushnil(L);
+        return 1;
+    }
+    lua_getuservalue(L, 1);
+    lua_getfield(L, -1, "cursor");
+    return 1;
+}
+
+/* pager:done() -> whether the list has ended */
+static int pager_done(lua_State *L)
+{
+    lua_pushboolean(L, check_pager(L)->done);
+    return 1;
+}
+
+/* pager:pages() -> how many pages were fed */
+static int pager_pages(lua_State *L)
+{
+    lua_pushinteger(L, check_pager(L)->pages);
+    return 1;
+}
+
+void tpager_register(lua_State *L)
+{
+    static const luaL_Reg methods[] = {
+        {"feed", pager_feed},
+        {"cursor", pager_cursor},
+        {"done", pager_done},
+        {"pages", pager_pages},
+        {NULL, NULL},
+    };
+    if (luaL_newmetatable(L, TRUTO_PAGER_MT)) {
+        luaL_newlib(L, methods);
+        lua_setfield(L, -2, "__index");
+    }
+    lua_pop(L, 1);
+}

@@ -1,0 +1,78 @@
+/* retry.c - parsing the server's wait hints, see retry.h. */
+#include "retry.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Non-negative decimal seconds ("10", "1.5"); -1 if s is not one. */
+static double parse_seconds(const char *s)
+{
+    while (*s == ' ')
+        s++;
+    if (!isdigit((unsigned char)*s))
+        return -1;
+    char *end;
+    double v = strtod(s, &end);
+    while (*end == ' ')
+        end++;
+    if (*end || v < 0 || v > 1e9)
+        return -1;
+    return v;
+}
+
+static int month_index(const char *m)
+{
+    static const char names[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+    for (int i = 0; i < 12; i++)
+        if (strncmp(m, names + 3 * i, 3) == 0)
+            return i;
+    return -1;
+}
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (civil_from_days inverse). */
+static long days_from_civil(long y, int m, int d)
+{
+    y -= m <= 2;
+    long era = (y >= 0 ? y : y - 399) / 400;
+    long yoe = y - era * 400;
+    long doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    long doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+/* "Sun, 06 Nov 1994 08:49:37 GMT" -> Unix time, or -1. */
+static double parse_http_date(const char *s)
+{
+    char wday[4], mon[4], zone[4];
+    int day, year, hh, mm, ss, used = 0;
+    if (sscanf(s, "%3s, %d %3s %d %d:%d:%d %3s%n", wday, &day, mon, &year, &hh, &mm, &ss,
+               zone, &used) != 8)
+        return -1;
+    int m = month_index(mon);
+    if (m < 0 || strcmp(zone, "GMT") != 0 || day < 1 || day > 31 || year < 1970 ||
+        year > 9999 || hh > 23 || mm > 59 || ss > 60 || hh < 0 || mm < 0 || ss < 0)
+        return -1;
+    (void)wday;
+    (void)used;
+    return (double)days_from_civil(year, m + 1, day) * 86400.0 + hh * 3600 + mm * 60 + ss;
+}
+
+double tr_retry_after(const char *retry_after, const char *ratelimit_reset, time_t now)
+{
+    if (retry_after) {
+        double v = parse_seconds(retry_after);
+        if (v >= 0)
+            return v;
+        double at = parse_http_date(retry_after);
+        if (at >= 0)
+            return at > (double)now ? at - (double)now : 0;
+    }
+    if (ratelimit_reset) {
+        double v = parse_seconds(ratelimit_reset);
+        if (v >= 0)
+            return v;
+    }
+    return -1;
+}

@@ -1,0 +1,122 @@
+/*
+ * truto.c - luaopen_truto_core: the C half of the module.
+ *
+ * The public API lives in truto.lua (policy: clients, iterators, argument
+ * checks); this file exposes the primitives it is built from, in the
+ * LuaSocket manner:
+ *   encode_query(params)        -> query string | nil, message
+ *   segment(id)                 -> escaped path segment | nil, message
+ *   encode_json(value)          -> JSON text | nil, message
+ *   decode(text)                -> value | nil, message
+ *   read_response(status, headers, body, method, url) -> value | nil, err
+ *   retry_after(retry_after, ratelimit_reset) -> seconds | nil
+ *   error(fields)               -> error object
+ *   pager([cursor])             -> pager (pager.h)
+ *   curl(opts)                  -> libcurl transport (transport_curl.h)
+ *   array_mt, error_mt, VERSION
+ */
+#include "buf.h"
+#include "compat.h"
+#include "error.h"
+#include "json.h"
+#include "pager.h"
+#include "query.h"
+#include "response.h"
+#include "retry.h"
+#include "transport_curl.h"
+#include "value.h"
+#include "version.h"
+
+#include <time.h>
+
+/* Runs an encoder into a buffer and returns its text or nil, message. */
+typedef int (*encoder)(lua_State *L, int idx, tbuf *out, tbuf *err);
+
+static int run_encoder(lua_State *L, encoder encode)
+{
+    tbuf out, err;
+    tbuf_init(&out);
+    tbuf_init(&err);
+    int ok = encode(L, 1, &out, &err);
+    if (ok) {
+        lua_pushlstring(L, out.data ? out.data : "", out.len);
+    } else {
+        lua_pushnil(L);
+        lua_pushlstring(L, err.data ? err.data : "", err.len);
+    }
+    tbuf_free(&out);
+    tbuf_free(&err);
+    return ok ? 1 : 2;
+}
+
+static int l_encode_query(lua_State *L)
+{
+    luaL_checkany(L, 1);
+    return run_encoder(L, tq_encode);
+}
+
+static int l_encode_json(lua_State *L)
+{
+    luaL_checkany(L, 1);
+    return run_encoder(L, tj_encode);
+}
+
+static int l_segment(lua_State *L)
+{
+    luaL_checkany(L, 1);
+    return run_encoder(L, tq_segment);
+}
+
+static int l_retry_after(lua_State *L)
+{
+    double wait = tr_retry_after(luaL_optstring(L, 1, NULL), luaL_optstring(L, 2, NULL), time(NULL));
+    if (wait < 0)
+        lua_pushnil(L);
+    else
+        lua_pushnumber(L, wait);
+    return 1;
+}
+
+/* Caches cjson.decode in the registry: required once, never per call. */
+static void cache_cjson_decode(lua_State *L)
+{
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "cjson");
+    lua_call(L, 1, 1);
+    lua_getfield(L, -1, "decode");
+    if (!lua_isfunction(L, -1))
+        luaL_error(L, "truto: cjson.decode not found");
+    lua_setfield(L, LUA_REGISTRYINDEX, TRUTO_DECODE);
+    lua_pop(L, 1);
+}
+
+int luaopen_truto_core(lua_State *L)
+{
+    static const luaL_Reg functions[] = {
+        {"encode_query", l_encode_query},
+        {"encode_json", l_encode_json},
+        {"segment", l_segment},
+        {"decode", tresp_decode_lua},
+        {"read_response", tresp_read},
+        {"retry_after", l_retry_after},
+        {"error", terr_from_table},
+        {"pager", tpager_new},
+        {"curl", tcurl_new},
+        {NULL, NULL},
+    };
+    cache_cjson_decode(L);
+    terr_register(L);
+    tpager_register(L);
+    tcurl_register(L);
+    luaL_newmetatable(L, TRUTO_ARRAY_MT);
+    lua_pop(L, 1);
+
+    luaL_newlib(L, functions);
+    luaL_getmetatable(L, TRUTO_ARRAY_MT);
+    lua_setfield(L, -2, "array_mt");
+    luaL_getmetatable(L, TRUTO_ERROR_MT);
+    lua_setfield(L, -2, "error_mt");
+    lua_pushliteral(L, TRUTO_VERSION);
+    lua_setfield(L, -2, "VERSION");
+    return 1;
+}

@@ -1,0 +1,56 @@
+/*
+ * value.h - reading Lua values the way both encoders (query.c, json.c)
+ * need them: what shape a table has, its string keys in a stable order,
+ * and numbers written without a spurious ".0".
+ */
+#ifndef TRUTO_VALUE_H
+#define TRUTO_VALUE_H
+
+#include "compat.h"
+#include <stddef.h>
+
+/* Registry key of the metatable that truto.array() puts on a table. */
+#define TRUTO_ARRAY_MT "truto.array"
+
+typedef enum {
+    TV_EMPTY,  /* no entries at all */
+    TV_ARRAY,  /* keys are exactly 1..n */
+    TV_MAP,    /* every key is a string */
+    TV_MIXED,  /* string keys and integer keys together */
+    TV_SPARSE, /* integer keys that are not 1..n */
+    TV_BADKEY  /* a key that is neither string nor integer */
+} tv_shape;
+
+/* Shape of the table at idx; *n receives the array length or key count. */
+tv_shape tv_shape_of(lua_State *L, int idx, size_t *n);
+
+/* Whether the table at idx was marked by truto.array(). */
+int tv_is_marked_array(lua_State *L, int idx);
+
+/*
+ * Pushes a userdata holding the string keys of the map at idx sorted
+ * bytewise, and returns a pointer to its first element. The key strings
+ * stay valid while the table at idx is alive and unchanged.
+ */
+typedef struct {
+    const char *s;
+    size_t len;
+} tv_key;
+tv_key *tv_sorted_keys(lua_State *L, int idx, size_t n);
+
+/*
+ * Writes the number at idx into out (at least TV_NUMBUF bytes): integers
+ * and integral floats as integers, other floats in the shortest form that
+ * reads back to the same double. Returns the length, or 0 for NaN and
+ * infinities, which have no encoding.
+ */
+#define TV_NUMBUF 40
+size_t tv_format_number(lua_State *L, int idx, char *out);
+
+/* Lua type name of idx, with "null" for cjson.null. */
+const char *tv_typename(lua_State *L, int idx);
+
+/* Whether idx is cjson.null (a NULL light userdata). */
+int tv_is_null(lua_State *L, int idx);
+
+#endif
