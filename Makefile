@@ -11,7 +11,7 @@ LUA_LMOD   ?= $(PREFIX)/share/lua/$(LUA)
 BUSTED     ?= $(LUA_BIN) /usr/bin/busted
 
 CC         ?= cc
-WARN       := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-missing-prototypes
+WARN       := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes
 CFLAGS     ?= -O2 -g
 ALL_CFLAGS := -std=c11 -D_GNU_SOURCE -fPIC $(WARN) $(CFLAGS) $(shell pkg-config --cflags $(LUA_PC) libcurl)
 LDLIBS     := $(shell pkg-config --libs libcurl)
@@ -57,7 +57,7 @@ mock:
 	spec/mock/serve --port $${PORT:-8089} --foreground
 
 demo: all
-	$(LUA_BIN) examples/list_users.lua
+	LUA_BIN=$(LUA_BIN) examples/demo.sh
 
 install: all
 	install -d $(DESTDIR)$(LUA_CMOD)/truto $(DESTDIR)$(LUA_LMOD)

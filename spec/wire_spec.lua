@@ -1,0 +1,42 @@
+-- What every request looks like on the wire, and connection reuse.
+local h = require "spec.helpers.client"
+local mock = h.mock
+
+describe("requests", function()
+  before_each(function() mock.reset() end)
+
+  it("carry the token, JSON accept, our user agent and gzip", function()
+    local client = h.client()
+    assert(client:get_organization("org-1", { integrated_account_id = "acct-small" }))
+    local headers = mock.last().headers
+    assert.equal("Bearer test-token", headers.authorization)
+    assert.equal("application/json", headers.accept)
+    assert.matches("^lua%-truto/0%.1%.0 libcurl/[%d.]+ Lua 5%.%d$", headers["user-agent"])
+    assert.matches("gzip", headers["accept-encoding"], 1, true)
+    assert.is_nil(headers["content-type"])
+  end)
+
+  it("carry the caller's headers and user agent", function()
+    local client = h.client { user_agent = "my-sync/1.0", headers = { ["X-Team"] = "it" } }
+    assert(client:get_organization("org-1", { integrated_account_id = "acct-small" }))
+    assert.equal("my-sync/1.0", mock.last().headers["user-agent"])
+    assert.equal("it", mock.last().headers["x-team"])
+  end)
+
+  it("share one keep-alive connection across sequential calls", function()
+    local client = h.client()
+    for _ = 1, 5 do assert(client:get_organization("org-1", { integrated_account_id = "acct-small" })) end
+    for _ in client:users { integrated_account_id = "acct-small" } do end
+    local log = mock.requests()
+    assert.equal(9, #log)
+    for i = 2, #log do assert.equal(log[1].connection, log[i].connection) end
+  end)
+
+  it("use a separate connection per client", function()
+    local a, b = h.client(), h.client()
+    assert(a:get_organization("org-1", { integrated_account_id = "acct-small" }))
+    assert(b:get_organization("org-1", { integrated_account_id = "acct-small" }))
+    local log = mock.requests()
+    assert.are_not.equal(log[1].connection, log[2].connection)
+  end)
+end)
