@@ -14,7 +14,7 @@ CC         ?= cc
 WARN       := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes
 CFLAGS     ?= -O2 -g
 ALL_CFLAGS := -std=c11 -D_GNU_SOURCE -fPIC $(WARN) $(CFLAGS) $(shell pkg-config --cflags $(LUA_PC) libcurl)
-LDLIBS     := $(shell pkg-config --libs libcurl)
+LDLIBS     := $(shell pkg-config --libs libcurl) -lm
 LDFLAGS    ?=
 
 SRCS := src/buf.c src/value.c src/query.c src/json.c src/retry.c src/error.c \

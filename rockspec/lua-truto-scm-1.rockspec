@@ -33,7 +33,7 @@ build = {
         "src/error.c", "src/response.c", "src/pager.c", "src/transport_curl.c", "src/truto.c",
       },
       defines = { "_GNU_SOURCE" },
-      libraries = { "curl" },
+      libraries = { "curl", "m" },
       libdirs = { "$(CURL_LIBDIR)" },
     },
   },

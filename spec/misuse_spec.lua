@@ -28,8 +28,8 @@ describe("truto.new", function()
 
   it("raises on unknown options and wrong types", function()
     raises([[bad argument #1 to 'new' (unknown option "timout")]], client, { timout = 3 })
-    raises("bad argument #1 to 'new' (option 'timeout': number expected, got string)", client, { timeout = "3" })
-    raises("bad argument #1 to 'new' (option 'timeout' must be a positive number)", client, { timeout = -1 })
+    raises("bad argument #1 to 'new' (option 'timeout': number > 0 expected, got string)", client, { timeout = "3" })
+    raises("bad argument #1 to 'new' (option 'timeout': number > 0 expected, got -1)", client, { timeout = -1 })
     raises("bad argument #1 to 'new' (table expected, got string)", truto.new, "token")
   end)
 

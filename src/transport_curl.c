@@ -28,6 +28,8 @@ typedef struct {
     int verify_tls;
     long timeout_ms;
     long connect_timeout_ms;
+    long low_speed_limit; /* bytes per second ... */
+    long low_speed_time;  /* ... for this many seconds, else abort */
     curl_off_t max_body;
     int body_too_large;
     tbuf body;
@@ -106,9 +108,9 @@ static void set_static_options(tcurl *t)
         curl_easy_setopt(e, CURLOPT_CAINFO, t->ca_file);
     if (t->proxy)
         curl_easy_setopt(e, CURLOPT_PROXY, t->proxy);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, t->timeout_ms);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, t->connect_timeout_ms);
     curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, t->max_body);
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, t->low_speed_limit);
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, t->low_speed_time);
 }
 
 /*
@@ -160,6 +162,8 @@ int tcurl_new(lua_State *L)
     lua_pop(L, 1);
     t->timeout_ms = opt_ms(L, 1, "timeout", 30);
     t->connect_timeout_ms = opt_ms(L, 1, "connect_timeout", 10);
+    t->low_speed_limit = opt_ms(L, 1, "low_speed_limit", 0) / 1000;
+    t->low_speed_time = opt_ms(L, 1, "low_speed_time", 0) / 1000;
     lua_getfield(L, 1, "max_body");
     t->max_body = lua_isnumber(L, -1) ? (curl_off_t)lua_tonumber(L, -1) : DEFAULT_MAX_BODY;
     lua_pop(L, 1);
@@ -259,6 +263,14 @@ static void push_headers(lua_State *L, tcurl *t)
     }
 }
 
+/* Failures where the server cannot have seen the request, so that even a
+ * non-idempotent one may be sent again. */
+static int never_sent(CURLcode rc)
+{
+    return rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
+           rc == CURLE_COULDNT_RESOLVE_PROXY;
+}
+
 static int transport_failure(lua_State *L, tcurl *t, CURLcode rc)
 {
     lua_pushnil(L);
@@ -273,10 +285,18 @@ static int transport_failure(lua_State *L, tcurl *t, CURLcode rc)
         lua_pushstring(L, t->errbuf);
     else
         lua_pushstring(L, curl_easy_strerror(rc));
-    return 3;
+    lua_pushboolean(L, never_sent(rc));
+    return 4;
 }
 
-/* transport:perform(method, url, header_lines, body) -> status, headers, body | nil, kind, message */
+/* Optional per-call seconds at idx, else the client's milliseconds. */
+static long call_ms(lua_State *L, int idx, long dflt)
+{
+    return lua_isnumber(L, idx) ? (long)(lua_tonumber(L, idx) * 1000.0) : dflt;
+}
+
+/* transport:perform(method, url, header_lines, body[, timeout, connect_timeout])
+ *   -> status, headers, body | nil, kind, message, never_sent */
 static int curl_perform(lua_State *L)
 {
     tcurl *t = check_curl(L);
@@ -299,6 +319,8 @@ static int curl_perform(lua_State *L)
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
     }
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, call_ms(L, 6, t->timeout_ms));
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, call_ms(L, 7, t->connect_timeout_ms));
     tbuf_reset(&t->body);
     tbuf_reset(&t->headers);
     t->body_too_large = 0;

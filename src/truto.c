@@ -10,6 +10,7 @@
  *   decode(text)                -> value | nil, message
  *   read_response(status, headers, body, method, url) -> value | nil, err
  *   retry_after(retry_after, ratelimit_reset) -> seconds | nil
+ *   sleep(seconds)
  *   error(fields)               -> error object
  *   pager([cursor])             -> pager (pager.h)
  *   curl(opts)                  -> libcurl transport (transport_curl.h)
@@ -27,6 +28,8 @@
 #include "value.h"
 #include "version.h"
 
+#include <errno.h>
+#include <math.h>
 #include <time.h>
 
 /* Runs an encoder into a buffer and returns its text or nil, message. */
@@ -77,6 +80,20 @@ static int l_retry_after(lua_State *L)
     return 1;
 }
 
+/* core.sleep(seconds): the blocking wait between retries outside nginx. */
+static int l_sleep(lua_State *L)
+{
+    lua_Number s = luaL_checknumber(L, 1);
+    if (!(s > 0))
+        return 0;
+    struct timespec ts;
+    ts.tv_sec = (time_t)s;
+    ts.tv_nsec = (long)((s - floor(s)) * 1e9);
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+    return 0;
+}
+
 /* Caches cjson.decode in the registry: required once, never per call. */
 static void cache_cjson_decode(lua_State *L)
 {
@@ -99,6 +116,7 @@ int luaopen_truto_core(lua_State *L)
         {"decode", tresp_decode_lua},
         {"read_response", tresp_read},
         {"retry_after", l_retry_after},
+        {"sleep", l_sleep},
         {"error", terr_from_table},
         {"pager", tpager_new},
         {"curl", tcurl_new},

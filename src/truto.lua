@@ -77,12 +77,61 @@ end
 -- Client options.
 ---------------------------------------------------------------------------
 
-local KNOWN_OPTIONS = {
+-- Option name -> expected type. "id" is a string or integer; "count" an
+-- integer >= 0; "seconds" a number >= 0 ("positive" > 0).
+local CLIENT_OPTIONS = {
   token = "string", base_url = "string", integrated_account_id = "id",
-  timeout = "number", connect_timeout = "number", user_agent = "string",
+  timeout = "positive", connect_timeout = "positive", user_agent = "string",
   headers = "table", ca_file = "string", proxy = "string", verify_tls = "boolean",
-  allow_insecure = "boolean", max_body = "number",
+  allow_insecure = "boolean", max_body = "positive",
+  low_speed_limit = "seconds", low_speed_time = "seconds",
+  max_retries = "count", max_retry_wait = "seconds", retry_statuses = "statuses",
+  on_retry = "function", sleep = "function",
 }
+
+-- Options a single call may override (a trailing table after params).
+local CALL_OPTIONS = {
+  timeout = "positive", connect_timeout = "positive",
+  max_retries = "count", max_retry_wait = "seconds", retry_statuses = "statuses",
+  on_retry = "function", idempotency_key = "string",
+}
+
+local EXPECTED = {
+  id = "string or integer", count = "integer >= 0", seconds = "number >= 0",
+  positive = "number > 0", statuses = "array of HTTP statuses",
+}
+
+local function valid_option(kind, value)
+  local t = type(value)
+  if kind == "id" then return t == "string" or t == "number" end
+  if kind == "count" then return math.type(value) == "integer" and value >= 0 end
+  if kind == "seconds" then return t == "number" and value >= 0 and value < math.huge end
+  if kind == "positive" then return t == "number" and value > 0 and value < math.huge end
+  if kind == "statuses" then
+    if t ~= "table" then return false end
+    for i, v in pairs(value) do
+      if math.type(i) ~= "integer" or math.type(v) ~= "integer" or v < 100 or v > 599 then return false end
+    end
+    return true
+  end
+  if kind == "string" and t == "string" and value:find("[%z\r\n]") then return false end
+  return t == kind
+end
+
+-- Raises on an unknown option or a value of the wrong type. `level`
+-- counts this function as 1.
+local function check_options(fname, n, opts, known, level)
+  for key, value in pairs(opts) do
+    local kind = known[key]
+    if not kind then
+      argerror(fname, n, format("unknown option %q", tostring(key)), level + 1)
+    end
+    if not valid_option(kind, value) then
+      argerror(fname, n, format("option '%s': %s expected, got %s",
+        key, EXPECTED[kind] or kind, type(value) == "number" and tostring(value) or type(value)), level + 1)
+    end
+  end
+end
 
 local function is_loopback(host)
   host = host:lower()
@@ -109,22 +158,113 @@ local function normalize_base_url(url, allow_insecure)
   return (url:gsub("/+$", ""))
 end
 
-local function check_options(opts)
-  for key, value in pairs(opts) do
-    local expected = KNOWN_OPTIONS[key]
-    if not expected then
-      argerror("new", 1, format("unknown option %q", tostring(key)), 4)
-    end
-    local ok = type(value) == expected
-      or (expected == "id" and (type(value) == "string" or type(value) == "number"))
-    if not ok then
-      argerror("new", 1, format("option '%s': %s expected, got %s",
-        key, expected == "id" and "string or integer" or expected, type(value)), 4)
-    end
-    if expected == "number" and not (value > 0 and value < math.huge) then
-      argerror("new", 1, format("option '%s' must be a positive number", key), 4)
-    end
+---------------------------------------------------------------------------
+-- Requests and retries.
+---------------------------------------------------------------------------
+
+-- Retries. Which failures are retried, and how long to wait, is policy:
+-- it lives here so that every transport (libcurl, nginx) shares it.
+
+local DEFAULT_RETRY_STATUSES = { 429, 500, 502, 504 }
+local BACKOFF_BASE, BACKOFF_CAP, DEFAULT_429_WAIT = 0.5, 10, 10
+
+local function status_set(list)
+  local set = {}
+  for _, status in ipairs(list) do set[status] = true end
+  return set
+end
+
+-- The client's policy with a call's options on top.
+local function call_policy(self, opts)
+  local base = self._policy
+  if not opts then return base end
+  local p = setmetatable({}, { __index = base })
+  for k, v in pairs(opts) do p[k] = v end
+  if opts.retry_statuses then p.retry_statuses = status_set(opts.retry_statuses) end
+  return p
+end
+
+-- Seconds to wait before attempt `attempt` + 1, or nil to give up now.
+-- `err` describes the failure: kind, status, retry_after, never_sent.
+local function retry_wait(policy, method, err, attempt)
+  if attempt > policy.max_retries then return nil end
+  if err.kind == "http" then
+    if not policy.retry_statuses[err.status] then return nil end
+  elseif err.kind ~= "transport" and err.kind ~= "timeout" then
+    return nil
   end
+  -- A POST or PATCH may have taken effect: send it again only when the
+  -- server can tell a replay (Idempotency-Key) or never saw it.
+  if method ~= "GET" and method ~= "DELETE" and not policy.idempotency_key and not err.never_sent then
+    return nil
+  end
+  if err.status == 429 then
+    local wait = err.retry_after or DEFAULT_429_WAIT
+    if wait > policy.max_retry_wait then return nil end
+    return wait
+  end
+  -- Exponential backoff with full jitter.
+  return math.random() * math.min(BACKOFF_CAP, BACKOFF_BASE * 2 ^ (attempt - 1))
+end
+
+local function transport_error(kind, message, method, url)
+  return core.error { kind = kind, message = message, method = method, url = url, remote = false }
+end
+
+-- Performs a request with retries. Returns the final answer (status,
+-- headers, body, attempts) whatever its status, or nil and an error object
+-- when the last attempt failed in transport.
+local function exchange(self, method, url, body, lines, policy)
+  if policy.idempotency_key then
+    local merged = { "Idempotency-Key: " .. policy.idempotency_key }
+    for i = 1, #lines do merged[i + 1] = lines[i] end
+    lines = merged
+  end
+  local transport = self._transport
+  local attempt = 0
+  while true do
+    attempt = attempt + 1
+    local status, headers, text, never_sent = transport:perform(method, url, lines, body,
+      policy.timeout, policy.connect_timeout)
+    local failure
+    if status then
+      if not policy.retry_statuses[status] then return status, headers, text, attempt end
+      failure = { kind = "http", status = status,
+        retry_after = core.retry_after(headers["retry-after"], headers["ratelimit-reset"]) }
+    else
+      failure = { kind = headers, message = text, never_sent = never_sent }
+    end
+    local wait = retry_wait(policy, method, failure, attempt)
+    if not wait then
+      if status then return status, headers, text, attempt end
+      local err = transport_error(headers, text, method, url)
+      err.attempts = attempt
+      return nil, err
+    end
+    if policy.on_retry then
+      policy.on_retry { attempt = attempt, status = status, wait = wait, method = method, url = url,
+        error = status and nil or transport_error(headers, text, method, url) }
+    end
+    policy.sleep(wait)
+  end
+end
+
+local function header_lines_of(self, extra)
+  local lines = self._header_lines
+  if not extra or #extra == 0 then return lines end
+  local merged = {}
+  for i = 1, #lines do merged[i] = lines[i] end
+  for i = 1, #extra do merged[#merged + 1] = extra[i] end
+  return merged
+end
+
+-- One request whose answer is JSON: the decoded value, or nil and an error.
+local function call(self, method, url, body, policy)
+  local status, headers, text, attempts = exchange(self, method, url, body, self._header_lines, policy)
+  if not status then return nil, headers end
+  local value, err = core.read_response(status, headers, text, method, url)
+  if err then err.attempts = attempts end
+  return value, err
 end
 
 local Client = {}
@@ -142,7 +282,7 @@ Client.__name = "truto.client"
 function M.new(opts)
   if opts == nil then opts = {} end
   if type(opts) ~= "table" then typeerror("new", 1, "table", opts) end
-  check_options(opts)
+  check_options("new", 1, opts, CLIENT_OPTIONS, 2)
   local token = opts.token or os.getenv("TRUTO_API_TOKEN")
   if token == nil or token == "" then
     argerror("new", 1, "token required: pass token = ... or set TRUTO_API_TOKEN")
@@ -159,12 +299,19 @@ function M.new(opts)
     base_url = base,
     integrated_account_id = account,
     _header_lines = header_lines("new", 1, opts.headers, 3),
+    _policy = {
+      max_retries = opts.max_retries or 3,
+      max_retry_wait = opts.max_retry_wait or 60,
+      retry_statuses = status_set(opts.retry_statuses or DEFAULT_RETRY_STATUSES),
+      on_retry = opts.on_retry,
+      sleep = opts.sleep or core.sleep,
+    },
   }, Client)
   -- The token goes into C and stays there: no Lua table of ours holds it.
   self._transport = core.curl {
     token = token, user_agent = opts.user_agent, ca_file = opts.ca_file, proxy = opts.proxy,
     verify_tls = opts.verify_tls, timeout = opts.timeout, connect_timeout = opts.connect_timeout,
-    max_body = opts.max_body,
+    max_body = opts.max_body, low_speed_limit = opts.low_speed_limit, low_speed_time = opts.low_speed_time,
   }
   return self
 end
@@ -174,30 +321,8 @@ function Client:__tostring()
 end
 
 ---------------------------------------------------------------------------
--- Requests.
+-- Unified calls.
 ---------------------------------------------------------------------------
-
--- Performs one request; returns the decoded body or nil and an error object.
-local function perform(self, method, url, body, extra_lines)
-  local lines = self._header_lines
-  if extra_lines and #extra_lines > 0 then
-    local merged = {}
-    for i = 1, #lines do merged[i] = lines[i] end
-    for i = 1, #extra_lines do merged[#merged + 1] = extra_lines[i] end
-    lines = merged
-  end
-  local status, headers, text = self._transport:perform(method, url, lines, body)
-  if not status then -- headers is the failure kind, text its message
-    return nil, core.error { kind = headers, message = text, method = method, url = url, remote = false }
-  end
-  return status, headers, text
-end
-
-local function call(self, method, url, body)
-  local status, headers, text = perform(self, method, url, body)
-  if not status then return nil, headers end
-  return core.read_response(status, headers, text, method, url)
-end
 
 -- Copies params, adds the default account, and checks it all encodes.
 -- Returns the query table. `n` is the params argument's position.
@@ -245,69 +370,78 @@ local function encode_body(fname, n, body)
   return text
 end
 
+-- Checks a call's trailing options table and returns the policy to use.
+local function call_options(self, fname, n, opts)
+  if opts == nil then return self._policy end
+  if type(opts) ~= "table" then typeerror(fname, n, "table of options", opts, 4) end
+  check_options(fname, n, opts, CALL_OPTIONS, 3)
+  return call_policy(self, opts)
+end
+
 -- One unified call that returns a single object. `a` gives the argument
 -- positions: model, resource, id, body, params (nil when not an argument).
-local function single(self, fname, method, a, model, resource, id, body, params)
+local function single(self, fname, method, a, model, resource, id, body, params, opts)
+  local policy = call_options(self, fname, a.opts, opts)
   if a.model then check_name(fname, a.model, model, "model") end
   if a.resource then check_name(fname, a.resource, resource, "resource") end
   local path = unified_path(self, fname, model, resource, id, a.id)
   local text = a.body and encode_body(fname, a.body, body)
   local query = prepare_query(self, fname, a.params, params)
-  return call(self, method, with_query(path, query), text)
+  return call(self, method, with_query(path, query), text, policy)
 end
 
-local GENERIC_GET = { model = 1, resource = 2, id = 3, params = 4 }
-local GENERIC_CREATE = { model = 1, resource = 2, body = 3, params = 4 }
-local GENERIC_UPDATE = { model = 1, resource = 2, id = 3, body = 4, params = 5 }
-local CUSTOM_CALL = { body = 4, params = 5 }
-local ORG_GET = { id = 1, params = 2 }
-local ORG_UPDATE = { id = 1, body = 2, params = 3 }
+local GENERIC_GET = { model = 1, resource = 2, id = 3, params = 4, opts = 5 }
+local GENERIC_CREATE = { model = 1, resource = 2, body = 3, params = 4, opts = 5 }
+local GENERIC_UPDATE = { model = 1, resource = 2, id = 3, body = 4, params = 5, opts = 6 }
+local CUSTOM_CALL = { body = 4, params = 5, opts = 6 }
+local ORG_GET = { id = 1, params = 2, opts = 3 }
+local ORG_UPDATE = { id = 1, body = 2, params = 3, opts = 4 }
 
 --- Gets one object: `GET /unified/<model>/<resource>/<id>`.
 -- @treturn table|nil the object
 -- @treturn error on failure
-function Client:get(model, resource, id, params)
-  return single(self, "get", "GET", GENERIC_GET, model, resource, id, nil, params)
+function Client:get(model, resource, id, params, opts)
+  return single(self, "get", "GET", GENERIC_GET, model, resource, id, nil, params, opts)
 end
 
 --- Creates an object: `POST /unified/<model>/<resource>` with a JSON body.
-function Client:create(model, resource, body, params)
-  return single(self, "create", "POST", GENERIC_CREATE, model, resource, nil, body, params)
+function Client:create(model, resource, body, params, opts)
+  return single(self, "create", "POST", GENERIC_CREATE, model, resource, nil, body, params, opts)
 end
 
 --- Updates an object: `PATCH /unified/<model>/<resource>/<id>` with a JSON body.
-function Client:update(model, resource, id, body, params)
-  return single(self, "update", "PATCH", GENERIC_UPDATE, model, resource, id, body, params)
+function Client:update(model, resource, id, body, params, opts)
+  return single(self, "update", "PATCH", GENERIC_UPDATE, model, resource, id, body, params, opts)
 end
 
 --- Deletes an object: `DELETE /unified/<model>/<resource>/<id>`. A 204 gives `{}`.
-function Client:delete(model, resource, id, params)
-  return single(self, "delete", "DELETE", GENERIC_GET, model, resource, id, nil, params)
+function Client:delete(model, resource, id, params, opts)
+  return single(self, "delete", "DELETE", GENERIC_GET, model, resource, id, nil, params, opts)
 end
 
 --- Calls a custom method: `POST /unified/<model>/<resource>/<method>`.
 -- `body` defaults to `{}`; the answer is Truto's `{ result = ... }`.
-function Client:call(model, resource, method, body, params)
+function Client:call(model, resource, method, body, params, opts)
   check_name("call", 1, model, "model")
   check_name("call", 2, resource, "resource")
   check_name("call", 3, method, "method")
   if body == nil then body = {} end
-  return single(self, "call", "POST", CUSTOM_CALL, model, resource .. "/" .. method, nil, body, params)
+  return single(self, "call", "POST", CUSTOM_CALL, model, resource .. "/" .. method, nil, body, params, opts)
 end
 
 --- Gets an organization.
-function Client:get_organization(id, params)
-  return single(self, "get_organization", "GET", ORG_GET, MODEL, "organizations", id, nil, params)
+function Client:get_organization(id, params, opts)
+  return single(self, "get_organization", "GET", ORG_GET, MODEL, "organizations", id, nil, params, opts)
 end
 
 --- Updates an organization (PATCH); `body` is a Lua table sent as JSON.
-function Client:update_organization(id, body, params)
-  return single(self, "update_organization", "PATCH", ORG_UPDATE, MODEL, "organizations", id, body, params)
+function Client:update_organization(id, body, params, opts)
+  return single(self, "update_organization", "PATCH", ORG_UPDATE, MODEL, "organizations", id, body, params, opts)
 end
 
 --- Deletes an organization. A 204 answer gives `{}`.
-function Client:delete_organization(id, params)
-  return single(self, "delete_organization", "DELETE", ORG_GET, MODEL, "organizations", id, nil, params)
+function Client:delete_organization(id, params, opts)
+  return single(self, "delete_organization", "DELETE", ORG_GET, MODEL, "organizations", id, nil, params, opts)
 end
 
 --- The escape hatch: any request under the base URL.
@@ -316,8 +450,9 @@ end
 -- @treturn table `{ status, headers, body, json }` for any HTTP status
 --   (`json` is the decoded body when it is JSON)
 -- @treturn error on a transport failure
-function Client:request(req)
+function Client:request(req, opts)
   if type(req) ~= "table" then typeerror("request", 1, "table", req) end
+  local policy = call_options(self, "request", 2, opts)
   local method = req.method or "GET"
   if type(method) ~= "string" or not method:match("^%u+$") then
     argerror("request", 1, "method must be an upper-case HTTP method")
@@ -341,8 +476,8 @@ function Client:request(req)
   elseif body ~= nil and type(body) ~= "string" then
     argerror("request", 1, "body must be a table or a string")
   end
-  local lines = header_lines("request", 1, req.headers, 3)
-  local status, headers, text = perform(self, method, url, body, lines)
+  local lines = header_lines_of(self, header_lines("request", 1, req.headers, 3))
+  local status, headers, text = exchange(self, method, url, body, lines, policy)
   if not status then return nil, headers end
   return { status = status, headers = headers, body = text, json = core.decode(text) }
 end
@@ -369,7 +504,7 @@ local function fetch_page(it)
   local query = it.query
   query.next_cursor = it.pager:cursor()
   local url = with_query(it.path, query)
-  local page, err = call(it.client, "GET", url)
+  local page, err = call(it.client, "GET", url, nil, it.policy)
   if page == nil then
     it:close()
     error(err, 0)
@@ -415,13 +550,15 @@ local function next_page(it)
   return (fetch_page(it))
 end
 
-local function iterate(self, fname, step, model, resource, params, n)
+local function iterate(self, fname, step, model, resource, params, n, opts)
+  local policy = call_options(self, fname, n + 1, opts)
   local query = prepare_query(self, fname, n, params)
   local it = setmetatable({
     client = self,
     path = self.base_url .. "/unified/" .. model .. "/" .. resource,
     query = query,
     pager = core.pager(query.next_cursor),
+    policy = policy,
   }, Iterator)
   -- The fourth value is closed when a generic for ends, even by break.
   return step, it, nil, it
@@ -430,27 +567,27 @@ end
 --- Iterates over every item of every page of a list.
 -- @usage for user in client:list("user-directory", "users", { integrated_account_id = id }) do ... end
 -- @raise the error object when a page fails
-function Client:list(model, resource, params)
+function Client:list(model, resource, params, opts)
   check_name("list", 1, model, "model")
   check_name("list", 2, resource, "resource")
-  return iterate(self, "list", next_item, model, resource, params, 3)
+  return iterate(self, "list", next_item, model, resource, params, 3, opts)
 end
 
 --- Iterates over the pages of a list: `page.result`, `page.next_cursor`.
-function Client:pages(model, resource, params)
+function Client:pages(model, resource, params, opts)
   check_name("pages", 1, model, "model")
   check_name("pages", 2, resource, "resource")
-  return iterate(self, "pages", next_page, model, resource, params, 3)
+  return iterate(self, "pages", next_page, model, resource, params, 3, opts)
 end
 
 --- Iterates over every user of the account.
-function Client:users(params)
-  return iterate(self, "users", next_item, MODEL, "users", params, 1)
+function Client:users(params, opts)
+  return iterate(self, "users", next_item, MODEL, "users", params, 1, opts)
 end
 
 --- Iterates over every group of the account.
-function Client:groups(params)
-  return iterate(self, "groups", next_item, MODEL, "groups", params, 1)
+function Client:groups(params, opts)
+  return iterate(self, "groups", next_item, MODEL, "groups", params, 1, opts)
 end
 
 ---------------------------------------------------------------------------
