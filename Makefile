@@ -23,10 +23,10 @@ OBJS := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
 CORE := $(BUILD)/truto/core.so
 LUALIB := $(BUILD)/truto.lua
 
-DEB_PACKAGES := lua5.4 liblua5.4-dev lua-cjson libcurl4-openssl-dev lua-busted lua-socket \
+DEB_PACKAGES := valgrind lua5.4 liblua5.4-dev lua-cjson libcurl4-openssl-dev lua-busted lua-socket \
                 nginx-light libnginx-mod-http-lua luarocks pkg-config gcc make
 
-.PHONY: all deps test mock demo install clean
+.PHONY: all deps test test-asan test-valgrind mock demo install clean
 
 all: $(CORE) $(LUALIB)
 
@@ -53,6 +53,23 @@ deps:
 test: all
 	$(BUSTED)
 
+# The whole suite with AddressSanitizer + UBSan in the module, run by a
+# sanitized Lua host (spec/tools/lua_host.c) so the mock nginx stays plain.
+SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+ASAN_BUILD := build-asan
+test-asan:
+	$(MAKE) BUILD=$(ASAN_BUILD) CFLAGS="-O1 -g $(SAN_FLAGS)" LDFLAGS="$(SAN_FLAGS)" all
+	$(CC) -O1 -g $(SAN_FLAGS) $(shell pkg-config --cflags $(LUA_PC)) spec/tools/lua_host.c \
+	  -o $(ASAN_BUILD)/lua_host $(shell pkg-config --libs $(LUA_PC)) -lm
+	TRUTO_BUILD=$(ASAN_BUILD) ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  $(ASAN_BUILD)/lua_host /usr/bin/busted
+
+# The whole suite under valgrind memcheck: any error or definite leak fails it.
+test-valgrind: all
+	valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+	  --show-leak-kinds=definite $(LUA_BIN) /usr/bin/busted
+
 mock:
 	spec/mock/serve --port $${PORT:-8089} --foreground
 
@@ -65,4 +82,4 @@ install: all
 	install -m 644 $(LUALIB) $(DESTDIR)$(LUA_LMOD)/truto.lua
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD)

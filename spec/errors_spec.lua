@@ -32,7 +32,7 @@ end
 
 describe("error objects", function()
   local client
-  setup(function() client = h.client { timeout = 1 } end)
+  setup(function() client = h.client { timeout = 1, max_retries = 0 } end)
   before_each(function() mock.reset() end)
 
   it("describe an HTTP error with Truto's fields", function()
@@ -120,7 +120,7 @@ describe("error objects", function()
   end)
 
   it("report a refused connection as a transport error", function()
-    local c = truto.new { token = TOKEN, base_url = "http://127.0.0.1:9" }
+    local c = truto.new { token = TOKEN, base_url = "http://127.0.0.1:9", max_retries = 0 }
     local _, err = get(c, "acct-small")
     assert.equal("transport", err.kind)
     assert_no_token(err)
@@ -129,7 +129,7 @@ end)
 
 describe("errors inside iterators", function()
   local client
-  setup(function() client = h.client { timeout = 1 } end)
+  setup(function() client = h.client { timeout = 1, max_retries = 0 } end)
   before_each(function() mock.reset() end)
 
   local function first_error(account)

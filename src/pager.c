@@ -86,7 +86,8 @@ static int pager_feed(lua_State *L)
         return refuse(L, "loop", "the list has already ended");
     lua_getuservalue(L, 1);
     int st = lua_gettop(L);
-    if (lua_type(L, 2) != LUA_TTABLE)
+    /* cjson gives arrays and objects alike as tables: an array has [1]. */
+    if (lua_type(L, 2) != LUA_TTABLE || lua_rawlen(L, 2) > 0)
         return refuse(L, "decode", "list page is not a JSON object");
     lua_getfield(L, 2, "result");
     int result = lua_gettop(L);

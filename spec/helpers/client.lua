@@ -3,6 +3,10 @@
 local mock = require "spec.helpers.mock"
 local truto = require "truto"
 
+-- Requiring this helper starts the server (once per busted run), so specs
+-- may read or reset the log before they build a client.
+mock.start()
+
 local M = { mock = mock }
 
 function M.server()
