@@ -23,12 +23,18 @@ OBJS := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
 CORE := $(BUILD)/truto/core.so
 LUALIB := $(BUILD)/truto.lua
 
-DEB_PACKAGES := valgrind lua5.4 liblua5.4-dev lua-cjson libcurl4-openssl-dev lua-busted lua-socket \
+DEB_PACKAGES := valgrind openssl lua5.4 liblua5.4-dev lua-cjson libcurl4-openssl-dev lua-busted lua-socket \
                 nginx-light libnginx-mod-http-lua luarocks pkg-config gcc make
 
 .PHONY: all deps test test-asan test-valgrind mock demo install clean
 
 all: $(CORE) $(LUALIB)
+
+# A test-only C module (fork, wait) for the process-hygiene specs.
+TESTPOSIX := $(BUILD)/testposix.so
+$(TESTPOSIX): spec/tools/testposix.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -shared $(LDFLAGS) -o $@ $<
 
 $(BUILD)/obj/%.o: src/%.c src/*.h
 	@mkdir -p $(dir $@)
@@ -50,7 +56,7 @@ deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
-test: all
+test: all $(TESTPOSIX)
 	$(BUSTED)
 
 # The whole suite with AddressSanitizer + UBSan in the module, run by a
@@ -58,7 +64,7 @@ test: all
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 ASAN_BUILD := build-asan
 test-asan:
-	$(MAKE) BUILD=$(ASAN_BUILD) CFLAGS="-O1 -g $(SAN_FLAGS)" LDFLAGS="$(SAN_FLAGS)" all
+	$(MAKE) BUILD=$(ASAN_BUILD) CFLAGS="-O1 -g $(SAN_FLAGS)" LDFLAGS="$(SAN_FLAGS)" all $(ASAN_BUILD)/testposix.so
 	$(CC) -O1 -g $(SAN_FLAGS) $(shell pkg-config --cflags $(LUA_PC)) spec/tools/lua_host.c \
 	  -o $(ASAN_BUILD)/lua_host $(shell pkg-config --libs $(LUA_PC)) -lm
 	TRUTO_BUILD=$(ASAN_BUILD) ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1 \
@@ -66,7 +72,7 @@ test-asan:
 	  $(ASAN_BUILD)/lua_host /usr/bin/busted
 
 # The whole suite under valgrind memcheck: any error or definite leak fails it.
-test-valgrind: all
+test-valgrind: all $(TESTPOSIX)
 	valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
 	  --show-leak-kinds=definite $(LUA_BIN) /usr/bin/busted
 

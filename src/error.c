@@ -138,7 +138,11 @@ static int error_tostring(lua_State *L)
         luaL_addstring(&b, " (");
         luaL_addstring(&b, method);
         luaL_addchar(&b, ' ');
-        luaL_addstring(&b, url);
+        /* one line stays one readable line: long URLs are cut */
+        size_t len = strlen(url);
+        luaL_addlstring(&b, url, len > TERR_URL_SHOWN ? TERR_URL_SHOWN : len);
+        if (len > TERR_URL_SHOWN)
+            luaL_addstring(&b, "...");
         luaL_addchar(&b, ')');
     }
     luaL_pushresult(&b);

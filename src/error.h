@@ -13,6 +13,7 @@
 
 #define TRUTO_ERROR_MT "truto.error"
 #define TERR_BODY_MAX (64 * 1024)
+#define TERR_URL_SHOWN 300 /* bytes of the URL tostring() shows */
 
 typedef struct {
     const char *kind;    /* "http" | "transport" | "timeout" | "decode" | "loop" */

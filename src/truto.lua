@@ -11,6 +11,9 @@ local M = { VERSION = core.VERSION }
 
 local MODEL = "user-directory"
 local DEFAULT_BASE_URL = "https://api.truto.one"
+-- No server takes a longer request line (nginx: 8 KiB by default); refuse
+-- it before sending rather than send what can only fail.
+local MAX_QUERY = 64 * 1024
 
 local error, type, tostring, pairs, next = error, type, tostring, pairs, next
 local setmetatable, getmetatable, select = setmetatable, getmetatable, select
@@ -341,8 +344,11 @@ local function prepare_query(self, fname, n, params)
   end
   local _, err = core.segment(account)
   if err then argerror(fname, n, "integrated_account_id: " .. err, 4) end
-  local _, qerr = core.encode_query(query)
+  local q, qerr = core.encode_query(query)
   if qerr then argerror(fname, n, "params." .. qerr, 4) end
+  if #q > MAX_QUERY then
+    argerror(fname, n, format("params: query of %d bytes is longer than %d", #q, MAX_QUERY), 4)
+  end
   return query
 end
 
