@@ -67,13 +67,15 @@ test-asan:
 	$(MAKE) BUILD=$(ASAN_BUILD) CFLAGS="-O1 -g $(SAN_FLAGS)" LDFLAGS="$(SAN_FLAGS)" all $(ASAN_BUILD)/testposix.so
 	$(CC) -O1 -g $(SAN_FLAGS) $(shell pkg-config --cflags $(LUA_PC)) spec/tools/lua_host.c \
 	  -o $(ASAN_BUILD)/lua_host $(shell pkg-config --libs $(LUA_PC)) -lm
-	TRUTO_BUILD=$(ASAN_BUILD) ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1 \
+	TRUTO_BUILD=$(ASAN_BUILD) TRUTO_SOAK_REQUESTS=5000 TRUTO_SOAK_CHECK_RSS=0 \
+	  ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  $(ASAN_BUILD)/lua_host /usr/bin/busted
 
 # The whole suite under valgrind memcheck: any error or definite leak fails it.
 test-valgrind: all $(TESTPOSIX)
-	valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+	TRUTO_SOAK_REQUESTS=1000 TRUTO_SOAK_CHECK_RSS=0 \
+	  valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
 	  --show-leak-kinds=definite $(LUA_BIN) /usr/bin/busted
 
 mock:

@@ -286,7 +286,8 @@ static int transport_failure(lua_State *L, tcurl *t, CURLcode rc)
     else
         lua_pushstring(L, curl_easy_strerror(rc));
     lua_pushboolean(L, never_sent(rc));
-    return 4;
+    lua_pushboolean(L, t->body_too_large || rc == CURLE_FILESIZE_EXCEEDED);
+    return 5;
 }
 
 /* Optional per-call seconds at idx, else the client's milliseconds. */
@@ -296,7 +297,7 @@ static long call_ms(lua_State *L, int idx, long dflt)
 }
 
 /* transport:perform(method, url, header_lines, body[, timeout, connect_timeout])
- *   -> status, headers, body | nil, kind, message, never_sent */
+ *   -> status, headers, body | nil, kind, message, never_sent, too_large */
 static int curl_perform(lua_State *L)
 {
     tcurl *t = check_curl(L);

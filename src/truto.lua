@@ -188,13 +188,13 @@ local function call_policy(self, opts)
 end
 
 -- Seconds to wait before attempt `attempt` + 1, or nil to give up now.
--- `err` describes the failure: kind, status, retry_after, never_sent.
+-- `err` describes the failure: kind, status, retry_after, never_sent, too_large.
 local function retry_wait(policy, method, err, attempt)
   if attempt > policy.max_retries then return nil end
   if err.kind == "http" then
     if not policy.retry_statuses[err.status] then return nil end
-  elseif err.kind ~= "transport" and err.kind ~= "timeout" then
-    return nil
+  elseif err.too_large or (err.kind ~= "transport" and err.kind ~= "timeout") then
+    return nil -- an answer over max_body will be as large next time
   end
   -- A POST or PATCH may have taken effect: send it again only when the
   -- server can tell a replay (Idempotency-Key) or never saw it.
@@ -227,7 +227,7 @@ local function exchange(self, method, url, body, lines, policy)
   local attempt = 0
   while true do
     attempt = attempt + 1
-    local status, headers, text, never_sent = transport:perform(method, url, lines, body,
+    local status, headers, text, never_sent, too_large = transport:perform(method, url, lines, body,
       policy.timeout, policy.connect_timeout)
     local failure
     if status then
@@ -235,7 +235,7 @@ local function exchange(self, method, url, body, lines, policy)
       failure = { kind = "http", status = status,
         retry_after = core.retry_after(headers["retry-after"], headers["ratelimit-reset"]) }
     else
-      failure = { kind = headers, message = text, never_sent = never_sent }
+      failure = { kind = headers, message = text, never_sent = never_sent, too_large = too_large }
     end
     local wait = retry_wait(policy, method, failure, attempt)
     if not wait then
