@@ -1,0 +1,141 @@
+-- Busted helper: runs the mock Truto server (spec/mock/serve) and reads its request log.
+--
+--   local mock = require "spec.helpers.mock"
+--   local m = mock.start()   -- { url = "http://127.0.0.1:PORT", port, token = "test-token", dir }
+--   mock.requests()          -- the request log, oldest first; mock.last(): the newest entry
+--   mock.reset()             -- empties the log and forgets all server state
+--   mock.stop()              -- also done at process exit
+--
+-- Plain Lua 5.4 with luasocket and lua-cjson. See spec/mock/README.md for the accounts.
+
+local socket = require "socket"
+local http = require "socket.http"
+local ltn12 = require "ltn12"
+local cjson = require "cjson"
+
+local mock = {}
+
+local TOKEN = "test-token"
+local START_TIMEOUT = 5 -- seconds
+
+-- Busted gives every spec file fresh copies of the modules it loads (insulate), so the server
+-- is kept in the registry: one process, one server, whichever copy of this module asks.
+local REGISTRY_KEY = "lua-truto spec.helpers.mock"
+local shared = debug.getregistry()[REGISTRY_KEY] or {}
+debug.getregistry()[REGISTRY_KEY] = shared
+
+local SERVE = (function()
+  local source = debug.getinfo(1, "S").source
+  local dir = source:match("^@(.*)/[^/]*$") or "."
+  return dir .. "/../mock/serve"
+end)()
+
+local function quote(s)
+  return "'" .. s:gsub("'", [['\'']]) .. "'"
+end
+
+local function free_port()
+  local server = assert(socket.bind("127.0.0.1", 0))
+  local _, port = server:getsockname()
+  server:close()
+  return tonumber(port)
+end
+
+-- The id of this Lua process: the parent of the shell io.popen starts.
+local function own_pid()
+  local p = assert(io.popen("echo $PPID"))
+  local pid = p:read("*l")
+  p:close()
+  return assert(tonumber(pid), "cannot find the process id")
+end
+
+local function accepting(port)
+  local deadline = socket.gettime() + START_TIMEOUT
+  repeat
+    local conn = socket.connect("127.0.0.1", port)
+    if conn then
+      conn:close()
+      return true
+    end
+    socket.sleep(0.05)
+  until socket.gettime() > deadline
+  return false
+end
+
+-- Runs `serve` on a free port; returns the server table, or nil and serve's output.
+local function launch()
+  local port = free_port()
+  local p = assert(io.popen(string.format("%s --port %d --watch %d 2>&1", quote(SERVE), port,
+    own_pid())))
+  local out = p:read("*a")
+  if not p:close() then return nil, out end
+  local dir = out:match("([^\n]+)\n*$")
+  if not accepting(port) then
+    os.execute(quote(SERVE) .. " --stop " .. quote(dir))
+    return nil, "nothing accepts connections on port " .. port .. " after " .. START_TIMEOUT .. " s"
+  end
+  return { url = "http://127.0.0.1:" .. port, port = port, token = TOKEN, dir = dir }
+end
+
+--- Starts the server once per process; later calls return the same table.
+function mock.start()
+  if shared.server then return shared.server end
+  local server, err
+  for _ = 1, 3 do -- another process may take the free port before nginx binds it
+    server, err = launch()
+    if server then break end
+  end
+  if not server then error("mock.start: the mock Truto server did not start:\n" .. err, 2) end
+  shared.server = server
+  -- Stops the server when the Lua state closes (Busted ends with os.exit(code, true)).
+  shared.sentinel = shared.sentinel or setmetatable({}, { __gc = function() mock.stop() end })
+  return server
+end
+
+local function running()
+  return shared.server or error("the mock server is not running: call mock.start() first", 3)
+end
+
+--- Every logged request since the start or the last reset, oldest first.
+function mock.requests()
+  local f = assert(io.open(running().dir .. "/requests.log", "r"))
+  local entries = {}
+  for line in f:lines() do
+    local entry = cjson.decode(line)
+    entry.connection = math.tointeger(entry.connection) -- cjson reads every number as a float
+    entries[#entries + 1] = entry
+  end
+  f:close()
+  return entries
+end
+
+--- The newest request log entry, or nil.
+function mock.last()
+  local entries = mock.requests()
+  return entries[#entries]
+end
+
+--- Clears the request log and all server state (fault counters, organizations, ...).
+function mock.reset()
+  local chunks = {}
+  local _, code = http.request({
+    url = running().url .. "/__mock/reset",
+    method = "POST",
+    headers = { ["content-length"] = "0" },
+    sink = ltn12.sink.table(chunks),
+  })
+  if code ~= 200 then
+    error("mock.reset: " .. tostring(code) .. " " .. table.concat(chunks), 2)
+  end
+end
+
+--- Stops the server and removes its directory. Harmless when it does not run.
+function mock.stop()
+  local server = shared.server
+  if not server then return end
+  shared.server = nil
+  os.execute(quote(SERVE) .. " --stop " .. quote(server.dir))
+  os.execute("rm -rf " .. quote(server.dir))
+end
+
+return mock
