@@ -27,7 +27,7 @@ local MIX = {
 describe("a long-running client", function()
   it("keeps memory flat over " .. REQUESTS .. " requests with faults", function()
     mock.reset()
-    local client = h.client { max_retries = 0 }
+    local client = h.client { max_retries = 0, rate_limit = false }
     local counts, warm = {}, nil
     for i = 1, REQUESTS do
       local row = MIX[(i - 1) % #MIX + 1]

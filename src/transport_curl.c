@@ -1,26 +1,49 @@
-/* transport_curl.c - one libcurl easy handle per client, see transport_curl.h.
+/* transport_curl.c - the libcurl transport, see transport_curl.h.
  *
- * The handle is reused for every request so sequential calls share one
- * keep-alive connection. Our libcurl callbacks only copy bytes into C
- * buffers; no Lua code runs inside libcurl, so no Lua error can unwind
- * through its frames.
+ * One multi handle per client drives every transfer, so all of a client's
+ * requests share one connection cache: sequential calls reuse one
+ * keep-alive connection, and several requests can be in flight at once
+ * (read-ahead, many accounts). A request is a "slot": an easy handle taken
+ * from the client's idle pool plus the buffers its answer goes into.
+ *
+ * Our libcurl callbacks only copy bytes into C buffers; no Lua code runs
+ * inside libcurl, so no Lua error can unwind through its frames.
  */
 #include "transport_curl.h"
 #include "buf.h"
 #include "version.h"
 
 #include <ctype.h>
-#include <stdio.h>
 #include <curl/curl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #define DEFAULT_MAX_BODY (64L * 1024 * 1024)
+#define IDLE_POOL 16 /* easy handles kept for reuse */
 
-typedef struct {
+typedef struct tcurl tcurl;
+
+typedef enum { SLOT_IDLE, SLOT_RUNNING, SLOT_DONE } slot_state;
+
+/* One request: its easy handle, what it sent and what came back. */
+typedef struct slot {
+    tcurl *owner; /* NULL once the client is gone */
     CURL *easy;
-    pid_t pid;          /* process that created easy (see ensure_handle) */
+    struct curl_slist *headers_out;
+    slot_state state;
+    CURLcode result;
+    int body_too_large;
+    tbuf body;
+    tbuf headers; /* raw header lines of the answer */
+    char errbuf[CURL_ERROR_SIZE];
+    struct slot *prev, *next; /* the owner's list of running slots */
+} slot;
+
+struct tcurl {
+    CURLM *multi;
+    pid_t pid;          /* process that created multi (see ensure_multi) */
     char *auth_header;  /* "Authorization: Bearer ..."; never shown anywhere */
     char *user_agent;
     char *ca_file;
@@ -31,34 +54,38 @@ typedef struct {
     long low_speed_limit; /* bytes per second ... */
     long low_speed_time;  /* ... for this many seconds, else abort */
     curl_off_t max_body;
-    int body_too_large;
-    tbuf body;
-    tbuf headers; /* raw header lines of the last response */
-    char errbuf[CURL_ERROR_SIZE];
-} tcurl;
+    CURLM *inherited; /* a parent's multi handle, kept but never used (fork) */
+    CURL *idle[IDLE_POOL];
+    int n_idle;
+    slot *running; /* slots added to multi */
+};
+
+/* ---- callbacks ---------------------------------------------------------- */
 
 static size_t on_body(char *data, size_t size, size_t n, void *ud)
 {
-    tcurl *t = ud;
+    slot *s = ud;
     size_t len = size * n;
-    if ((curl_off_t)(t->body.len + len) > t->max_body) {
-        t->body_too_large = 1;
+    if ((curl_off_t)(s->body.len + len) > s->owner->max_body) {
+        s->body_too_large = 1;
         return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
     }
-    tbuf_add(&t->body, data, len);
-    return t->body.oom ? 0 : len;
+    tbuf_add(&s->body, data, len);
+    return s->body.oom ? 0 : len;
 }
 
 static size_t on_header(char *data, size_t size, size_t n, void *ud)
 {
-    tcurl *t = ud;
+    slot *s = ud;
     size_t len = size * n;
     /* A new status line starts a new header block (after 1xx answers). */
     if (len >= 5 && memcmp(data, "HTTP/", 5) == 0)
-        tbuf_reset(&t->headers);
-    tbuf_add(&t->headers, data, len);
-    return t->headers.oom ? 0 : len;
+        tbuf_reset(&s->headers);
+    tbuf_add(&s->headers, data, len);
+    return s->headers.oom ? 0 : len;
 }
+
+/* ---- the client: options, handles, fork --------------------------------- */
 
 /* "lua-truto/0.1.0 libcurl/7.88.1 Lua 5.4" */
 static char *default_user_agent(void)
@@ -78,29 +105,25 @@ static char *dup_opt_string(lua_State *L, int opts, const char *name)
     return copy;
 }
 
-static long opt_ms(lua_State *L, int opts, const char *name, double dflt)
+static double opt_number(lua_State *L, int opts, const char *name, double dflt)
 {
     lua_getfield(L, opts, name);
     double v = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : dflt;
     lua_pop(L, 1);
-    return (long)(v * 1000.0);
+    return v;
 }
 
-/* Options that never change for the life of the handle. */
-static void set_static_options(tcurl *t)
+/* Options that are the same for every request of the client. */
+static void set_client_options(tcurl *t, CURL *e)
 {
-    CURL *e = t->easy;
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->errbuf);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(e, CURLOPT_HEADERDATA, t);
     curl_easy_setopt(e, CURLOPT_USERAGENT, t->user_agent);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, t->verify_tls ? 1L : 0L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, t->verify_tls ? 2L : 0L);
@@ -114,21 +137,43 @@ static void set_static_options(tcurl *t)
 }
 
 /*
- * A handle inherited through fork() shares its sockets with the parent;
+ * Handles inherited through fork() share their sockets with the parent;
  * closing them here could send a TLS close_notify on the parent's
- * connection. The child therefore abandons the inherited handle and
- * starts its own.
+ * connection. A child therefore abandons what it inherited (deliberately
+ * not freed: freeing would close those sockets) and starts afresh.
  */
-static int ensure_handle(tcurl *t)
+static int ensure_multi(tcurl *t)
 {
-    if (t->easy && t->pid == getpid())
+    if (t->multi && t->pid == getpid())
         return 1;
-    t->easy = curl_easy_init();
+    if (t->multi)
+        t->inherited = t->multi; /* still pointed to, so leak checkers see it kept */
+    t->multi = curl_multi_init();
     t->pid = getpid();
-    if (!t->easy)
+    t->n_idle = 0;
+    t->running = NULL;
+    if (!t->multi)
         return 0;
-    set_static_options(t);
+    curl_multi_setopt(t->multi, CURLMOPT_MAXCONNECTS, 32L);
     return 1;
+}
+
+static CURL *take_easy(tcurl *t)
+{
+    if (t->n_idle > 0)
+        return t->idle[--t->n_idle];
+    CURL *e = curl_easy_init();
+    if (e)
+        set_client_options(t, e);
+    return e;
+}
+
+static void give_back_easy(tcurl *t, CURL *e)
+{
+    if (t && t->n_idle < IDLE_POOL && t->pid == getpid())
+        t->idle[t->n_idle++] = e;
+    else
+        curl_easy_cleanup(e);
 }
 
 int tcurl_new(lua_State *L)
@@ -136,8 +181,6 @@ int tcurl_new(lua_State *L)
     luaL_checktype(L, 1, LUA_TTABLE);
     tcurl *t = lua_newuserdatauv(L, sizeof *t, 0);
     memset(t, 0, sizeof *t);
-    tbuf_init(&t->body);
-    tbuf_init(&t->headers);
     luaL_setmetatable(L, TRUTO_CURL_MT); /* from here on __gc frees what we add */
 
     lua_getfield(L, 1, "token");
@@ -160,15 +203,13 @@ int tcurl_new(lua_State *L)
     lua_getfield(L, 1, "verify_tls");
     t->verify_tls = lua_isnil(L, -1) || lua_toboolean(L, -1);
     lua_pop(L, 1);
-    t->timeout_ms = opt_ms(L, 1, "timeout", 30);
-    t->connect_timeout_ms = opt_ms(L, 1, "connect_timeout", 10);
-    t->low_speed_limit = opt_ms(L, 1, "low_speed_limit", 0) / 1000;
-    t->low_speed_time = opt_ms(L, 1, "low_speed_time", 0) / 1000;
-    lua_getfield(L, 1, "max_body");
-    t->max_body = lua_isnumber(L, -1) ? (curl_off_t)lua_tonumber(L, -1) : DEFAULT_MAX_BODY;
-    lua_pop(L, 1);
-    if (!ensure_handle(t))
-        return luaL_error(L, "curl_easy_init failed");
+    t->timeout_ms = (long)(opt_number(L, 1, "timeout", 30) * 1000);
+    t->connect_timeout_ms = (long)(opt_number(L, 1, "connect_timeout", 10) * 1000);
+    t->low_speed_limit = (long)opt_number(L, 1, "low_speed_limit", 0);
+    t->low_speed_time = (long)opt_number(L, 1, "low_speed_time", 0);
+    t->max_body = (curl_off_t)opt_number(L, 1, "max_body", (double)DEFAULT_MAX_BODY);
+    if (!t->user_agent || !ensure_multi(t))
+        return luaL_error(L, "out of memory");
     return 1;
 }
 
@@ -179,6 +220,8 @@ static tcurl *check_curl(lua_State *L)
         luaL_error(L, "transport is closed");
     return t;
 }
+
+/* ---- building a request ------------------------------------------------- */
 
 /* Rejects header lines that could split into two (CR, LF, NUL). */
 static int safe_header_line(const char *s, size_t len)
@@ -226,12 +269,146 @@ static struct curl_slist *build_headers(lua_State *L, tcurl *t, int idx, int has
     return list;
 }
 
-/* Pushes the last response's headers as a table of lower-case names;
- * repeated headers are joined with ", ". */
-static void push_headers(lua_State *L, tcurl *t)
+/* Optional per-call seconds at idx, else the client's milliseconds. */
+static long call_ms(lua_State *L, int idx, long dflt)
+{
+    return lua_isnumber(L, idx) ? (long)(lua_tonumber(L, idx) * 1000.0) : dflt;
+}
+
+static void link_running(tcurl *t, slot *s)
+{
+    s->prev = NULL;
+    s->next = t->running;
+    if (t->running)
+        t->running->prev = s;
+    t->running = s;
+}
+
+static void unlink_running(tcurl *t, slot *s)
+{
+    if (s->prev)
+        s->prev->next = s->next;
+    else if (t->running == s)
+        t->running = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    s->prev = s->next = NULL;
+}
+
+/*
+ * Arguments at 2..7: method, url, header_lines, body, timeout,
+ * connect_timeout. Sets up s and adds it to the multi handle. Raises on
+ * misuse or allocation failure (s is left idle and owns nothing then).
+ */
+static void start_slot(lua_State *L, tcurl *t, slot *s)
+{
+    const char *method = luaL_checkstring(L, 2);
+    const char *url = luaL_checkstring(L, 3);
+    size_t body_len = 0;
+    const char *body = luaL_optlstring(L, 5, NULL, &body_len);
+    if (!ensure_multi(t))
+        luaL_error(L, "curl_multi_init failed");
+    struct curl_slist *headers = build_headers(L, t, 4, body != NULL);
+    CURL *e = headers ? take_easy(t) : NULL;
+    if (!e) {
+        curl_slist_free_all(headers);
+        luaL_error(L, "out of memory");
+    }
+    s->owner = t;
+    s->easy = e;
+    s->headers_out = headers;
+    s->body_too_large = 0;
+    s->errbuf[0] = 0;
+    tbuf_reset(&s->body);
+    tbuf_reset(&s->headers);
+
+    curl_easy_setopt(e, CURLOPT_PRIVATE, s);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, s);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, s);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, s->errbuf);
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L); /* resets any earlier body */
+    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, strcmp(method, "GET") ? method : NULL);
+    if (body) {
+        /* copied: the Lua string may be collected while the request runs */
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+        curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, body);
+    }
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, call_ms(L, 6, t->timeout_ms));
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, call_ms(L, 7, t->connect_timeout_ms));
+    s->state = SLOT_RUNNING;
+    link_running(t, s);
+    curl_multi_add_handle(t->multi, e);
+}
+
+/* Takes s out of the multi handle and returns its easy handle to the pool. */
+static void release_slot(slot *s)
+{
+    tcurl *t = s->owner;
+    if (s->easy) {
+        if (t && t->pid == getpid()) {
+            if (s->state != SLOT_IDLE)
+                curl_multi_remove_handle(t->multi, s->easy);
+            curl_easy_setopt(s->easy, CURLOPT_HTTPHEADER, NULL);
+            give_back_easy(t, s->easy);
+        } else if (!t) {
+            curl_easy_cleanup(s->easy);
+        }
+        s->easy = NULL;
+    }
+    if (t)
+        unlink_running(t, s);
+    curl_slist_free_all(s->headers_out);
+    s->headers_out = NULL;
+    s->state = SLOT_IDLE;
+}
+
+/* ---- driving transfers -------------------------------------------------- */
+
+/* Moves finished transfers to SLOT_DONE. */
+static void collect_finished(tcurl *t)
+{
+    CURLMsg *msg;
+    int left;
+    while ((msg = curl_multi_info_read(t->multi, &left))) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        slot *s = NULL;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&s);
+        if (s) {
+            s->result = msg->data.result;
+            s->state = SLOT_DONE;
+        }
+    }
+}
+
+/* Runs transfers without blocking. */
+static void pump(tcurl *t)
+{
+    int running;
+    curl_multi_perform(t->multi, &running);
+    collect_finished(t);
+}
+
+/* Runs transfers until s is done (blocking). */
+static void wait_slot(tcurl *t, slot *s)
+{
+    pump(t);
+    while (s->state == SLOT_RUNNING) {
+        curl_multi_poll(t->multi, NULL, 0, 1000, NULL);
+        pump(t);
+    }
+}
+
+/* ---- answers ------------------------------------------------------------ */
+
+/* Pushes the answer's headers as a table of lower-case names; repeated
+ * headers are joined with ", ". */
+static void push_headers(lua_State *L, const tbuf *raw)
 {
     lua_newtable(L);
-    const char *p = t->headers.data, *end = p + t->headers.len;
+    const char *p = raw->data, *end = p + raw->len;
     while (p && p < end) {
         const char *eol = memchr(p, '\n', (size_t)(end - p));
         const char *next = eol ? eol + 1 : end;
@@ -271,87 +448,115 @@ static int never_sent(CURLcode rc)
            rc == CURLE_COULDNT_RESOLVE_PROXY;
 }
 
-static int transport_failure(lua_State *L, tcurl *t, CURLcode rc)
+/* status, headers, body | nil, kind, message, never_sent, too_large */
+static int push_answer(lua_State *L, slot *s)
 {
-    lua_pushnil(L);
-    if (rc == CURLE_OPERATION_TIMEDOUT) {
-        lua_pushliteral(L, "timeout");
-    } else {
-        lua_pushliteral(L, "transport");
+    CURLcode rc = s->result;
+    if (rc == CURLE_OK && (s->body.oom || s->headers.oom))
+        rc = CURLE_OUT_OF_MEMORY;
+    if (rc != CURLE_OK) {
+        int too_large = s->body_too_large || rc == CURLE_FILESIZE_EXCEEDED;
+        lua_pushnil(L);
+        if (rc == CURLE_OPERATION_TIMEDOUT)
+            lua_pushliteral(L, "timeout");
+        else
+            lua_pushliteral(L, "transport");
+        if (too_large)
+            lua_pushfstring(L, "response body larger than max_body (%d bytes)", (int)s->owner->max_body);
+        else if (s->errbuf[0])
+            lua_pushstring(L, s->errbuf);
+        else
+            lua_pushstring(L, curl_easy_strerror(rc));
+        lua_pushboolean(L, never_sent(rc));
+        lua_pushboolean(L, too_large);
+        return 5;
     }
-    if (t->body_too_large || rc == CURLE_FILESIZE_EXCEEDED)
-        lua_pushfstring(L, "response body larger than max_body (%d bytes)", (int)t->max_body);
-    else if (t->errbuf[0])
-        lua_pushstring(L, t->errbuf);
-    else
-        lua_pushstring(L, curl_easy_strerror(rc));
-    lua_pushboolean(L, never_sent(rc));
-    lua_pushboolean(L, t->body_too_large || rc == CURLE_FILESIZE_EXCEEDED);
-    return 5;
+    long status = 0;
+    curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &status);
+    lua_pushinteger(L, status);
+    push_headers(L, &s->headers);
+    lua_pushlstring(L, s->body.data ? s->body.data : "", s->body.len);
+    return 3;
 }
 
-/* Optional per-call seconds at idx, else the client's milliseconds. */
-static long call_ms(lua_State *L, int idx, long dflt)
+static void free_slot_buffers(slot *s)
 {
-    return lua_isnumber(L, idx) ? (long)(lua_tonumber(L, idx) * 1000.0) : dflt;
+    tbuf_free(&s->body);
+    tbuf_free(&s->headers);
 }
 
-/* transport:perform(method, url, header_lines, body[, timeout, connect_timeout])
- *   -> status, headers, body | nil, kind, message, never_sent, too_large */
+/* ---- Lua: the client ---------------------------------------------------- */
+
+#define TRUTO_REQUEST_MT "truto.request"
+
+/* Pushes a new request userdata for client t (at stack index 1) and starts
+ * it with the arguments at 2..7. The garbage collector owns the slot, so a
+ * Lua error at any later point cannot leave it dangling. */
+static slot *push_started_request(lua_State *L, tcurl *t)
+{
+    slot *s = lua_newuserdatauv(L, sizeof *s, 1);
+    memset(s, 0, sizeof *s);
+    luaL_setmetatable(L, TRUTO_REQUEST_MT);
+    lua_pushvalue(L, 1); /* the request keeps its client alive */
+    lua_setuservalue(L, -2);
+    start_slot(L, t, s);
+    return s;
+}
+
+/* Pushes the answer of a finished slot and frees what the slot held. */
+static int finish(lua_State *L, slot *s)
+{
+    int n = push_answer(L, s);
+    release_slot(s);
+    free_slot_buffers(s);
+    return n;
+}
+
+/*
+ * transport:perform(method, url, header_lines, body[, timeout, connect_timeout])
+ *   -> status, headers, body | nil, kind, message, never_sent, too_large
+ * Blocks until the answer is in.
+ */
 static int curl_perform(lua_State *L)
 {
     tcurl *t = check_curl(L);
-    const char *method = luaL_checkstring(L, 2);
-    const char *url = luaL_checkstring(L, 3);
-    size_t body_len = 0;
-    const char *body = luaL_optlstring(L, 5, NULL, &body_len);
-    if (!ensure_handle(t))
-        return luaL_error(L, "curl_easy_init failed");
-    struct curl_slist *headers = build_headers(L, t, 4, body != NULL);
-    if (!headers)
-        return luaL_error(L, "out of memory");
+    slot *s = push_started_request(L, t);
+    wait_slot(t, s);
+    return finish(L, s);
+}
 
-    CURL *e = t->easy;
-    curl_easy_setopt(e, CURLOPT_URL, url);
-    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L); /* resets any earlier body */
-    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, strcmp(method, "GET") ? method : NULL);
-    if (body) {
-        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
-        curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
-    }
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, call_ms(L, 6, t->timeout_ms));
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, call_ms(L, 7, t->connect_timeout_ms));
-    tbuf_reset(&t->body);
-    tbuf_reset(&t->headers);
-    t->body_too_large = 0;
-    t->errbuf[0] = 0;
-
-    CURLcode rc = curl_easy_perform(e);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, NULL);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, NULL);
-    curl_slist_free_all(headers);
-    if (rc == CURLE_OK && (t->body.oom || t->headers.oom))
-        return luaL_error(L, "out of memory reading the response");
-    if (rc != CURLE_OK)
-        return transport_failure(L, t, rc);
-
-    long status = 0;
-    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
-    lua_pushinteger(L, status);
-    push_headers(L, t);
-    lua_pushlstring(L, t->body.data ? t->body.data : "", t->body.len);
-    /* Keep memory flat: a huge answer should not pin its buffer forever. */
-    if (t->body.cap > 4 * 1024 * 1024)
-        tbuf_free(&t->body);
-    return 3;
+/* transport:pump(): lets running transfers make progress without blocking. */
+static int curl_pump(lua_State *L)
+{
+    pump(check_curl(L));
+    return 0;
 }
 
 static void free_curl(tcurl *t)
 {
-    if (t->easy && t->pid == getpid())
-        curl_easy_cleanup(t->easy);
-    t->easy = NULL;
+    int same_process = t->pid == getpid();
+    /* Running slots outlive us only as Lua objects: detach them. */
+    for (slot *s = t->running; s;) {
+        slot *next = s->next;
+        if (same_process && s->easy) {
+            curl_multi_remove_handle(t->multi, s->easy);
+            curl_easy_cleanup(s->easy);
+        }
+        s->easy = NULL;
+        s->owner = NULL;
+        s->state = SLOT_IDLE;
+        s->prev = s->next = NULL;
+        s = next;
+    }
+    t->running = NULL;
+    if (same_process) {
+        for (int i = 0; i < t->n_idle; i++)
+            curl_easy_cleanup(t->idle[i]);
+        if (t->multi)
+            curl_multi_cleanup(t->multi);
+    }
+    t->n_idle = 0;
+    t->multi = NULL;
     if (t->auth_header) {
         /* wipe the token before giving the memory back */
         volatile char *p = t->auth_header;
@@ -363,8 +568,6 @@ static void free_curl(tcurl *t)
     free(t->ca_file);
     free(t->proxy);
     t->auth_header = t->user_agent = t->ca_file = t->proxy = NULL;
-    tbuf_free(&t->body);
-    tbuf_free(&t->headers);
 }
 
 static int curl_gc(lua_State *L)
@@ -379,11 +582,101 @@ static int curl_tostring(lua_State *L)
     return 1;
 }
 
+/* ---- Lua: requests in flight -------------------------------------------- */
+
+static slot *check_request(lua_State *L)
+{
+    return luaL_checkudata(L, 1, TRUTO_REQUEST_MT);
+}
+
+/*
+ * transport:start(method, url, header_lines, body[, timeout, connect_timeout])
+ *   -> request
+ * Starts a request and returns at once; request:wait() gives its answer.
+ */
+static int curl_start(lua_State *L)
+{
+    tcurl *t = check_curl(L);
+    push_started_request(L, t);
+    pump(t);
+    return 1;
+}
+
+/* request:wait() -> the answer, as transport:perform gives it. Once only. */
+static int request_wait(lua_State *L)
+{
+    slot *s = check_request(L);
+    if (s->state == SLOT_IDLE || !s->owner)
+        return luaL_error(L, "request was cancelled or already read");
+    wait_slot(s->owner, s);
+    return finish(L, s);
+}
+
+/* request:done() -> whether the answer is in (never blocks) */
+static int request_done(lua_State *L)
+{
+    slot *s = check_request(L);
+    if (s->state == SLOT_RUNNING && s->owner)
+        pump(s->owner);
+    lua_pushboolean(L, s->state == SLOT_DONE);
+    return 1;
+}
+
+/* request:cancel(): abandons the request; never raises. Also __gc/__close. */
+static int request_cancel(lua_State *L)
+{
+    slot *s = check_request(L);
+    release_slot(s);
+    free_slot_buffers(s);
+    return 0;
+}
+
+/*
+ * transport:wait_any(requests) -> index of a finished request in the array
+ * `requests` (blocking until one finishes), or nil if none is running.
+ */
+static int curl_wait_any(lua_State *L)
+{
+    tcurl *t = check_curl(L);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    size_t n = lua_rawlen(L, 2);
+    for (;;) {
+        int any_running = 0;
+        pump(t);
+        for (size_t i = 1; i <= n; i++) {
+            lua_rawgeti(L, 2, (lua_Integer)i);
+            slot *s = luaL_testudata(L, -1, TRUTO_REQUEST_MT);
+            lua_pop(L, 1);
+            if (!s)
+                continue;
+            if (s->state == SLOT_DONE) {
+                lua_pushinteger(L, (lua_Integer)i);
+                return 1;
+            }
+            any_running |= s->state == SLOT_RUNNING && s->owner != NULL;
+        }
+        if (!any_running) {
+            lua_pushnil(L);
+            return 1;
+        }
+        curl_multi_poll(t->multi, NULL, 0, 1000, NULL);
+    }
+}
+
 void tcurl_register(lua_State *L)
 {
-    static const luaL_Reg methods[] = {
+    static const luaL_Reg client_methods[] = {
         {"perform", curl_perform},
+        {"start", curl_start},
+        {"pump", curl_pump},
+        {"wait_any", curl_wait_any},
         {"close", curl_gc},
+        {NULL, NULL},
+    };
+    static const luaL_Reg request_methods[] = {
+        {"wait", request_wait},
+        {"done", request_done},
+        {"cancel", request_cancel},
         {NULL, NULL},
     };
     /* Once per process: curl_global_init is not thread-safe and must not be
@@ -394,12 +687,21 @@ void tcurl_register(lua_State *L)
         initialised = 1;
     }
     if (luaL_newmetatable(L, TRUTO_CURL_MT)) {
-        luaL_newlib(L, methods);
+        luaL_newlib(L, client_methods);
         lua_setfield(L, -2, "__index");
         lua_pushcfunction(L, curl_gc);
         lua_setfield(L, -2, "__gc");
         lua_pushcfunction(L, curl_tostring);
         lua_setfield(L, -2, "__tostring");
+    }
+    lua_pop(L, 1);
+    if (luaL_newmetatable(L, TRUTO_REQUEST_MT)) {
+        luaL_newlib(L, request_methods);
+        lua_setfield(L, -2, "__index");
+        lua_pushcfunction(L, request_cancel);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, request_cancel);
+        lua_setfield(L, -2, "__close");
     }
     lua_pop(L, 1);
 }

@@ -10,7 +10,7 @@
  *   decode(text)                -> value | nil, message
  *   read_response(status, headers, body, method, url) -> value | nil, err
  *   retry_after(retry_after, ratelimit_reset) -> seconds | nil
- *   sleep(seconds)
+ *   sleep(seconds), now() -> monotonic seconds
  *   error(fields)               -> error object
  *   pager([cursor])             -> pager (pager.h)
  *   curl(opts)                  -> libcurl transport (transport_curl.h)
@@ -94,6 +94,15 @@ static int l_sleep(lua_State *L)
     return 0;
 }
 
+/* core.now() -> seconds on a monotonic clock, for waits and rate limits. */
+static int l_now(lua_State *L)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+    return 1;
+}
+
 /* Caches cjson.decode in the registry: required once, never per call. */
 static void cache_cjson_decode(lua_State *L)
 {
@@ -117,6 +126,7 @@ int luaopen_truto_core(lua_State *L)
         {"read_response", tresp_read},
         {"retry_after", l_retry_after},
         {"sleep", l_sleep},
+        {"now", l_now},
         {"error", terr_from_table},
         {"pager", tpager_new},
         {"curl", tcurl_new},

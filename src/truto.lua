@@ -90,6 +90,7 @@ local CLIENT_OPTIONS = {
   low_speed_limit = "seconds", low_speed_time = "seconds",
   max_retries = "count", max_retry_wait = "seconds", retry_statuses = "statuses",
   on_retry = "function", sleep = "function",
+  prefetch = "boolean", concurrency = "positive_count", rate_limit = "rate_limit",
 }
 
 -- Options a single call may override (a trailing table after params).
@@ -97,17 +98,25 @@ local CALL_OPTIONS = {
   timeout = "positive", connect_timeout = "positive",
   max_retries = "count", max_retry_wait = "seconds", retry_statuses = "statuses",
   on_retry = "function", idempotency_key = "string",
+  prefetch = "boolean", concurrency = "positive_count", on_error = "on_error",
 }
 
 local EXPECTED = {
   id = "string or integer", count = "integer >= 0", seconds = "number >= 0",
-  positive = "number > 0", statuses = "array of HTTP statuses",
+  positive = "number > 0", statuses = "array of HTTP statuses", positive_count = "integer >= 1",
+  on_error = '"raise" or "skip"', rate_limit = "false or { requests = n, per = seconds }",
 }
 
 local function valid_option(kind, value)
   local t = type(value)
   if kind == "id" then return t == "string" or t == "number" end
   if kind == "count" then return math.type(value) == "integer" and value >= 0 end
+  if kind == "positive_count" then return math.type(value) == "integer" and value >= 1 end
+  if kind == "on_error" then return value == "raise" or value == "skip" end
+  if kind == "rate_limit" then
+    return value == false or (t == "table" and math.type(value.requests) == "integer" and value.requests >= 1
+      and type(value.per) == "number" and value.per > 0)
+  end
   if kind == "seconds" then return t == "number" and value >= 0 and value < math.huge end
   if kind == "positive" then return t == "number" and value > 0 and value < math.huge end
   if kind == "statuses" then
@@ -170,6 +179,8 @@ end
 
 local DEFAULT_RETRY_STATUSES = { 429, 500, 502, 504 }
 local BACKOFF_BASE, BACKOFF_CAP, DEFAULT_429_WAIT = 0.5, 10, 10
+-- Truto allows 500 requests per 10 s per API token.
+local DEFAULT_RATE_LIMIT = { requests = 500, per = 10 }
 
 local function status_set(list)
   local set = {}
@@ -214,21 +225,47 @@ local function transport_error(kind, message, method, url)
   return core.error { kind = kind, message = message, method = method, url = url, remote = false }
 end
 
+-- Client-side rate limit: at most `requests` request starts in any `per`
+-- seconds (Truto allows 500 per 10 s per token). A ring of start times.
+local function throttle(self)
+  local limit = self._rate_limit
+  if not limit then return end
+  local ring, n = limit.ring, limit.requests
+  local i = limit.next
+  local oldest = ring[i]
+  if oldest then
+    local wait = oldest + limit.per - core.now()
+    if wait > 0 then self._policy.sleep(wait) end
+  end
+  ring[i] = core.now()
+  limit.next = i % n + 1
+end
+
+-- Starts one attempt without waiting for it.
+local function start(self, method, url, body, lines, policy)
+  throttle(self)
+  return self._transport:start(method, url, lines, body, policy.timeout, policy.connect_timeout)
+end
+
+local function with_idempotency_key(lines, policy)
+  if not policy.idempotency_key then return lines end
+  local merged = { "Idempotency-Key: " .. policy.idempotency_key }
+  for i = 1, #lines do merged[i + 1] = lines[i] end
+  return merged
+end
+
 -- Performs a request with retries. Returns the final answer (status,
 -- headers, body, attempts) whatever its status, or nil and an error object
--- when the last attempt failed in transport.
-local function exchange(self, method, url, body, lines, policy)
-  if policy.idempotency_key then
-    local merged = { "Idempotency-Key: " .. policy.idempotency_key }
-    for i = 1, #lines do merged[i + 1] = lines[i] end
-    lines = merged
-  end
-  local transport = self._transport
+-- when the last attempt failed in transport. `first`, when given, is the
+-- first attempt already started (read-ahead); it is waited for, not sent.
+local function exchange(self, method, url, body, lines, policy, first)
+  lines = with_idempotency_key(lines, policy)
   local attempt = 0
   while true do
     attempt = attempt + 1
-    local status, headers, text, never_sent, too_large = transport:perform(method, url, lines, body,
-      policy.timeout, policy.connect_timeout)
+    local request = first or start(self, method, url, body, lines, policy)
+    first = nil
+    local status, headers, text, never_sent, too_large = request:wait()
     local failure
     if status then
       if not policy.retry_statuses[status] then return status, headers, text, attempt end
@@ -262,8 +299,8 @@ local function header_lines_of(self, extra)
 end
 
 -- One request whose answer is JSON: the decoded value, or nil and an error.
-local function call(self, method, url, body, policy)
-  local status, headers, text, attempts = exchange(self, method, url, body, self._header_lines, policy)
+local function call(self, method, url, body, policy, first)
+  local status, headers, text, attempts = exchange(self, method, url, body, self._header_lines, policy, first)
   if not status then return nil, headers end
   local value, err = core.read_response(status, headers, text, method, url)
   if err then err.attempts = attempts end
@@ -308,8 +345,15 @@ function M.new(opts)
       retry_statuses = status_set(opts.retry_statuses or DEFAULT_RETRY_STATUSES),
       on_retry = opts.on_retry,
       sleep = opts.sleep or core.sleep,
+      prefetch = opts.prefetch ~= false,
+      concurrency = opts.concurrency or 8,
+      on_error = "raise",
     },
   }, Client)
+  local limit = opts.rate_limit == nil and DEFAULT_RATE_LIMIT or opts.rate_limit
+  if limit then
+    self._rate_limit = { requests = limit.requests, per = limit.per, ring = {}, next = 1 }
+  end
   -- The token goes into C and stays there: no Lua table of ours holds it.
   self._transport = core.curl {
     token = token, user_agent = opts.user_agent, ca_file = opts.ca_file, proxy = opts.proxy,
@@ -492,59 +536,116 @@ end
 -- Lists: iterators over items and over pages.
 ---------------------------------------------------------------------------
 
-local Iterator = {}
-Iterator.__index = Iterator
-Iterator.__name = "truto.iterator"
+-- A stream walks one account's list: the query, the pager and at most one
+-- request in flight (the next page, when read-ahead is on).
 
---- Releases the iterator; later calls end the loop. Never raises.
-function Iterator:close()
-  self.closed = true
-  self.items = nil
+local function new_stream(client, path, query, policy)
+  return {
+    client = client, path = path, query = query, policy = policy,
+    account = query.integrated_account_id, pager = core.pager(query.next_cursor),
+  }
 end
-Iterator.__close = Iterator.close
-Iterator.__gc = Iterator.close
 
--- Fetches the next page and feeds it to the pager; raises the error object
--- on failure (iterators have no other way to report it).
-local function fetch_page(it)
-  local query = it.query
-  query.next_cursor = it.pager:cursor()
-  local url = with_query(it.path, query)
-  local page, err = call(it.client, "GET", url, nil, it.policy)
-  if page == nil then
-    it:close()
-    error(err, 0)
+-- The URL of the stream's next page.
+local function next_url(st)
+  st.query.next_cursor = st.pager:cursor()
+  return with_query(st.path, st.query)
+end
+
+-- Starts the request for the stream's next page without waiting for it.
+local function stream_start(st)
+  st.url = next_url(st)
+  st.pending = start(st.client, "GET", st.url, nil, st.client._header_lines, st.policy)
+end
+
+local function stream_cancel(st)
+  if st.pending then
+    st.pending:cancel()
+    st.pending = nil
   end
-  local result, keyed, message = it.pager:feed(page)
+end
+
+-- Reads the stream's next page: takes the request in flight (or sends
+-- one), retries as the policy says, feeds the pager. Returns page, result,
+-- keyed; or nil and an error object.
+local function stream_read(st)
+  local url, pending = st.url, st.pending
+  st.url, st.pending = nil, nil
+  if not pending then url = next_url(st) end
+  local page, err = call(st.client, "GET", url, nil, st.policy, pending)
+  if page == nil then return nil, err end
+  local result, keyed, message = st.pager:feed(page)
   if result == nil then
-    it:close()
-    error(core.error { kind = keyed, message = message, method = "GET", url = url, remote = false }, 0)
+    return nil, core.error { kind = keyed, message = message, method = "GET", url = url, remote = false }
   end
   return page, result, keyed
 end
 
+local Iterator = {}
+Iterator.__index = Iterator
+Iterator.__name = "truto.iterator"
+
+--- Releases the iterator and cancels any request in flight; later calls
+-- end the loop. Never raises.
+function Iterator:close()
+  self.closed = true
+  self.items = nil
+  if self.stream then stream_cancel(self.stream) end
+  for _, st in ipairs(self.active or {}) do stream_cancel(st) end
+end
+Iterator.__close = Iterator.close
+Iterator.__gc = Iterator.close
+
+-- Raises err from an iterator, after releasing it.
+local function fail(it, err)
+  it:close()
+  error(err, 0)
+end
+
+-- Fetches the next page of a one-account iterator, and starts the one
+-- after it (read-ahead) so that it arrives while the caller works.
+local function fetch_page(it)
+  local st = it.stream
+  local page, result, keyed = stream_read(st)
+  if page == nil then fail(it, result) end
+  if st.policy.prefetch and not st.pager:done() then stream_start(st) end
+  return page, result, keyed
+end
+
+-- Next item of the current page, or nil when it is used up.
+local function take_item(it)
+  local items = it.items
+  if not items then return nil end
+  if it.keyed then
+    local key, item = next(items, it.key)
+    if key ~= nil then
+      it.key = key
+      return item, key
+    end
+  else
+    local i = it.index + 1
+    local item = items[i]
+    if item ~= nil then
+      it.index = i
+      return item
+    end
+  end
+  it.items = nil
+  return nil
+end
+
+local PUMP_EVERY = 32 -- items between nudges to a transfer in flight
+
 -- The item iterator: yields item (or item, key for truto_key_by answers).
 local function next_item(it)
   while true do
-    local items = it.items
-    if items then
-      if it.keyed then
-        local key, item = next(items, it.key)
-        if key ~= nil then
-          it.key = key
-          return item, key
-        end
-      else
-        local i = it.index + 1
-        local item = items[i]
-        if item ~= nil then
-          it.index = i
-          return item
-        end
-      end
-      it.items = nil
+    local item, key = take_item(it)
+    if item ~= nil then
+      -- let the read-ahead request progress while the caller works
+      if it.index % PUMP_EVERY == 0 and it.stream.pending then it.client._transport:pump() end
+      return item, key
     end
-    if it.closed or it.pager:done() then return nil end
+    if it.closed or (it.stream.pager:done() and not it.stream.pending) then return nil end
     local _, result, keyed = fetch_page(it)
     it.items, it.keyed, it.index, it.key = result, keyed, 0, nil
   end
@@ -552,22 +653,131 @@ end
 
 -- The page iterator: yields each decoded page.
 local function next_page(it)
-  if it.closed or it.pager:done() then return nil end
+  if it.closed or (it.stream.pager:done() and not it.stream.pending) then return nil end
   return (fetch_page(it))
 end
 
+-- Many accounts at once. Each account is a stream with at most one request
+-- in flight and at most two pages read ahead; at most `concurrency`
+-- streams are active. Items come out as `item, account_id`, each account's
+-- pages in order.
+
+local MAX_READY = 2
+
+local function refill(it)
+  for _, st in ipairs(it.active) do
+    if not st.pending and not st.pager:done() and #st.ready < MAX_READY then stream_start(st) end
+  end
+  while #it.active < it.policy.concurrency and it.next_account <= #it.accounts do
+    local query = {}
+    for k, v in next, it.query do query[k] = v end
+    query.integrated_account_id = it.accounts[it.next_account]
+    it.next_account = it.next_account + 1
+    local st = new_stream(it.client, it.path, query, it.policy)
+    st.ready = {}
+    it.active[#it.active + 1] = st
+    stream_start(st)
+  end
+end
+
+-- Waits for one request in flight and stores its page (or its error).
+local function receive(it)
+  local requests, owners = {}, {}
+  for _, st in ipairs(it.active) do
+    if st.pending then
+      requests[#requests + 1] = st.pending
+      owners[#requests] = st
+    end
+  end
+  local i = it.client._transport:wait_any(requests)
+  if not i then return false end
+  local st = owners[i]
+  local page, result, keyed = stream_read(st)
+  if page == nil then
+    result.account_id = st.account
+    if it.policy.on_error ~= "skip" then fail(it, result) end
+    it.errors[#it.errors + 1] = { account_id = st.account, error = result }
+    st.failed = true
+    return true
+  end
+  st.ready[#st.ready + 1] = { items = result, keyed = keyed }
+  return true
+end
+
+-- Drops streams that have nothing more to give.
+local function retire(it)
+  local kept = {}
+  for _, st in ipairs(it.active) do
+    local finished = st.failed or (st.pager:done() and not st.pending and #st.ready == 0)
+    if not finished then kept[#kept + 1] = st end
+  end
+  it.active = kept
+end
+
+local function next_multi(it)
+  while true do
+    local item = take_item(it)
+    if item ~= nil then return item, it.current end
+    if it.closed then return nil end
+    local ready
+    for _, st in ipairs(it.active) do
+      if #st.ready > 0 then
+        ready = st
+        break
+      end
+    end
+    if ready then
+      local page = table.remove(ready.ready, 1)
+      it.items, it.keyed, it.index, it.key = page.items, page.keyed, 0, nil
+      it.current = ready.account
+    else
+      retire(it)
+      refill(it)
+      if #it.active == 0 or not receive(it) then
+        it.closed = true
+        return nil
+      end
+    end
+  end
+end
+
+local iterate_accounts -- below: many accounts at once
+
 local function iterate(self, fname, step, model, resource, params, n, opts)
   local policy = call_options(self, fname, n + 1, opts)
+  local accounts = type(params) == "table" and rawget(params, "integrated_account_id")
+  if type(accounts) == "table" then
+    if step ~= next_item then argerror(fname, n, "integrated_account_id: one account expected", 3) end
+    return iterate_accounts(self, fname, model, resource, params, n, policy, accounts)
+  end
   local query = prepare_query(self, fname, n, params)
-  local it = setmetatable({
-    client = self,
-    path = self.base_url .. "/unified/" .. model .. "/" .. resource,
-    query = query,
-    pager = core.pager(query.next_cursor),
-    policy = policy,
-  }, Iterator)
+  local path = self.base_url .. "/unified/" .. model .. "/" .. resource
+  local it = setmetatable({ client = self, stream = new_stream(self, path, query, policy) }, Iterator)
   -- The fourth value is closed when a generic for ends, even by break.
   return step, it, nil, it
+end
+
+iterate_accounts = function(self, fname, model, resource, params, n, policy, accounts)
+  local list = {}
+  for i, account in ipairs(accounts) do
+    local _, err = core.segment(account)
+    if err then argerror(fname, n, format("integrated_account_id[%d]: %s", i, err), 3) end
+    list[i] = account
+  end
+  local count = 0
+  for _ in next, accounts do count = count + 1 end
+  if #list == 0 or count ~= #list then
+    argerror(fname, n, "integrated_account_id: a non-empty array of account ids expected", 3)
+  end
+  local one = {}
+  for k, v in next, params do one[k] = v end
+  one.integrated_account_id = list[1]
+  local query = prepare_query(self, fname, n, one) -- checks the params once
+  local it = setmetatable({
+    client = self, policy = policy, query = query, accounts = list, next_account = 1,
+    path = self.base_url .. "/unified/" .. model .. "/" .. resource, active = {}, errors = {},
+  }, Iterator)
+  return next_multi, it, nil, it
 end
 
 --- Iterates over every item of every page of a list.
