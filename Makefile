@@ -24,9 +24,10 @@ CORE := $(BUILD)/truto/core.so
 LUALIB := $(BUILD)/truto.lua
 
 DEB_PACKAGES := valgrind openssl lua5.4 liblua5.4-dev lua-cjson libcurl4-openssl-dev lua-busted lua-socket \
-                nginx-light libnginx-mod-http-lua luarocks pkg-config gcc make
+                nginx-light libnginx-mod-http-lua luarocks pkg-config gcc make \
+                lua-check lua-ldoc lua-markdown clang-format clang-tidy
 
-.PHONY: all deps test test-asan test-valgrind mock demo install clean
+.PHONY: all deps test test-asan test-valgrind mock demo install clean examples docs lint format-check
 
 all: $(CORE) $(LUALIB)
 
@@ -84,10 +85,35 @@ mock:
 demo: all
 	LUA_BIN=$(LUA_BIN) examples/demo.sh
 
+BINDIR   ?= $(PREFIX)/bin
+SHAREDIR ?= $(PREFIX)/share/lua-truto
+
+# The module, the command line and the mock server (for `lua-truto mock`).
 install: all
 	install -d $(DESTDIR)$(LUA_CMOD)/truto $(DESTDIR)$(LUA_LMOD)
 	install -m 755 $(CORE) $(DESTDIR)$(LUA_CMOD)/truto/core.so
 	install -m 644 $(LUALIB) $(DESTDIR)$(LUA_LMOD)/truto.lua
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SHAREDIR)/mock/truto_mock
+	install -m 755 lua-truto $(DESTDIR)$(BINDIR)/lua-truto
+	install -m 755 spec/mock/serve $(DESTDIR)$(SHAREDIR)/mock/serve
+	install -m 644 spec/mock/truto_mock/*.lua $(DESTDIR)$(SHAREDIR)/mock/truto_mock/
+	install -m 644 spec/mock/README.md $(DESTDIR)$(SHAREDIR)/mock/README.md
+
+# Every example script, run against the mock server and its output checked.
+examples: all
+	$(BUSTED) spec/examples_spec.lua
+
+# The Lua API reference in docs/.
+docs:
+	ldoc .
+
+# luacheck with .luacheckrc; clang-tidy with .clang-tidy.
+lint: all
+	luacheck src/truto.lua lua-truto spec examples
+	clang-tidy --quiet --warnings-as-errors="*" $(SRCS) -- -std=c11 -D_GNU_SOURCE $(shell pkg-config --cflags $(LUA_PC) libcurl)
+
+format-check:
+	clang-format --dry-run --Werror $(SRCS) src/*.h
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

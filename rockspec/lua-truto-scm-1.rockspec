@@ -25,6 +25,8 @@ external_dependencies = {
 }
 build = {
   type = "builtin",
+  install = { bin = { ["lua-truto"] = "lua-truto" } },
+  copy_directories = { "spec/mock" },
   modules = {
     truto = "src/truto.lua",
     ["truto.core"] = {

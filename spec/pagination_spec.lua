@@ -135,7 +135,7 @@ describe("leaving a loop early", function()
   it("closes the iterator on break and fetches nothing more", function()
     local iter, state, init, closer = client:users({ integrated_account_id = "acct-small" }, { prefetch = false })
     assert.equal(state, closer)
-    for _ in iter, state, init, closer do break end
+    for _ in iter, state, init, closer do break end -- luacheck: ignore 512
     assert.is_true(state.closed)
     assert.is_nil(state.items)
     assert.is_nil(iter(state))

@@ -45,7 +45,7 @@ describe("read-ahead", function()
   it("cancels the request in flight when the loop is left", function()
     local client = h.client()
     local iter, state, init, closer = client:users { integrated_account_id = "acct-small@300" }
-    for _ in iter, state, init, closer do break end
+    for _ in iter, state, init, closer do break end -- luacheck: ignore 512
     assert.is_true(state.closed)
     assert.is_nil(state.stream.pending)
     -- the client is free for other work at once

@@ -8,8 +8,8 @@
 #ifndef TRUTO_COMPAT_H
 #define TRUTO_COMPAT_H
 
-#include <lua.h>
 #include <lauxlib.h>
+#include <lua.h>
 
 #if LUA_VERSION_NUM < 502
 #define lua_rawlen(L, i) lua_objlen((L), (i))

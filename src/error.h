@@ -12,7 +12,7 @@
 #include "compat.h"
 
 #define TRUTO_ERROR_MT "truto.error"
-#define TERR_BODY_MAX (64 * 1024)
+#define TERR_BODY_MAX ((size_t)64 * 1024)
 #define TERR_URL_SHOWN 300 /* bytes of the URL tostring() shows */
 
 typedef struct {

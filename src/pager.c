@@ -5,8 +5,8 @@
 #include <string.h>
 
 typedef struct {
-    int done;    /* the last page had no next cursor */
-    long pages;  /* pages fed so far */
+    int done;   /* the last page had no next cursor */
+    long pages; /* pages fed so far */
 } tpager;
 
 /* The user value holds the Lua side of the state, so the GC owns it:
@@ -92,9 +92,10 @@ static int pager_feed(lua_State *L)
     lua_getfield(L, 2, "result");
     int result = lua_gettop(L);
     if (lua_type(L, result) != LUA_TTABLE)
-        return refuse(L, "decode", tv_is_null(L, result) || lua_isnil(L, result)
-                                       ? "list page has no result"
-                                       : "list page result is not an array or object");
+        return refuse(L, "decode",
+                      tv_is_null(L, result) || lua_isnil(L, result)
+                          ? "list page has no result"
+                          : "list page result is not an array or object");
     lua_getfield(L, 2, "next_cursor");
     int t = lua_type(L, -1);
     if (t == LUA_TNIL || tv_is_null(L, -1) || (t == LUA_TSTRING && lua_rawlen(L, -1) == 0)) {
@@ -105,7 +106,8 @@ static int pager_feed(lua_State *L)
         return refuse(L, "decode", "list page next_cursor is not a string");
     } else if (!remember_cursor(L, st)) {
         p->done = 1;
-        return refuse(L, "loop", "next_cursor repeats a cursor already seen: the remote side is looping");
+        return refuse(L, "loop",
+                      "next_cursor repeats a cursor already seen: the remote side is looping");
     }
     p->pages++;
     lua_pushvalue(L, result);
@@ -143,10 +145,8 @@ static int pager_pages(lua_State *L)
 void tpager_register(lua_State *L)
 {
     static const luaL_Reg methods[] = {
-        {"feed", pager_feed},
-        {"cursor", pager_cursor},
-        {"done", pager_done},
-        {"pages", pager_pages},
+        {"feed", pager_feed}, {"cursor", pager_cursor},
+        {"done", pager_done}, {"pages", pager_pages},
         {NULL, NULL},
     };
     if (luaL_newmetatable(L, TRUTO_PAGER_MT)) {

@@ -16,8 +16,8 @@ static const char HEX[] = "0123456789ABCDEF";
 
 static int is_unreserved(unsigned char c)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '_' || c == '.' || c == '~';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_' || c == '.' || c == '~';
 }
 
 void tq_escape(tbuf *out, const char *s, size_t len)
@@ -168,7 +168,7 @@ int tq_encode(lua_State *L, int idx, tbuf *out, tbuf *err)
     idx = lua_absindex(L, idx);
     int top = lua_gettop(L);
     int ok = lua_type(L, idx) == LUA_TTABLE ? encode_table(&q, idx, 0)
-                                             : fail(&q, "params must be a table");
+                                            : fail(&q, "params must be a table");
     lua_settop(L, top);
     tbuf_free(&q.key);
     if (ok && out->oom)

@@ -43,8 +43,8 @@ typedef struct slot {
 
 struct tcurl {
     CURLM *multi;
-    pid_t pid;          /* process that created multi (see ensure_multi) */
-    char *auth_header;  /* "Authorization: Bearer ..."; never shown anywhere */
+    pid_t pid;         /* process that created multi (see ensure_multi) */
+    char *auth_header; /* "Authorization: Bearer ..."; never shown anywhere */
     char *user_agent;
     char *ca_file;
     char *proxy;
@@ -462,7 +462,8 @@ static int push_answer(lua_State *L, slot *s)
         else
             lua_pushliteral(L, "transport");
         if (too_large)
-            lua_pushfstring(L, "response body larger than max_body (%d bytes)", (int)s->owner->max_body);
+            lua_pushfstring(L, "response body larger than max_body (%d bytes)",
+                            (int)s->owner->max_body);
         else if (s->errbuf[0])
             lua_pushstring(L, s->errbuf);
         else
@@ -666,12 +667,8 @@ static int curl_wait_any(lua_State *L)
 void tcurl_register(lua_State *L)
 {
     static const luaL_Reg client_methods[] = {
-        {"perform", curl_perform},
-        {"start", curl_start},
-        {"pump", curl_pump},
-        {"wait_any", curl_wait_any},
-        {"close", curl_gc},
-        {NULL, NULL},
+        {"perform", curl_perform},   {"start", curl_start}, {"pump", curl_pump},
+        {"wait_any", curl_wait_any}, {"close", curl_gc},    {NULL, NULL},
     };
     static const luaL_Reg request_methods[] = {
         {"wait", request_wait},

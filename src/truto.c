@@ -72,7 +72,8 @@ static int l_segment(lua_State *L)
 
 static int l_retry_after(lua_State *L)
 {
-    double wait = tr_retry_after(luaL_optstring(L, 1, NULL), luaL_optstring(L, 2, NULL), time(NULL));
+    double wait =
+        tr_retry_after(luaL_optstring(L, 1, NULL), luaL_optstring(L, 2, NULL), time(NULL));
     if (wait < 0)
         lua_pushnil(L);
     else

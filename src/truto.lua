@@ -16,13 +16,13 @@ local DEFAULT_BASE_URL = "https://api.truto.one"
 local MAX_QUERY = 64 * 1024
 
 local error, type, tostring, pairs, next = error, type, tostring, pairs, next
-local setmetatable, getmetatable, select = setmetatable, getmetatable, select
-local format, concat, sort = string.format, table.concat, table.sort
+local setmetatable, getmetatable = setmetatable, getmetatable
+local format, sort = string.format, table.sort
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- Argument checks. Misuse raises at once, naming the argument, in the form
 -- Lua's own luaL_argerror uses; nothing has been sent when it does.
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 
 -- Raises for the caller of the public function `fname`. `level` counts
 -- frames from this function: 3 when called from the public function itself.
@@ -76,9 +76,9 @@ local function header_lines(fname, n, headers, level)
   return lines
 end
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- Client options.
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 
 -- Option name -> expected type. "id" is a string or integer; "count" an
 -- integer >= 0; "seconds" a number >= 0 ("positive" > 0).
@@ -91,6 +91,7 @@ local CLIENT_OPTIONS = {
   max_retries = "count", max_retry_wait = "seconds", retry_statuses = "statuses",
   on_retry = "function", sleep = "function",
   prefetch = "boolean", concurrency = "positive_count", rate_limit = "rate_limit",
+  transport = "transport",
 }
 
 -- Options a single call may override (a trailing table after params).
@@ -104,7 +105,8 @@ local CALL_OPTIONS = {
 local EXPECTED = {
   id = "string or integer", count = "integer >= 0", seconds = "number >= 0",
   positive = "number > 0", statuses = "array of HTTP statuses", positive_count = "integer >= 1",
-  on_error = '"raise" or "skip"', rate_limit = "false or { requests = n, per = seconds }",
+  on_error = '"raise" or "skip"', transport = '"curl", "ngx" or a transport object',
+  rate_limit = "false or { requests = n, per = seconds }",
 }
 
 local function valid_option(kind, value)
@@ -113,6 +115,7 @@ local function valid_option(kind, value)
   if kind == "count" then return math.type(value) == "integer" and value >= 0 end
   if kind == "positive_count" then return math.type(value) == "integer" and value >= 1 end
   if kind == "on_error" then return value == "raise" or value == "skip" end
+  if kind == "transport" then return value == "curl" or value == "ngx" or t == "table" or t == "userdata" end
   if kind == "rate_limit" then
     return value == false or (t == "table" and math.type(value.requests) == "integer" and value.requests >= 1
       and type(value.per) == "number" and value.per > 0)
@@ -170,9 +173,9 @@ local function normalize_base_url(url, allow_insecure)
   return (url:gsub("/+$", ""))
 end
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- Requests and retries.
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 
 -- Retries. Which failures are retried, and how long to wait, is policy:
 -- it lives here so that every transport (libcurl, nginx) shares it.
@@ -307,6 +310,37 @@ local function call(self, method, url, body, policy, first)
   return value, err
 end
 
+-- Transports. A transport performs fully built requests and knows nothing
+-- of Truto: perform(method, url, header_lines, body, timeout,
+-- connect_timeout) -> status, headers, body | nil, kind, message,
+-- never_sent, too_large; start(...) -> request with :wait(), :done(),
+-- :cancel(); pump(); wait_any(requests) -> index. "curl" is the C one;
+-- "ngx" (module truto.ngx) runs inside nginx without blocking it.
+
+-- Whether we run inside nginx in a phase whose handlers may yield.
+local make_transport
+
+local function nginx_can_yield()
+  local ngx = rawget(_G, "ngx")
+  if type(ngx) ~= "table" or type(ngx.get_phase) ~= "function" then return false end
+  local phase = ngx.get_phase()
+  return phase == "rewrite" or phase == "access" or phase == "content" or phase == "timer"
+    or phase == "ssl_cert" or phase == "ssl_session_fetch"
+end
+
+make_transport = function(kind, settings, policy)
+  if kind == nil then kind = nginx_can_yield() and "ngx" or "curl" end
+  -- The token goes into the transport and stays there: no Lua table of
+  -- ours that a caller can reach holds it.
+  if kind == "curl" then return core.curl(settings) end
+  if kind == "ngx" then
+    local ngx_transport = require "truto.ngx"
+    if policy.sleep == core.sleep then policy.sleep = ngx_transport.sleep end
+    return ngx_transport.new(settings)
+  end
+  return kind -- a transport object supplied by the caller
+end
+
 local Client = {}
 Client.__index = Client
 Client.__name = "truto.client"
@@ -354,12 +388,12 @@ function M.new(opts)
   if limit then
     self._rate_limit = { requests = limit.requests, per = limit.per, ring = {}, next = 1 }
   end
-  -- The token goes into C and stays there: no Lua table of ours holds it.
-  self._transport = core.curl {
+  local settings = {
     token = token, user_agent = opts.user_agent, ca_file = opts.ca_file, proxy = opts.proxy,
     verify_tls = opts.verify_tls, timeout = opts.timeout, connect_timeout = opts.connect_timeout,
     max_body = opts.max_body, low_speed_limit = opts.low_speed_limit, low_speed_time = opts.low_speed_time,
   }
+  self._transport = make_transport(opts.transport, settings, self._policy)
   return self
 end
 
@@ -367,9 +401,9 @@ function Client:__tostring()
   return format("truto.client (%s)", self.base_url)
 end
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- Unified calls.
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 
 -- Copies params, adds the default account, and checks it all encodes.
 -- Returns the query table. `n` is the params argument's position.
@@ -497,6 +531,7 @@ end
 --- The escape hatch: any request under the base URL.
 -- @tparam table req `method` (default GET), `path` ("/..."), `query` (table),
 --   `body` (table sent as JSON, or a string sent as is), `headers` (table)
+-- @tparam[opt] table opts per-call options (see the README)
 -- @treturn table `{ status, headers, body, json }` for any HTTP status
 --   (`json` is the decoded body when it is JSON)
 -- @treturn error on a transport failure
@@ -532,9 +567,9 @@ function Client:request(req, opts)
   return { status = status, headers = headers, body = text, json = core.decode(text) }
 end
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- Lists: iterators over items and over pages.
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 
 -- A stream walks one account's list: the query, the pager and at most one
 -- request in flight (the next page, when read-ahead is on).
@@ -806,9 +841,9 @@ function Client:groups(params, opts)
   return iterate(self, "groups", next_item, MODEL, "groups", params, 1, opts)
 end
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- The module-level default client, built from the environment.
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 
 local default_client
 

@@ -84,7 +84,10 @@ function M.start(mock_port)
     socket.sleep(0.05)
   end
   M.dir = dir
-  return { url = "https://localhost:" .. port, ip_url = "https://127.0.0.1:" .. port, ca_file = dir .. "/ca.crt", dir = dir }
+  return {
+    url = "https://localhost:" .. port, ip_url = "https://127.0.0.1:" .. port,
+    ca_file = dir .. "/ca.crt", dir = dir,
+  }
 end
 
 function M.stop()
