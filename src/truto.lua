@@ -250,11 +250,13 @@ local function start(self, method, url, body, lines, policy)
   return self._transport:start(method, url, lines, body, policy.timeout, policy.connect_timeout)
 end
 
-local function with_idempotency_key(lines, policy)
-  if not policy.idempotency_key then return lines end
-  local merged = { "Idempotency-Key: " .. policy.idempotency_key }
-  for i = 1, #lines do merged[i + 1] = lines[i] end
-  return merged
+-- Header lines a, then b (a itself when b is empty).
+local function joined(a, b)
+  if not b or #b == 0 then return a end
+  local lines = {}
+  for i = 1, #a do lines[i] = a[i] end
+  for i = 1, #b do lines[#lines + 1] = b[i] end
+  return lines
 end
 
 -- Performs a request with retries. Returns the final answer (status,
@@ -262,7 +264,9 @@ end
 -- when the last attempt failed in transport. `first`, when given, is the
 -- first attempt already started (read-ahead); it is waited for, not sent.
 local function exchange(self, method, url, body, lines, policy, first)
-  lines = with_idempotency_key(lines, policy)
+  if policy.idempotency_key then
+    lines = joined({ "Idempotency-Key: " .. policy.idempotency_key }, lines)
+  end
   local attempt = 0
   while true do
     attempt = attempt + 1
@@ -292,15 +296,6 @@ local function exchange(self, method, url, body, lines, policy, first)
   end
 end
 
-local function header_lines_of(self, extra)
-  local lines = self._header_lines
-  if not extra or #extra == 0 then return lines end
-  local merged = {}
-  for i = 1, #lines do merged[i] = lines[i] end
-  for i = 1, #extra do merged[#merged + 1] = extra[i] end
-  return merged
-end
-
 -- One request whose answer is JSON: the decoded value, or nil and an error.
 local function call(self, method, url, body, policy, first)
   local status, headers, text, attempts = exchange(self, method, url, body, self._header_lines, policy, first)
@@ -317,9 +312,9 @@ end
 -- :cancel(); pump(); wait_any(requests) -> index. "curl" is the C one;
 -- "ngx" (module truto.ngx) runs inside nginx without blocking it.
 
--- Whether we run inside nginx in a phase whose handlers may yield.
 local make_transport
 
+-- Whether we run inside nginx in a phase whose handlers may yield.
 local function nginx_can_yield()
   local ngx = rawget(_G, "ngx")
   if type(ngx) ~= "table" or type(ngx.get_phase) ~= "function" then return false end
@@ -349,8 +344,11 @@ Client.__name = "truto.client"
 -- @tparam[opt] table opts `token` (default `TRUTO_API_TOKEN`), `base_url`
 --   (default `TRUTO_BASE_URL`, else https://api.truto.one),
 --   `integrated_account_id`, `timeout` (30 s), `connect_timeout` (10 s),
---   `user_agent`, `headers`, `ca_file`, `proxy`, `verify_tls` (true),
---   `allow_insecure`, `max_body` (64 MiB).
+--   `low_speed_limit`, `low_speed_time`, `user_agent`, `headers`, `ca_file`,
+--   `proxy`, `verify_tls` (true), `allow_insecure`, `max_body` (64 MiB),
+--   `max_retries` (3), `max_retry_wait` (60 s), `retry_statuses`, `on_retry`,
+--   `sleep`, `prefetch` (true), `concurrency` (8), `rate_limit`
+--   (`{ requests = 500, per = 10 }`, or false), `transport` ("curl" | "ngx").
 -- @treturn client
 -- @raise on a missing token, a bad base URL or a bad option
 function M.new(opts)
@@ -561,7 +559,7 @@ function Client:request(req, opts)
   elseif body ~= nil and type(body) ~= "string" then
     argerror("request", 1, "body must be a table or a string")
   end
-  local lines = header_lines_of(self, header_lines("request", 1, req.headers, 3))
+  local lines = joined(self._header_lines, header_lines("request", 1, req.headers, 3))
   local status, headers, text = exchange(self, method, url, body, lines, policy)
   if not status then return nil, headers end
   return { status = status, headers = headers, body = text, json = core.decode(text) }
@@ -736,6 +734,8 @@ local function receive(it)
     return true
   end
   st.ready[#st.ready + 1] = { items = result, keyed = keyed }
+  -- keep this account's next page coming while its pages wait to be read
+  if #st.ready < MAX_READY and not st.pager:done() then stream_start(st) end
   return true
 end
 
