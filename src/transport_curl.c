@@ -54,7 +54,8 @@ struct tcurl {
     long low_speed_limit; /* bytes per second ... */
     long low_speed_time;  /* ... for this many seconds, else abort */
     curl_off_t max_body;
-    CURLM *inherited; /* a parent's multi handle, kept but never used (fork) */
+    CURLM *inherited; /* a parent's handles, kept but never used (fork) */
+    CURL *inherited_idle[IDLE_POOL];
     CURL *idle[IDLE_POOL];
     int n_idle;
     slot *running; /* slots added to multi */
@@ -146,8 +147,10 @@ static int ensure_multi(tcurl *t)
 {
     if (t->multi && t->pid == getpid())
         return 1;
-    if (t->multi)
-        t->inherited = t->multi; /* still pointed to, so leak checkers see it kept */
+    if (t->multi) { /* still pointed to, so leak checkers see them kept */
+        t->inherited = t->multi;
+        memcpy(t->inherited_idle, t->idle, sizeof t->idle);
+    }
     t->multi = curl_multi_init();
     t->pid = getpid();
     t->n_idle = 0;
