@@ -480,29 +480,74 @@ local ORG_GET = { id = 1, params = 2, opts = 3 }
 local ORG_UPDATE = { id = 1, body = 2, params = 3, opts = 4 }
 
 --- Gets one object: `GET /unified/<model>/<resource>/<id>`.
--- @treturn table|nil the object
--- @treturn error on failure
+-- @string model the unified model, e.g. "user-directory"
+-- @string resource e.g. "users"
+-- @tparam string|integer id one path segment, escaped
+-- @tparam[opt] table params query parameters (`integrated_account_id` unless the client has one)
+-- @tparam[opt] table opts options for this call only (`timeout`, `max_retries`, `idempotency_key`, ...)
+-- @treturn[1] table the decoded answer (integers as Lua integers; `{}` for 204)
+-- @treturn[2] nil
+-- @treturn[2] error the error object: `kind`, `status`, `message`, ...
+-- @raise on misuse (argument types, missing account, unencodable params or body)
 function Client:get(model, resource, id, params, opts)
   return single(self, "get", "GET", GENERIC_GET, model, resource, id, nil, params, opts)
 end
 
 --- Creates an object: `POST /unified/<model>/<resource>` with a JSON body.
+-- @string model the unified model, e.g. "user-directory"
+-- @string resource e.g. "users"
+-- @tparam table body sent as JSON (see `array` for empty arrays)
+-- @tparam[opt] table params query parameters (`integrated_account_id` unless the client has one)
+-- @tparam[opt] table opts options for this call only (`timeout`, `max_retries`, `idempotency_key`, ...)
+-- @treturn[1] table the decoded answer (integers as Lua integers; `{}` for 204)
+-- @treturn[2] nil
+-- @treturn[2] error the error object: `kind`, `status`, `message`, ...
+-- @raise on misuse (argument types, missing account, unencodable params or body)
 function Client:create(model, resource, body, params, opts)
   return single(self, "create", "POST", GENERIC_CREATE, model, resource, nil, body, params, opts)
 end
 
 --- Updates an object: `PATCH /unified/<model>/<resource>/<id>` with a JSON body.
+-- @string model the unified model, e.g. "user-directory"
+-- @string resource e.g. "users"
+-- @tparam string|integer id one path segment, escaped
+-- @tparam table body sent as JSON (see `array` for empty arrays)
+-- @tparam[opt] table params query parameters (`integrated_account_id` unless the client has one)
+-- @tparam[opt] table opts options for this call only (`timeout`, `max_retries`, `idempotency_key`, ...)
+-- @treturn[1] table the decoded answer (integers as Lua integers; `{}` for 204)
+-- @treturn[2] nil
+-- @treturn[2] error the error object: `kind`, `status`, `message`, ...
+-- @raise on misuse (argument types, missing account, unencodable params or body)
 function Client:update(model, resource, id, body, params, opts)
   return single(self, "update", "PATCH", GENERIC_UPDATE, model, resource, id, body, params, opts)
 end
 
 --- Deletes an object: `DELETE /unified/<model>/<resource>/<id>`. A 204 gives `{}`.
+-- @string model the unified model, e.g. "user-directory"
+-- @string resource e.g. "users"
+-- @tparam string|integer id one path segment, escaped
+-- @tparam[opt] table params query parameters (`integrated_account_id` unless the client has one)
+-- @tparam[opt] table opts options for this call only (`timeout`, `max_retries`, `idempotency_key`, ...)
+-- @treturn[1] table the decoded answer (integers as Lua integers; `{}` for 204)
+-- @treturn[2] nil
+-- @treturn[2] error the error object: `kind`, `status`, `message`, ...
+-- @raise on misuse (argument types, missing account, unencodable params or body)
 function Client:delete(model, resource, id, params, opts)
   return single(self, "delete", "DELETE", GENERIC_GET, model, resource, id, nil, params, opts)
 end
 
 --- Calls a custom method: `POST /unified/<model>/<resource>/<method>`.
 -- `body` defaults to `{}`; the answer is Truto's `{ result = ... }`.
+-- @string model the unified model, e.g. "user-directory"
+-- @string resource e.g. "users"
+-- @string method the custom method, e.g. "downgrade"
+-- @tparam[opt] table body sent as JSON
+-- @tparam[opt] table params query parameters (`integrated_account_id` unless the client has one)
+-- @tparam[opt] table opts options for this call only (`timeout`, `max_retries`, `idempotency_key`, ...)
+-- @treturn[1] table the decoded answer (integers as Lua integers; `{}` for 204)
+-- @treturn[2] nil
+-- @treturn[2] error the error object: `kind`, `status`, `message`, ...
+-- @raise on misuse (argument types, missing account, unencodable params or body)
 function Client:call(model, resource, method, body, params, opts)
   check_name("call", 1, model, "model")
   check_name("call", 2, resource, "resource")
@@ -511,17 +556,39 @@ function Client:call(model, resource, method, body, params, opts)
   return single(self, "call", "POST", CUSTOM_CALL, model, resource .. "/" .. method, nil, body, params, opts)
 end
 
---- Gets an organization.
+--- Gets an organization: `GET /unified/user-directory/organizations/<id>`.
+-- @tparam string|integer id one path segment, escaped
+-- @tparam[opt] table params query parameters (`integrated_account_id` unless the client has one)
+-- @tparam[opt] table opts options for this call only (`timeout`, `max_retries`, `idempotency_key`, ...)
+-- @treturn[1] table the decoded answer (integers as Lua integers; `{}` for 204)
+-- @treturn[2] nil
+-- @treturn[2] error the error object: `kind`, `status`, `message`, ...
+-- @raise on misuse (argument types, missing account, unencodable params or body)
 function Client:get_organization(id, params, opts)
   return single(self, "get_organization", "GET", ORG_GET, MODEL, "organizations", id, nil, params, opts)
 end
 
 --- Updates an organization (PATCH); `body` is a Lua table sent as JSON.
+-- @tparam string|integer id one path segment, escaped
+-- @tparam table body sent as JSON (see `array` for empty arrays)
+-- @tparam[opt] table params query parameters (`integrated_account_id` unless the client has one)
+-- @tparam[opt] table opts options for this call only (`timeout`, `max_retries`, `idempotency_key`, ...)
+-- @treturn[1] table the decoded answer (integers as Lua integers; `{}` for 204)
+-- @treturn[2] nil
+-- @treturn[2] error the error object: `kind`, `status`, `message`, ...
+-- @raise on misuse (argument types, missing account, unencodable params or body)
 function Client:update_organization(id, body, params, opts)
   return single(self, "update_organization", "PATCH", ORG_UPDATE, MODEL, "organizations", id, body, params, opts)
 end
 
 --- Deletes an organization. A 204 answer gives `{}`.
+-- @tparam string|integer id one path segment, escaped
+-- @tparam[opt] table params query parameters (`integrated_account_id` unless the client has one)
+-- @tparam[opt] table opts options for this call only (`timeout`, `max_retries`, `idempotency_key`, ...)
+-- @treturn[1] table the decoded answer (integers as Lua integers; `{}` for 204)
+-- @treturn[2] nil
+-- @treturn[2] error the error object: `kind`, `status`, `message`, ...
+-- @raise on misuse (argument types, missing account, unencodable params or body)
 function Client:delete_organization(id, params, opts)
   return single(self, "delete_organization", "DELETE", ORG_GET, MODEL, "organizations", id, nil, params, opts)
 end
@@ -816,8 +883,17 @@ iterate_accounts = function(self, fname, model, resource, params, n, policy, acc
 end
 
 --- Iterates over every item of every page of a list.
+-- With `integrated_account_id` an array of ids, reads the accounts at once
+-- (at most `concurrency` requests in flight) and yields `item, account_id`;
+-- `opts.on_error = "skip"` collects failing accounts in `state.errors`.
+-- With `truto_key_by` it yields `item, key`.
 -- @usage for user in client:list("user-directory", "users", { integrated_account_id = id }) do ... end
--- @raise the error object when a page fails
+-- @string model the unified model, e.g. "user-directory"
+-- @string resource e.g. "users"
+-- @tparam[opt] table params query parameters (`integrated_account_id` unless the client has one)
+-- @tparam[opt] table opts options for this call (`prefetch`, `concurrency`, `on_error`, retries, ...)
+-- @treturn function,table,nil,table a generic-for iterator; the fourth value closes it on `break`
+-- @raise the error object when a page fails (inside the loop); misuse at once
 function Client:list(model, resource, params, opts)
   check_name("list", 1, model, "model")
   check_name("list", 2, resource, "resource")
@@ -825,18 +901,33 @@ function Client:list(model, resource, params, opts)
 end
 
 --- Iterates over the pages of a list: `page.result`, `page.next_cursor`.
+-- @string model the unified model, e.g. "user-directory"
+-- @string resource e.g. "users"
+-- @tparam[opt] table params query parameters (`integrated_account_id` unless the client has one)
+-- @tparam[opt] table opts options for this call only (`timeout`, `max_retries`, `idempotency_key`, ...)
+-- @treturn function,table,nil,table a generic-for iterator; the fourth value closes it on `break`
+-- @raise the error object when a page fails (inside the loop); misuse at once
 function Client:pages(model, resource, params, opts)
   check_name("pages", 1, model, "model")
   check_name("pages", 2, resource, "resource")
   return iterate(self, "pages", next_page, model, resource, params, 3, opts)
 end
 
---- Iterates over every user of the account.
+--- Iterates over every user of the account (or accounts, see `list`).
+-- @usage for user in client:users { integrated_account_id = id, status = "active" } do ... end
+-- @tparam[opt] table params query parameters (`integrated_account_id` unless the client has one)
+-- @tparam[opt] table opts options for this call only (`timeout`, `max_retries`, `idempotency_key`, ...)
+-- @treturn function,table,nil,table a generic-for iterator; the fourth value closes it on `break`
+-- @raise the error object when a page fails (inside the loop); misuse at once
 function Client:users(params, opts)
   return iterate(self, "users", next_item, MODEL, "users", params, 1, opts)
 end
 
---- Iterates over every group of the account.
+--- Iterates over every group of the account (or accounts, see `list`).
+-- @tparam[opt] table params query parameters (`integrated_account_id` unless the client has one)
+-- @tparam[opt] table opts options for this call only (`timeout`, `max_retries`, `idempotency_key`, ...)
+-- @treturn function,table,nil,table a generic-for iterator; the fourth value closes it on `break`
+-- @raise the error object when a page fails (inside the loop); misuse at once
 function Client:groups(params, opts)
   return iterate(self, "groups", next_item, MODEL, "groups", params, 1, opts)
 end
@@ -859,6 +950,9 @@ local function default()
 end
 
 --- Replaces the default client's options (the module functions use it).
+-- @tparam table opts as for `new`
+-- @treturn client the new default client
+-- @raise as `new`
 function M.configure(opts)
   default_client = M.new(opts)
   return default_client
@@ -871,6 +965,9 @@ for _, name in ipairs { "users", "groups", "get_organization", "update_organizat
 end
 
 --- Marks a table as a JSON array, so that an empty one is sent as `[]`.
+-- @tparam[opt] table t the table (a new one when nil)
+-- @treturn table t
+-- @raise when t is not a table
 function M.array(t)
   if t == nil then t = {} end
   if type(t) ~= "table" then typeerror("array", 1, "table", t) end
@@ -878,6 +975,8 @@ function M.array(t)
 end
 
 --- Whether v is a lua-truto error object.
+-- @param v any value
+-- @treturn boolean
 function M.is_error(v)
   return getmetatable(v) == core.error_mt
 end
