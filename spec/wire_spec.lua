@@ -40,3 +40,19 @@ describe("requests", function()
     assert.are_not.equal(log[1].connection, log[2].connection)
   end)
 end)
+
+describe("the debug log", function()
+  it("shows each request and answer, with the token masked", function()
+    mock.reset()
+    local lines = {}
+    local client = h.client { debug = function(line) lines[#lines + 1] = line end, headers = { ["X-Team"] = "it" } }
+    assert(client:update_organization("org-1", { name = "D" }, { integrated_account_id = "acct-small" }))
+    local url = h.server().url .. "/unified/user-directory/organizations/org-1?integrated_account_id=acct-small"
+    assert.same({
+      "PATCH " .. url .. "\nAuthorization: Bearer ***\nX-Team: it\n(body: 12 bytes)",
+      lines[2],
+    }, lines)
+    assert.matches("^<%- 200 %(%d+ bytes%)$", lines[2])
+    for _, line in ipairs(lines) do assert.is_nil(line:find("test-token", 1, true)) end
+  end)
+end)

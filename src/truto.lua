@@ -16,8 +16,14 @@ local DEFAULT_BASE_URL = "https://api.truto.one"
 local MAX_QUERY = 64 * 1024
 
 local error, type, tostring, pairs, next = error, type, tostring, pairs, next
+-- Lua 5.1 and LuaJIT have no integer subtype: there an integral number
+-- counts as an integer.
+local math_type = math.type or function(v)
+  if type(v) ~= "number" then return nil end
+  return v == math.floor(v) and v >= -2 ^ 63 and v < 2 ^ 63 and "integer" or "float"
+end
 local setmetatable, getmetatable = setmetatable, getmetatable
-local format, sort = string.format, table.sort
+local format, sort, concat = string.format, table.sort, table.concat
 
 -- ------------------------------------------------------------------------
 -- Argument checks. Misuse raises at once, naming the argument, in the form
@@ -89,7 +95,7 @@ local CLIENT_OPTIONS = {
   allow_insecure = "boolean", max_body = "positive",
   low_speed_limit = "seconds", low_speed_time = "seconds",
   max_retries = "count", max_retry_wait = "seconds", retry_statuses = "statuses",
-  on_retry = "function", sleep = "function",
+  on_retry = "function", sleep = "function", debug = "function",
   prefetch = "boolean", concurrency = "positive_count", rate_limit = "rate_limit",
   transport = "transport",
 }
@@ -112,12 +118,12 @@ local EXPECTED = {
 local function valid_option(kind, value)
   local t = type(value)
   if kind == "id" then return t == "string" or t == "number" end
-  if kind == "count" then return math.type(value) == "integer" and value >= 0 end
-  if kind == "positive_count" then return math.type(value) == "integer" and value >= 1 end
+  if kind == "count" then return math_type(value) == "integer" and value >= 0 end
+  if kind == "positive_count" then return math_type(value) == "integer" and value >= 1 end
   if kind == "on_error" then return value == "raise" or value == "skip" end
   if kind == "transport" then return value == "curl" or value == "ngx" or t == "table" or t == "userdata" end
   if kind == "rate_limit" then
-    return value == false or (t == "table" and math.type(value.requests) == "integer" and value.requests >= 1
+    return value == false or (t == "table" and math_type(value.requests) == "integer" and value.requests >= 1
       and type(value.per) == "number" and value.per > 0)
   end
   if kind == "seconds" then return t == "number" and value >= 0 and value < math.huge end
@@ -125,7 +131,7 @@ local function valid_option(kind, value)
   if kind == "statuses" then
     if t ~= "table" then return false end
     for i, v in pairs(value) do
-      if math.type(i) ~= "integer" or math.type(v) ~= "integer" or v < 100 or v > 599 then return false end
+      if math_type(i) ~= "integer" or math_type(v) ~= "integer" or v < 100 or v > 599 then return false end
     end
     return true
   end
@@ -244,9 +250,19 @@ local function throttle(self)
   limit.next = i % n + 1
 end
 
+-- The debug log: each request line and its headers, the token masked
+-- (it never leaves the transport, so it cannot be shown).
+local function log_request(policy, method, url, lines, body)
+  local out = { method .. " " .. url, "Authorization: Bearer ***" }
+  for i = 1, #lines do out[#out + 1] = lines[i] end
+  if body then out[#out + 1] = format("(body: %d bytes)", #body) end
+  policy.debug(concat(out, "\n"))
+end
+
 -- Starts one attempt without waiting for it.
 local function start(self, method, url, body, lines, policy)
   throttle(self)
+  if policy.debug then log_request(policy, method, url, lines, body) end
   return self._transport:start(method, url, lines, body, policy.timeout, policy.connect_timeout)
 end
 
@@ -273,6 +289,9 @@ local function exchange(self, method, url, body, lines, policy, first)
     local request = first or start(self, method, url, body, lines, policy)
     first = nil
     local status, headers, text, never_sent, too_large = request:wait()
+    if policy.debug then
+      policy.debug(status and format("<- %d (%d bytes)", status, #text) or format("<- %s: %s", headers, text))
+    end
     local failure
     if status then
       if not policy.retry_statuses[status] then return status, headers, text, attempt end
@@ -347,7 +366,7 @@ Client.__name = "truto.client"
 --   `low_speed_limit`, `low_speed_time`, `user_agent`, `headers`, `ca_file`,
 --   `proxy`, `verify_tls` (true), `allow_insecure`, `max_body` (64 MiB),
 --   `max_retries` (3), `max_retry_wait` (60 s), `retry_statuses`, `on_retry`,
---   `sleep`, `prefetch` (true), `concurrency` (8), `rate_limit`
+--   `sleep`, `debug` (a function given each request and answer line), `prefetch` (true), `concurrency` (8), `rate_limit`
 --   (`{ requests = 500, per = 10 }`, or false), `transport` ("curl" | "ngx").
 -- @treturn client
 -- @raise on a missing token, a bad base URL or a bad option
@@ -376,6 +395,7 @@ function M.new(opts)
       max_retry_wait = opts.max_retry_wait or 60,
       retry_statuses = status_set(opts.retry_statuses or DEFAULT_RETRY_STATUSES),
       on_retry = opts.on_retry,
+      debug = opts.debug,
       sleep = opts.sleep or core.sleep,
       prefetch = opts.prefetch ~= false,
       concurrency = opts.concurrency or 8,
