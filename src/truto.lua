@@ -419,6 +419,14 @@ function Client:__tostring()
   return format("truto.client (%s)", self.base_url)
 end
 
+--- Closes the client's connections now instead of at garbage collection.
+-- The client cannot be used afterwards. Never raises.
+function Client:close()
+  local transport = self._transport
+  if transport and transport.close then transport:close() end
+end
+Client.__close = Client.close
+
 -- ------------------------------------------------------------------------
 -- Unified calls.
 -- ------------------------------------------------------------------------
@@ -778,17 +786,18 @@ local function next_page(it)
 end
 
 -- Many accounts at once. Each account is a stream with at most one request
--- in flight and at most two pages read ahead; at most `concurrency`
--- streams are active. Items come out as `item, account_id`, each account's
--- pages in order.
+-- in flight and at most MAX_READY pages read ahead. At most `concurrency`
+-- requests are in flight in all, handed out round-robin over up to
+-- ACTIVE_PER_SLOT x concurrency open streams, so that all accounts advance
+-- together and the last ones do not run alone. Items come out as
+-- `item, account_id`, each account's pages in order.
 
 local MAX_READY = 2
+local ACTIVE_PER_SLOT = 4
 
-local function refill(it)
-  for _, st in ipairs(it.active) do
-    if not st.pending and not st.pager:done() and #st.ready < MAX_READY then stream_start(st) end
-  end
-  while #it.active < it.policy.concurrency and it.next_account <= #it.accounts do
+local function open_streams(it)
+  local limit = it.policy.concurrency * ACTIVE_PER_SLOT
+  while #it.active < limit and it.next_account <= #it.accounts do
     local query = {}
     for k, v in next, it.query do query[k] = v end
     query.integrated_account_id = it.accounts[it.next_account]
@@ -796,7 +805,30 @@ local function refill(it)
     local st = new_stream(it.client, it.path, query, it.policy)
     st.ready = {}
     it.active[#it.active + 1] = st
-    stream_start(st)
+  end
+end
+
+local function wants_request(st)
+  return not st.pending and not st.failed and not st.pager:done() and #st.ready < MAX_READY
+end
+
+-- Starts requests, round-robin over the open streams, until `concurrency`
+-- are in flight.
+local function refill(it)
+  open_streams(it)
+  local active, in_flight = it.active, 0
+  for _, st in ipairs(active) do
+    if st.pending then in_flight = in_flight + 1 end
+  end
+  local n = #active
+  for k = 1, n do
+    if in_flight >= it.policy.concurrency then break end
+    local st = active[(it.turn + k - 1) % n + 1]
+    if wants_request(st) then
+      stream_start(st)
+      in_flight = in_flight + 1
+      it.turn = (it.turn + k) % n
+    end
   end
 end
 
@@ -821,8 +853,7 @@ local function receive(it)
     return true
   end
   st.ready[#st.ready + 1] = { items = result, keyed = keyed }
-  -- keep this account's next page coming while its pages wait to be read
-  if #st.ready < MAX_READY and not st.pager:done() then stream_start(st) end
+  refill(it) -- keep `concurrency` requests in flight while pages wait to be read
   return true
 end
 
@@ -896,7 +927,7 @@ iterate_accounts = function(self, fname, model, resource, params, n, policy, acc
   one.integrated_account_id = list[1]
   local query = prepare_query(self, fname, n, one) -- checks the params once
   local it = setmetatable({
-    client = self, policy = policy, query = query, accounts = list, next_account = 1,
+    client = self, policy = policy, query = query, accounts = list, next_account = 1, turn = 0,
     path = self.base_url .. "/unified/" .. model .. "/" .. resource, active = {}, errors = {},
   }, Iterator)
   return next_multi, it, nil, it

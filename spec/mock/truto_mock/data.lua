@@ -31,6 +31,10 @@ function data.account(id)
     account.data = name
     return account
   end
+  if name:match("^acct%-1k%-[%w_]+$") then -- a family of like accounts, for fan-out
+    account.data = "acct-1k"
+    return account
+  end
   local fault = name:match("^fault%-(.+)$")
   if fault and faults.exists(fault) then
     account.fault = fault
@@ -123,6 +127,7 @@ local function users(account, args)
   local all = fixtures.users()
   if account == "acct-large" then return from_series(fixtures.LARGE) end
   if account == "acct-huge" then return from_series(fixtures.HUGE) end
+  if account == "acct-1k" then return from_series(fixtures.K1) end
   if account == "acct-empty-page" then
     local c = from_list(head(all, 25), 10)
     c.paging = "empty-page"

@@ -220,6 +220,7 @@ local LAST = { "Andersen", "Baker", "Costa", "Dahl", "Evans", "Fischer", "Gomez"
 --- The series behind acct-large and acct-huge: id prefix, digits, size.
 fixtures.LARGE = { prefix = "L", digits = 6, count = 100000, domain = "large.example" }
 fixtures.HUGE = { prefix = "H", digits = 7, count = 1000000, domain = "huge.example" }
+fixtures.K1 = { prefix = "K", digits = 4, count = 1000, domain = "1k.example" }
 
 --- User `i` (1-based) of `series`.
 function fixtures.generated_user(series, i)
