@@ -33,11 +33,14 @@ static void copy_truto_body(lua_State *L, int err, int body)
     copy_field(L, err, body, "truto_error_insight", "insight");
 }
 
+/* A header's value when it is a string, else NULL. Only strings: the
+ * table keeps them alive after the pop, where a converted number would be
+ * garbage at once. */
 static const char *header(lua_State *L, int headers, const char *name)
 {
     lua_getfield(L, headers, name);
-    const char *v = lua_tostring(L, -1);
-    lua_pop(L, 1); /* the string stays alive in the headers table */
+    const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+    lua_pop(L, 1);
     return v;
 }
 

@@ -228,8 +228,40 @@ static int needs_protection(const char *s, size_t len)
     return v > 9007199254740992LL || v < -9007199254740992LL;
 }
 
-/* Walks the JSON text outside strings; calls back on each integer literal
- * that needs protection. Returns how many it found. */
+static int is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* Whether s[start] may begin a JSON value: the previous non-blank byte is
+ * '[', ',' or ':' (or there is none). Rules out "+1", "1e5" tails and the
+ * like, which cjson reads its own way. */
+static int at_value_start(const char *s, size_t start)
+{
+    while (start > 0 && strchr(" \t\r\n", s[start - 1]) && s[start - 1] != '\0')
+        start--;
+    return start == 0 || s[start - 1] == '[' || s[start - 1] == ',' || s[start - 1] == ':';
+}
+
+/* Length of the strict JSON integer at s (-?(0|[1-9][0-9]*)) when the number
+ * token there is exactly that, else 0. */
+static size_t json_integer(const char *s, size_t len)
+{
+    size_t i = s[0] == '-';
+    if (i >= len || !is_digit(s[i]) || (s[i] == '0' && i + 1 < len && is_digit(s[i + 1])))
+        return 0;
+    while (i < len && is_digit(s[i]))
+        i++;
+    /* a fraction, exponent or stray sign makes it something else */
+    if (i < len && (s[i] == '.' || s[i] == 'e' || s[i] == 'E' || s[i] == '+' || s[i] == '-' ||
+                    s[i] == 'x' || s[i] == 'X'))
+        return 0;
+    return i;
+}
+
+/* Walks the JSON text outside strings and finds the integer literals that
+ * need protection; with out, writes the protected text there. Returns how
+ * many it found. */
 static size_t scan_bigints(const char *s, size_t len, tbuf *out)
 {
     size_t found = 0, copied = 0, i = 0;
@@ -240,21 +272,21 @@ static size_t scan_bigints(const char *s, size_t len, tbuf *out)
                 if (s[i] == '\\')
                     i++;
             i++;
-        } else if (c == '-' || (c >= '0' && c <= '9')) {
-            size_t start = i, integral = 1;
-            for (i++; i < len && strchr("0123456789.eE+-", s[i]); i++)
-                if (s[i] == '.' || s[i] == 'e' || s[i] == 'E')
-                    integral = 0;
-            if (integral && needs_protection(s + start, i - start)) {
+        } else if (c == '-' || is_digit(c)) {
+            size_t start = i, n = json_integer(s + i, len - i);
+            if (n && at_value_start(s, start) && needs_protection(s + start, n)) {
                 found++;
                 if (out) {
                     tbuf_add(out, s + copied, start - copied);
                     tbuf_adds(out, MARKER);
-                    tbuf_add(out, s + start, i - start);
+                    tbuf_add(out, s + start, n);
                     tbuf_addc(out, '"');
-                    copied = i;
+                    copied = start + n;
                 }
             }
+            /* skip the whole number token, whatever it is */
+            for (i++; i < len && (is_digit(s[i]) || (s[i] && strchr(".eE+-xX", s[i]))); i++)
+                ;
         } else {
             i++;
         }
@@ -268,8 +300,9 @@ int tj_protect_bigints(const char *text, size_t len, tbuf *out)
 {
     if (!has_long_digit_run(text, len))
         return 0;
-    if (memmem(text, len, "\\u0000", 6))
-        return 0; /* a marker could not be told from real data */
+    /* A marker could not be told from real data that spells one. */
+    if (memmem(text, len, "\\u0000i:", 8) || memchr(text, '\0', len))
+        return 0;
     if (!scan_bigints(text, len, NULL))
         return 0;
     tbuf_reset(out);
@@ -287,7 +320,7 @@ static int integer_from_float(lua_State *L)
     if (lua_isinteger(L, -1))
         return 0;
     lua_Number d = lua_tonumber(L, -1);
-    if (d != floor(d) || fabs(d) >= 9223372036854775808.0)
+    if (d != floor(d) || d < -9223372036854775808.0 || d >= 9223372036854775808.0)
         return 0;
     lua_pop(L, 1);
     lua_pushinteger(L, (lua_Integer)d);
@@ -350,6 +383,7 @@ static int normalize_value(lua_State *L, int markers, int depth)
 
 void tj_normalize(lua_State *L, int idx, int markers)
 {
+    idx = lua_absindex(L, idx);
     if (LUA_VERSION_NUM < 503 && !markers)
         return;
     lua_pushvalue(L, idx);

@@ -19,16 +19,18 @@ static tpager *check_pager(lua_State *L)
 
 int tpager_new(lua_State *L)
 {
-    const char *start = luaL_optstring(L, 1, NULL);
+    size_t start_len = 0;
+    const char *start = luaL_optlstring(L, 1, NULL, &start_len);
     tpager *p = lua_newuserdatauv(L, sizeof *p, 1);
     p->done = 0;
     p->pages = 0;
     lua_createtable(L, 0, 2);
     lua_newtable(L);
-    if (start && *start) {
+    if (start && start_len) { /* cursors are bytes: NULs included */
+        lua_pushlstring(L, start, start_len);
         lua_pushboolean(L, 1);
-        lua_setfield(L, -2, start);
-        lua_pushstring(L, start);
+        lua_rawset(L, -3);
+        lua_pushlstring(L, start, start_len);
         lua_setfield(L, -3, "cursor");
     }
     lua_setfield(L, -2, "seen");

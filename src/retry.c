@@ -6,20 +6,33 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Non-negative decimal seconds ("10", "1.5"); -1 if s is not one. */
+#define MAX_WAIT 1e9 /* seconds; anything longer is not a usable hint */
+
+/* Delay seconds: digits, optionally ".digits" (RFC 9110 has digits only;
+ * ratelimit-reset is sometimes fractional). -1 if s is not that. */
 static double parse_seconds(const char *s)
 {
     while (*s == ' ')
         s++;
-    if (!isdigit((unsigned char)*s))
+    const char *p = s;
+    while (isdigit((unsigned char)*p))
+        p++;
+    if (p == s)
         return -1;
-    char *end;
-    double v = strtod(s, &end);
+    if (*p == '.') {
+        const char *frac = ++p;
+        while (isdigit((unsigned char)*p))
+            p++;
+        if (p == frac)
+            return -1;
+    }
+    const char *end = p;
     while (*end == ' ')
         end++;
-    if (*end || v < 0 || v > 1e9)
+    if (*end)
         return -1;
-    return v;
+    double v = strtod(s, NULL);
+    return v > MAX_WAIT ? -1 : v;
 }
 
 static int month_index(const char *m)
@@ -68,8 +81,9 @@ double tr_retry_after(const char *retry_after, const char *ratelimit_reset, time
         if (v >= 0)
             return v;
         double at = parse_http_date(retry_after);
-        if (at >= 0)
-            return at > (double)now ? at - (double)now : 0;
+        double wait = at > (double)now ? at - (double)now : 0;
+        if (at >= 0 && wait <= MAX_WAIT)
+            return wait; /* a date further out than that is no usable hint */
     }
     if (ratelimit_reset) {
         double v = parse_seconds(ratelimit_reset);

@@ -1,0 +1,56 @@
+-- Regressions found by the fuzzers (fuzz/findings/<tag>), one spec each.
+local core = require "truto.core"
+
+describe("fuzz findings", function()
+  it("numeric-header-uaf: a number header value is ignored, not read after free", function()
+    collectgarbage("incremental", 1, 100, 63)
+    local _, err = core.read_response(429, { ["retry-after"] = -1, ["ratelimit-reset"] = 5 }, "")
+    collectgarbage("incremental", 200, 100, 13)
+    assert.equal(429, err.status)
+    assert.is_nil(err.retry_after)
+    local _, ok = core.read_response(429, { ["retry-after"] = "-1", ["ratelimit-reset"] = "5" }, "")
+    assert.equal(5, ok.retry_after)
+  end)
+
+  it("toplevel-number: a bare number body is normalized too", function()
+    assert.equal("integer", math.type(core.decode("5")))
+    assert.equal(12345678901234567, core.decode("12345678901234567"))
+    assert.equal(12345678901234567, (core.read_response(200, {}, "12345678901234567")))
+  end)
+
+  it("bigint-lenient: invalid number tokens stay invalid JSON", function()
+    assert.is_nil((core.decode('{"a":12345678901234567-1,"b":2}')))
+    local value, err = core.read_response(200, {}, "12345678901234567-")
+    assert.is_nil(value)
+    assert.equal("decode", err.kind)
+  end)
+
+  it("bigint-nul: a string holding \\u0000 does not turn protection off", function()
+    local v = core.decode('{"note":"\\u0000","id":9007199254740993}')
+    assert.equal(9007199254740993, v.id)
+    assert.equal("\0", v.note)
+  end)
+
+  it("bigint-cjson-lenient: numbers cjson reads its own way are left to it", function()
+    assert.same(core.decode("[+00009900000999999999]") ~= nil, require("cjson").decode("[+00009900000999999999]") ~= nil)
+  end)
+
+  it("int-min-float: -2^63 becomes math.mininteger", function()
+    assert.equal(math.mininteger, core.decode("-9223372036854775808.0"))
+    assert.equal("integer", math.type(core.decode("-9223372036854775808.0")))
+  end)
+
+  it("start-cursor-nul: a start cursor keeps its NUL bytes", function()
+    assert.equal("a\0b", core.pager("a\0b"):cursor())
+    assert.equal("\0x", core.pager("\0x"):cursor())
+  end)
+
+  it("retry-date-cap and retry-lenient-seconds: only sane waits", function()
+    assert.is_nil(core.retry_after("Fri, 31 Dec 9999 23:59:59 GMT"))
+    assert.equal(4, core.retry_after("Fri, 31 Dec 9999 23:59:59 GMT", "4"))
+    assert.is_nil(core.retry_after("0x10"))
+    assert.is_nil(core.retry_after("1e3"))
+    assert.is_nil(core.retry_after("6."))
+    assert.equal(1.5, core.retry_after("1.5"))
+  end)
+end)
