@@ -2,7 +2,6 @@
 #include "retry.h"
 
 #include <ctype.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -55,22 +54,37 @@ static long days_from_civil(long y, int m, int d)
     return era * 146097 + doe - 719468;
 }
 
-/* "Sun, 06 Nov 1994 08:49:37 GMT" -> Unix time, or -1. */
+/* The two digits at s as a number, or -1. */
+static int two_digits(const char *s)
+{
+    if (!isdigit((unsigned char)s[0]) || !isdigit((unsigned char)s[1]))
+        return -1;
+    return (s[0] - '0') * 10 + (s[1] - '0');
+}
+
+/* "Sun, 06 Nov 1994 08:49:37 GMT" (IMF-fixdate, the only form HTTP
+ * senders may use) -> Unix time, or -1. The day name is redundant and
+ * not checked. */
 static double parse_http_date(const char *s)
 {
-    char wday[4], mon[4], zone[4];
-    int day, year, hh, mm, ss, used = 0;
-    /* sscanf is bounded by the widths; every field is range-checked below. */
-    // NOLINTNEXTLINE(cert-err34-c)
-    if (sscanf(s, "%3s, %d %3s %d %d:%d:%d %3s%n", wday, &day, mon, &year, &hh, &mm, &ss, zone,
-               &used) != 8)
+    static const char layout[] = "..., .. ... .... ..:..:.. GMT";
+    if (strlen(s) != sizeof layout - 1)
         return -1;
+    for (size_t i = 0; layout[i]; i++)
+        if (layout[i] != '.' && layout[i] != s[i])
+            return -1;
+    char mon[4] = {s[8], s[9], s[10], 0};
     int m = month_index(mon);
-    if (m < 0 || strcmp(zone, "GMT") != 0 || day < 1 || day > 31 || year < 1970 || year > 9999 ||
-        hh > 23 || mm > 59 || ss > 60 || hh < 0 || mm < 0 || ss < 0)
+    int day = two_digits(s + 5), century = two_digits(s + 12), yy = two_digits(s + 14);
+    int hh = two_digits(s + 17), mm = two_digits(s + 20), ss = two_digits(s + 23);
+    if (m < 0 || day < 1 || century < 0 || yy < 0 || hh < 0 || mm < 0 || ss < 0)
         return -1;
-    (void)wday;
-    (void)used;
+    int year = century * 100 + yy;
+    static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    if (year < 1970 || day > mdays[m] || (m == 1 && day == 29 && !leap) || hh > 23 || mm > 59 ||
+        ss > 59)
+        return -1;
     return (double)days_from_civil(year, m + 1, day) * 86400.0 + hh * 3600 + mm * 60 + ss;
 }
 

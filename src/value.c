@@ -91,8 +91,8 @@ size_t tv_format_number(lua_State *L, int idx, char *out)
     double d = (double)lua_tonumber(L, idx);
     if (isnan(d) || isinf(d))
         return 0;
-    /* 2^63 is exactly representable; everything below it fits in a long long. */
-    if (d == floor(d) && fabs(d) < 9223372036854775808.0)
+    /* [-2^63, 2^63) is exactly the range of a long long. */
+    if (d == floor(d) && d >= -9223372036854775808.0 && d < 9223372036854775808.0)
         return (size_t)snprintf(out, TV_NUMBUF, "%lld", (long long)d);
     for (int precision = 15; precision <= 17; precision++) {
         int len = snprintf(out, TV_NUMBUF, "%.*g", precision, d);
