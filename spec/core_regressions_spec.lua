@@ -72,3 +72,13 @@ describe("fuzz findings, second run", function()
     assert.is_nil(core.retry_after("Sun, 31 Feb 2024 08:49:37 GMT"))
   end)
 end)
+
+describe("fuzz findings, third run", function()
+  it("bigint-escaped-backslash: an escaped backslash before u0000 is not a NUL", function()
+    local v = core.decode([[{"a":"\\u0000i:","n":9007199254740993}]])
+    assert.equal(9007199254740993, v.n)
+    assert.equal("\\u0000i:", v.a)
+    -- only a string that itself begins like a marker turns the protection off
+    assert.equal(9007199254740993, core.decode([[{"a":"x\u0000i:5","n":9007199254740993}]]).n)
+  end)
+end)

@@ -261,13 +261,16 @@ static size_t json_integer(const char *s, size_t len)
 
 /* Walks the JSON text outside strings and finds the integer literals that
  * need protection; with out, writes the protected text there. Returns how
- * many it found. */
-static size_t scan_bigints(const char *s, size_t len, tbuf *out)
+ * many it found. Sets *ambiguous when a string of the text itself starts
+ * like a marker, so that markers could not be told from data. */
+static size_t scan_bigints(const char *s, size_t len, tbuf *out, int *ambiguous)
 {
     size_t found = 0, copied = 0, i = 0;
     while (i < len) {
         char c = s[i];
         if (c == '"') {
+            if (len - i > 9 && memcmp(s + i + 1, &MARKER[1], 8) == 0)
+                *ambiguous = 1;
             for (i++; i < len && s[i] != '"'; i++)
                 if (s[i] == '\\')
                     i++;
@@ -298,15 +301,14 @@ static size_t scan_bigints(const char *s, size_t len, tbuf *out)
 
 int tj_protect_bigints(const char *text, size_t len, tbuf *out)
 {
+    int ambiguous = 0;
     if (!has_long_digit_run(text, len))
         return 0;
-    /* A marker could not be told from real data that spells one. */
-    if (memmem(text, len, "\\u0000i:", 8) || memchr(text, '\0', len))
-        return 0;
-    if (!scan_bigints(text, len, NULL))
+    /* a raw NUL could start a string that reads like a marker, too */
+    if (memchr(text, '\0', len) || !scan_bigints(text, len, NULL, &ambiguous) || ambiguous)
         return 0;
     tbuf_reset(out);
-    scan_bigints(text, len, out);
+    scan_bigints(text, len, out, &ambiguous);
     return !out->oom;
 }
 
