@@ -1,13 +1,29 @@
 # lua-truto: build, test, install, mock, demo.
 # `make deps` installs the Debian packages; everything else assumes them.
 
+# The runtime: LUA=5.4 (the default), 5.3, 5.1 or luajit. One C source for
+# all; the differences are in src/compat.h. Every runtime but 5.4 builds into
+# its own directory (build-luajit, build-5.1, ...), so build/ stays 5.4's.
 LUA        ?= 5.4
+ifeq ($(LUA),luajit)
+LUA_BIN    ?= luajit
+LUA_PC     ?= luajit
+LUA_ABI    ?= 5.1
+else
 LUA_BIN    ?= lua$(LUA)
 LUA_PC     ?= lua$(LUA)
+LUA_ABI    ?= $(LUA)
+endif
+ifeq ($(LUA),5.4)
 BUILD      ?= build
+else
+BUILD      ?= build-$(LUA)
+endif
+# .busted and the specs load the module from here.
+export TRUTO_BUILD ?= $(BUILD)
 PREFIX     ?= /usr/local
-LUA_CMOD   ?= $(PREFIX)/lib/lua/$(LUA)
-LUA_LMOD   ?= $(PREFIX)/share/lua/$(LUA)
+LUA_CMOD   ?= $(PREFIX)/lib/lua/$(LUA_ABI)
+LUA_LMOD   ?= $(PREFIX)/share/lua/$(LUA_ABI)
 BUSTED     ?= $(LUA_BIN) /usr/bin/busted
 
 CC         ?= cc
@@ -22,14 +38,16 @@ SRCS := src/buf.c src/value.c src/query.c src/json.c src/retry.c src/error.c \
 OBJS := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
 CORE := $(BUILD)/truto/core.so
 LUALIB := $(BUILD)/truto.lua
+NGXLIB := $(BUILD)/truto/ngx.lua
 
 DEB_PACKAGES := valgrind openssl lua5.4 liblua5.4-dev lua-cjson libcurl4-openssl-dev lua-busted lua-socket \
                 nginx-light libnginx-mod-http-lua luarocks pkg-config gcc make \
-                lua-check lua-ldoc lua-markdown clang-format clang-tidy
+                lua-check lua-ldoc lua-markdown clang-format clang-tidy clang libclang-rt-14-dev \
+                luajit2 libluajit2-5.1-dev curl
 
-.PHONY: all deps test test-asan test-valgrind mock demo install clean examples docs lint format-check
+.PHONY: all deps test test-asan test-valgrind test-luajit mock demo demo-nginx install clean examples docs lint format-check bench fuzz
 
-all: $(CORE) $(LUALIB)
+all: $(CORE) $(LUALIB) $(NGXLIB)
 
 # A test-only C module (fork, wait) for the process-hygiene specs.
 TESTPOSIX := $(BUILD)/testposix.so
@@ -46,6 +64,11 @@ $(CORE): $(OBJS)
 	$(CC) -shared $(LDFLAGS) -o $@ $(OBJS) $(LDLIBS)
 
 $(LUALIB): src/truto.lua
+	@mkdir -p $(dir $@)
+	cp $< $@
+
+# The nginx transport (module truto.ngx), for OpenResty / nginx + lua-nginx-module.
+$(NGXLIB): src/truto/ngx.lua
 	@mkdir -p $(dir $@)
 	cp $< $@
 
@@ -79,11 +102,22 @@ test-valgrind: all $(TESTPOSIX)
 	  valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
 	  --show-leak-kinds=definite $(LUA_BIN) /usr/bin/busted
 
+# The whole suite on LuaJIT (the runtime of OpenResty), built into build-luajit.
+# The command line and the examples are Lua 5.4 scripts: their specs run them
+# with lua5.4 on build/, so that is built too.
+test-luajit: all
+	$(MAKE) test LUA=luajit BUILD=build-luajit TRUTO_BUILD=build-luajit
+
 mock:
 	spec/mock/serve --port $${PORT:-8089} --foreground
 
 demo: all
 	LUA_BIN=$(LUA_BIN) examples/demo.sh
+
+# examples/nginx.conf and examples/openresty.lua in a real nginx against the mock.
+demo-nginx:
+	$(MAKE) all LUA=luajit BUILD=build-luajit TRUTO_BUILD=build-luajit
+	TRUTO_NGINX_BUILD=build-luajit examples/demo-nginx.sh
 
 BINDIR   ?= $(PREFIX)/bin
 SHAREDIR ?= $(PREFIX)/share/lua-truto
@@ -93,6 +127,8 @@ install: all
 	install -d $(DESTDIR)$(LUA_CMOD)/truto $(DESTDIR)$(LUA_LMOD)
 	install -m 755 $(CORE) $(DESTDIR)$(LUA_CMOD)/truto/core.so
 	install -m 644 $(LUALIB) $(DESTDIR)$(LUA_LMOD)/truto.lua
+	install -d $(DESTDIR)$(LUA_LMOD)/truto
+	install -m 644 $(NGXLIB) $(DESTDIR)$(LUA_LMOD)/truto/ngx.lua
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SHAREDIR)/mock/truto_mock
 	install -m 755 lua-truto $(DESTDIR)$(BINDIR)/lua-truto
 	install -m 755 spec/mock/serve $(DESTDIR)$(SHAREDIR)/mock/serve
@@ -109,8 +145,20 @@ docs:
 
 # luacheck with .luacheckrc; clang-tidy with .clang-tidy.
 lint: all
-	luacheck src/truto.lua lua-truto spec examples
+	luacheck src/truto.lua src/truto/ngx.lua lua-truto spec examples
 	clang-tidy --quiet --warnings-as-errors="*" $(SRCS) -- -std=c11 -D_GNU_SOURCE $(shell pkg-config --cflags $(LUA_PC) libcurl)
+
+# Side-by-side benchmark against the clients a user would otherwise pick
+# (Node fetch, Python requests, LuaSocket, curl + jq); writes bench/RESULTS.md.
+bench: all
+	bench/run
+
+# libFuzzer targets for the pure core (fuzz/README.md): replay the known
+# findings, then fuzz each target for FUZZ_SECONDS.
+FUZZ_SECONDS ?= 60
+fuzz:
+	$(MAKE) -C fuzz findings
+	$(MAKE) -C fuzz run SECONDS=$(FUZZ_SECONDS)
 
 format-check:
 	clang-format --dry-run --Werror $(SRCS) src/*.h

@@ -29,6 +29,7 @@ build = {
   copy_directories = { "spec/mock" },
   modules = {
     truto = "src/truto.lua",
+    ["truto.ngx"] = "src/truto/ngx.lua",
     ["truto.core"] = {
       sources = {
         "src/buf.c", "src/value.c", "src/query.c", "src/json.c", "src/retry.c",

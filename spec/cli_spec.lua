@@ -2,6 +2,7 @@
 -- checks its exact stdout, stderr and exit code.
 local mock = require "spec.helpers.mock"
 local fixtures = require "spec.mock.truto_mock.fixtures"
+local compat = require "spec.helpers.compat"
 local encode_json = require("truto.core").encode_json
 local truto = require "truto"
 local socket = require "socket"
@@ -59,7 +60,7 @@ local function run(args, o)
     input = tmp .. "/stdin"
     write_file(input, o.stdin)
   end
-  local p = assert(io.popen(command(args, o) .. " <" .. quote(input) .. " 2>" .. quote(tmp .. "/stderr")))
+  local p = assert(compat.popen(command(args, o) .. " <" .. quote(input) .. " 2>" .. quote(tmp .. "/stderr")))
   local out = p:read("a")
   local _, how, code = p:close()
   assert.equal("exit", how)
@@ -244,7 +245,7 @@ describe("lua-truto", function()
     it("handles an empty list in every format", function()
       local none = { "users", "-a", "acct-small", "-q", "status=nobody" }
       local function with(...)
-        local args = { table.unpack(none) }
+        local args = { compat.unpack(none) }
         for _, a in ipairs { ... } do args[#args + 1] = a end
         return args
       end
@@ -290,7 +291,7 @@ describe("lua-truto", function()
     it("gets one item in every format", function()
       local args = { "users", "get", "u004", "-a", "acct-small", "--fields", "id,name,status,login_count" }
       local function with(o)
-        local a = { table.unpack(args) }
+        local a = { compat.unpack(args) }
         a[#a + 1] = "-o"
         a[#a + 1] = o
         return a
@@ -501,7 +502,7 @@ describe("lua-truto", function()
     it("lets the environment and flags win over the profile", function()
       expect(groups, { home = home, token = "wrong", base_url = false }, "",
         "lua-truto: 401 Unauthorized: Invalid API token\n", 1)
-      local args = { table.unpack(groups) }
+      local args = { compat.unpack(groups) }
       args[#args + 1] = "--token=" .. m.token
       expect(args, { home = home, token = "wrong", base_url = false }, '{"id":"g01"}\n', "", 0)
       expect({ "groups", "-a", "acct-small", "--base-url", "http://127.0.0.1:9", "--retries", "0" },
@@ -525,7 +526,7 @@ describe("lua-truto", function()
   end)
 
   describe("on a terminal", function()
-    local has_script = os.execute("command -v script >/dev/null 2>&1")
+    local has_script = compat.execute("command -v script >/dev/null 2>&1")
 
     it("defaults to a table and shows progress on stderr", function()
       if not has_script then
@@ -533,7 +534,7 @@ describe("lua-truto", function()
         return
       end
       local cmd = command { "groups", "-a", "acct-small", "--limit", "4" }
-      local p = assert(io.popen("script -qec " .. quote(cmd) .. " /dev/null </dev/null"))
+      local p = assert(compat.popen("script -qec " .. quote(cmd) .. " /dev/null </dev/null"))
       local out = p:read("a")
       local _, _, code = p:close()
       assert.equal(0, code)

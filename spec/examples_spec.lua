@@ -3,6 +3,7 @@
 -- prints what the mock's data says it should.
 local mock = require "spec.helpers.mock"
 local fixtures = require "spec.mock.truto_mock.fixtures"
+local compat = require "spec.helpers.compat"
 
 local function quote(s)
   return "'" .. s:gsub("'", "'\\''") .. "'"
@@ -37,7 +38,7 @@ local function run(name, args, o)
   parts[#parts + 1] = "lua5.4"
   parts[#parts + 1] = quote(ROOT .. "/examples/" .. name .. ".lua")
   for _, a in ipairs(args or {}) do parts[#parts + 1] = quote(a) end
-  local p = assert(io.popen(table.concat(parts, " ") .. " </dev/null 2>" .. quote(tmp .. "/stderr")))
+  local p = assert(compat.popen(table.concat(parts, " ") .. " </dev/null 2>" .. quote(tmp .. "/stderr")))
   local out = p:read("a")
   local _, _, code = p:close()
   return out, read_file(tmp .. "/stderr"), code

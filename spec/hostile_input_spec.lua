@@ -1,6 +1,7 @@
 -- Hostile and broken input: a clear error or an exact, well-formed request;
 -- never a crash, a hang or a request the server misreads.
 local h = require "spec.helpers.client"
+local compat = require "spec.helpers.compat"
 local truto = require "truto"
 local mock = h.mock
 
@@ -35,13 +36,18 @@ describe("hostile parameters", function()
   end)
 
   it("keeps path-like ids inside one segment", function()
-    for id, path in pairs {
+    local cases = {
       ["../../admin"] = "..%2F..%2Fadmin",
       ["a/b?c#d"] = "a%2Fb%3Fc%23d",
       ["x\r\ny"] = "x%0D%0Ay",
-      [math.maxinteger] = "9223372036854775807",
-      [math.mininteger] = "-9223372036854775808",
-    } do
+    }
+    if compat.integers then
+      cases[math.maxinteger] = "9223372036854775807"
+      cases[math.mininteger] = "-9223372036854775808"
+    else
+      cases[2 ^ 53] = "9007199254740992"
+    end
+    for id, path in pairs(cases) do
       mock.reset()
       local _, err = client:get_organization(id, { integrated_account_id = "acct-small" })
       assert.equal(404, err.status)

@@ -1,9 +1,10 @@
 -- `luarocks make` installs the module and the command line into a fresh
 -- tree, and that installed copy works on its own against the mock server.
 local h = require "spec.helpers.client"
+local compat = require "spec.helpers.compat"
 
 local function sh(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1"))
+  local p = assert(compat.popen(cmd .. " 2>&1"))
   local out = p:read("*a")
   local ok, _, code = p:close()
   return out, ok and 0 or code

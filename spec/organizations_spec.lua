@@ -1,5 +1,6 @@
 -- Organization get / update / delete: what went on the wire, what came back.
 local h = require "spec.helpers.client"
+local compat = require "spec.helpers.compat"
 local cjson = require "cjson"
 local truto = require "truto"
 local mock = h.mock
@@ -138,9 +139,11 @@ describe("numbers", function()
   it("come back as Lua integers, exact past 2^53", function()
     local client = h.client()
     local user = assert(client:get("user-directory", "users", "u040", ACCOUNT))
-    assert.equal("integer", math.type(user.employee_number))
-    assert.equal(9007199254740993, user.employee_number)
-    assert.equal("integer", math.type(user.login_count))
+    if compat.integers then
+      assert.equal("integer", math.type(user.employee_number))
+      assert.equal(9007199254740993, user.employee_number)
+      assert.equal("integer", math.type(user.login_count))
+    end
     assert.is_nil(tostring(user.login_count):find(".", 1, true))
     assert.equal(cjson.null == nil, false)
   end)

@@ -56,3 +56,13 @@ describe("the debug log", function()
     for _, line in ipairs(lines) do assert.is_nil(line:find("test-token", 1, true)) end
   end)
 end)
+
+describe("client:close", function()
+  it("closes the connections; later calls raise", function()
+    local client = h.client()
+    assert(client:get_organization("org-1", { integrated_account_id = "acct-small" }))
+    client:close()
+    client:close() -- twice is fine
+    assert.has_error(function() client:get_organization("org-1", { integrated_account_id = "acct-small" }) end)
+  end)
+end)

@@ -366,7 +366,8 @@ Client.__name = "truto.client"
 --   `low_speed_limit`, `low_speed_time`, `user_agent`, `headers`, `ca_file`,
 --   `proxy`, `verify_tls` (true), `allow_insecure`, `max_body` (64 MiB),
 --   `max_retries` (3), `max_retry_wait` (60 s), `retry_statuses`, `on_retry`,
---   `sleep`, `debug` (a function given each request and answer line), `prefetch` (true), `concurrency` (8), `rate_limit`
+--   `sleep`, `debug` (a function given each request and answer line),
+--   `prefetch` (true), `concurrency` (8), `rate_limit`
 --   (`{ requests = 500, per = 10 }`, or false), `transport` ("curl" | "ngx").
 -- @treturn client
 -- @raise on a missing token, a bad base URL or a bad option

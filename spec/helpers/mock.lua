@@ -12,6 +12,7 @@ local socket = require "socket"
 local http = require "socket.http"
 local ltn12 = require "ltn12"
 local cjson = require "cjson"
+local compat = require "spec.helpers.compat"
 
 local mock = {}
 
@@ -102,7 +103,7 @@ function mock.requests()
   local entries = {}
   for line in f:lines() do
     local entry = cjson.decode(line)
-    entry.connection = math.tointeger(entry.connection) -- cjson reads every number as a float
+    entry.connection = compat.tointeger(entry.connection) -- cjson reads every number as a float
     entries[#entries + 1] = entry
   end
   f:close()
