@@ -233,14 +233,36 @@ static int is_digit(char c)
     return c >= '0' && c <= '9';
 }
 
-/* Whether s[start] may begin a JSON value: the previous non-blank byte is
- * '[', ',' or ':' (or there is none). Rules out "+1", "1e5" tails and the
- * like, which cjson reads its own way. */
-static int at_value_start(const char *s, size_t start)
+/* Where a number token stands: enough of the JSON grammar to know that a
+ * token is a value (top level, array element, or after a key's ':'), never
+ * an object key, which no marker may turn into a valid string. */
+typedef struct {
+    char open[TJ_SCAN_DEPTH]; /* '[' or '{' for each enclosing container */
+    size_t depth;
+    char prev; /* the last structural byte outside strings, 0 at the start */
+} jscan;
+
+static void note_structure(jscan *j, char c)
 {
-    while (start > 0 && strchr(" \t\r\n", s[start - 1]) && s[start - 1] != '\0')
-        start--;
-    return start == 0 || s[start - 1] == '[' || s[start - 1] == ',' || s[start - 1] == ':';
+    if (c == '[' || c == '{') {
+        if (j->depth < TJ_SCAN_DEPTH)
+            j->open[j->depth] = c;
+        j->depth++;
+    } else if ((c == ']' || c == '}') && j->depth > 0) {
+        j->depth--;
+    }
+    j->prev = c;
+}
+
+static int at_value_position(const jscan *j)
+{
+    if (j->depth == 0)
+        return j->prev == 0;
+    if (j->depth > TJ_SCAN_DEPTH)
+        return 0; /* too deep to know: leave it to cjson */
+    if (j->open[j->depth - 1] == '[')
+        return j->prev == '[' || j->prev == ',';
+    return j->prev == ':';
 }
 
 /* Length of the strict JSON integer at s (-?(0|[1-9][0-9]*)) when the number
@@ -266,6 +288,9 @@ static size_t json_integer(const char *s, size_t len)
 static size_t scan_bigints(const char *s, size_t len, tbuf *out, int *ambiguous)
 {
     size_t found = 0, copied = 0, i = 0;
+    jscan j;
+    j.depth = 0;
+    j.prev = 0;
     while (i < len) {
         char c = s[i];
         if (c == '"') {
@@ -275,9 +300,10 @@ static size_t scan_bigints(const char *s, size_t len, tbuf *out, int *ambiguous)
                 if (s[i] == '\\')
                     i++;
             i++;
+            j.prev = '"';
         } else if (c == '-' || is_digit(c)) {
             size_t start = i, n = json_integer(s + i, len - i);
-            if (n && at_value_start(s, start) && needs_protection(s + start, n)) {
+            if (n && at_value_position(&j) && needs_protection(s + start, n)) {
                 found++;
                 if (out) {
                     tbuf_add(out, s + copied, start - copied);
@@ -290,7 +316,12 @@ static size_t scan_bigints(const char *s, size_t len, tbuf *out, int *ambiguous)
             /* skip the whole number token, whatever it is */
             for (i++; i < len && (is_digit(s[i]) || (s[i] && strchr(".eE+-xX", s[i]))); i++)
                 ;
+            j.prev = '0';
         } else {
+            if (c == '[' || c == '{' || c == ']' || c == '}' || c == ',' || c == ':')
+                note_structure(&j, c);
+            else if (c != ' ' && c != '\t' && c != '\r' && c != '\n')
+                j.prev = c; /* true, false, null, or junk cjson will refuse */
             i++;
         }
     }

@@ -17,6 +17,7 @@
 #include "compat.h"
 
 #define TJ_MAX_DEPTH 32
+#define TJ_SCAN_DEPTH 1024 /* nesting tj_protect_bigints follows (cjson stops at 1000) */
 
 /* Strict encoding of the value at idx; 0 with a message in err on failure. */
 int tj_encode(lua_State *L, int idx, tbuf *out, tbuf *err);
