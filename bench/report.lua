@@ -182,10 +182,10 @@ local SCENARIOS = {
   },
   S3 = {
     title = "S3 many accounts: 20 accounts × 10 pages of 100, 100 ms per page",
-    what = "20 distinct account ids (`acct-large@100`, `acct-large@0100`, …: acct-large's data, 100 ms "
-      .. "per answer), each read from offset 99,000: 10 pages, 1,000 users. One after another that is "
+    what = "20 accounts of the mock's acct-1k family (`acct-1k-01@100` … `acct-1k-20@100`: 1,000 users each, "
+      .. "100 ms per answer): 10 pages of 100 each. One after another that is "
       .. "200 × 100 ms = 20 s; 8 at a time the ideal is 200 / 8 × 100 ms = 2.5 s (that needs the 20 walks "
-      .. "interleaved; taking accounts 8 at a time, each to its end, cannot beat 3 × 10 × 100 ms = 3.0 s). "
+      .. "interleaved, which lua-truto does round-robin). "
       .. "The peers read the accounts one after another, as they are written.",
   },
   S4 = {
