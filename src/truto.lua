@@ -230,7 +230,9 @@ local function retry_wait(policy, method, err, attempt)
   return math.random() * math.min(BACKOFF_CAP, BACKOFF_BASE * 2 ^ (attempt - 1))
 end
 
-local function transport_error(kind, message, method, url)
+-- An error object for a failure that has no HTTP answer to read (a
+-- transport failure, or a page the pager refused).
+local function request_error(kind, message, method, url)
   return core.error { kind = kind, message = message, method = method, url = url, remote = false }
 end
 
@@ -303,13 +305,13 @@ local function exchange(self, method, url, body, lines, policy, first)
     local wait = retry_wait(policy, method, failure, attempt)
     if not wait then
       if status then return status, headers, text, attempt end
-      local err = transport_error(headers, text, method, url)
+      local err = request_error(headers, text, method, url)
       err.attempts = attempt
       return nil, err
     end
     if policy.on_retry then
       policy.on_retry { attempt = attempt, status = status, wait = wait, method = method, url = url,
-        error = status and nil or transport_error(headers, text, method, url) }
+        error = status and nil or request_error(headers, text, method, url) }
     end
     policy.sleep(wait)
   end
@@ -705,7 +707,7 @@ local function stream_read(st)
   if page == nil then return nil, err end
   local result, keyed, message = st.pager:feed(page)
   if result == nil then
-    return nil, core.error { kind = keyed, message = message, method = "GET", url = url, remote = false }
+    return nil, request_error(keyed, message, "GET", url)
   end
   return page, result, keyed
 end
@@ -765,6 +767,11 @@ end
 
 local PUMP_EVERY = 32 -- items between nudges to a transfer in flight
 
+-- Whether a one-account iterator has nothing more to give.
+local function exhausted(it)
+  return it.closed or (it.stream.pager:done() and not it.stream.pending)
+end
+
 -- The item iterator: yields item (or item, key for truto_key_by answers).
 local function next_item(it)
   while true do
@@ -774,7 +781,7 @@ local function next_item(it)
       if it.index % PUMP_EVERY == 0 and it.stream.pending then it.client._transport:pump() end
       return item, key
     end
-    if it.closed or (it.stream.pager:done() and not it.stream.pending) then return nil end
+    if exhausted(it) then return nil end
     local _, result, keyed = fetch_page(it)
     it.items, it.keyed, it.index, it.key = result, keyed, 0, nil
   end
@@ -782,7 +789,7 @@ end
 
 -- The page iterator: yields each decoded page.
 local function next_page(it)
-  if it.closed or (it.stream.pager:done() and not it.stream.pending) then return nil end
+  if exhausted(it) then return nil end
   return (fetch_page(it))
 end
 
