@@ -37,8 +37,10 @@ SRCS := src/buf.c src/value.c src/query.c src/json.c src/retry.c src/error.c \
         src/response.c src/pager.c src/transport_curl.c src/truto.c
 OBJS := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
 CORE := $(BUILD)/truto/core.so
-LUALIB := $(BUILD)/truto.lua
-NGXLIB := $(BUILD)/truto/ngx.lua
+# Every Lua module of the package: src/truto.lua and src/truto/**/*.lua,
+# copied into the build directory under the same names.
+LUA_SRCS := src/truto.lua $(sort $(shell find src/truto -name '*.lua'))
+LUA_MODS := $(LUA_SRCS:src/%=$(BUILD)/%)
 
 DEB_PACKAGES := valgrind openssl lua5.4 liblua5.4-dev lua-cjson libcurl4-openssl-dev lua-busted lua-socket \
                 nginx-light libnginx-mod-http-lua luarocks pkg-config gcc make \
@@ -47,7 +49,7 @@ DEB_PACKAGES := valgrind openssl lua5.4 liblua5.4-dev lua-cjson libcurl4-openssl
 
 .PHONY: all deps test test-asan test-valgrind test-luajit mock demo demo-nginx install clean examples docs lint format-check bench fuzz
 
-all: $(CORE) $(LUALIB) $(NGXLIB)
+all: $(CORE) $(LUA_MODS)
 
 # A test-only C module (fork, wait) for the process-hygiene specs.
 TESTPOSIX := $(BUILD)/testposix.so
@@ -63,12 +65,7 @@ $(CORE): $(OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) -shared $(LDFLAGS) -o $@ $(OBJS) $(LDLIBS)
 
-$(LUALIB): src/truto.lua
-	@mkdir -p $(dir $@)
-	cp $< $@
-
-# The nginx transport (module truto.ngx), for OpenResty / nginx + lua-nginx-module.
-$(NGXLIB): src/truto/ngx.lua
+$(BUILD)/%.lua: src/%.lua
 	@mkdir -p $(dir $@)
 	cp $< $@
 
@@ -126,9 +123,9 @@ SHAREDIR ?= $(PREFIX)/share/lua-truto
 install: all
 	install -d $(DESTDIR)$(LUA_CMOD)/truto $(DESTDIR)$(LUA_LMOD)
 	install -m 755 $(CORE) $(DESTDIR)$(LUA_CMOD)/truto/core.so
-	install -m 644 $(LUALIB) $(DESTDIR)$(LUA_LMOD)/truto.lua
-	install -d $(DESTDIR)$(LUA_LMOD)/truto
-	install -m 644 $(NGXLIB) $(DESTDIR)$(LUA_LMOD)/truto/ngx.lua
+	for f in $(LUA_SRCS:src/%=%); do \
+	  install -D -m 644 src/$$f $(DESTDIR)$(LUA_LMOD)/$$f || exit 1; \
+	done
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SHAREDIR)/mock/truto_mock
 	install -m 755 lua-truto $(DESTDIR)$(BINDIR)/lua-truto
 	install -m 755 spec/mock/serve $(DESTDIR)$(SHAREDIR)/mock/serve
@@ -145,7 +142,7 @@ docs:
 
 # luacheck with .luacheckrc; clang-tidy with .clang-tidy.
 lint: all
-	luacheck src/truto.lua src/truto/ngx.lua lua-truto spec examples
+	luacheck $(LUA_SRCS) lua-truto spec examples
 	clang-tidy --quiet --warnings-as-errors="*" $(SRCS) -- -std=c11 -D_GNU_SOURCE $(shell pkg-config --cflags $(LUA_PC) libcurl)
 
 # Side-by-side benchmark against the clients a user would otherwise pick
