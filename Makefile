@@ -162,3 +162,30 @@ format-check:
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)
+
+# ---- JSON: the lua-cjson compatibility file and the current lua-cjson ----
+# src/json_compat.c (decoding with Debian's lua-cjson 2.1.0) is part of the core.
+SRCS += src/json_compat.c
+OBJS += $(BUILD)/obj/json_compat.o
+$(CORE): $(BUILD)/obj/json_compat.o
+
+# test-cjson: the whole suite again with the current lua-cjson (openresty
+# 2.1.0.17, what LuaRocks and OpenResty ship), built from the unmodified
+# source in CJSON_SRC into a private directory (the source tree stays
+# untouched: it is copied first) and put first on LUA_CPATH. The JSON specs
+# then check that the module uses lua-cjson's own values (TRUTO_CJSON=current).
+CJSON_SRC   ?= ../shared/vendor/lua-cjson-2.1.0.17
+CJSON_BUILD ?= $(BUILD)-cjson
+CJSON_SO    := $(CJSON_BUILD)/cjson.so
+.PHONY: test-cjson cjson-current
+cjson-current: $(CJSON_SO)
+$(CJSON_SO):
+	rm -rf $(CJSON_BUILD)/src
+	@mkdir -p $(CJSON_BUILD)
+	cp -R $(CJSON_SRC) $(CJSON_BUILD)/src
+	$(MAKE) -s -C $(CJSON_BUILD)/src LUA_INCLUDE_DIR=$(patsubst -I%,%,$(firstword $(shell pkg-config --cflags-only-I $(LUA_PC)))) \
+	  CFLAGS="-O2 -g -fPIC" cjson.so
+	cp $(CJSON_BUILD)/src/cjson.so $@
+
+test-cjson: all $(TESTPOSIX) $(CJSON_SO)
+	LUA_CPATH="$(abspath $(CJSON_BUILD))/?.so;;" TRUTO_CJSON=current $(BUSTED)
