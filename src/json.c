@@ -479,11 +479,10 @@ void tj_opts_check(lua_State *L, int idx, tj_opts *o)
     lua_pop(L, 1);
     lua_getfield(L, idx, "max_values");
     if (!lua_isnil(L, -1)) {
-        int isnum = 0;
-        lua_Integer n = lua_type(L, -1) == LUA_TNUMBER ? lua_tointegerx(L, -1, &isnum) : 0;
-        if (!isnum || n < 1)
+        lua_Number n = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : 0;
+        if (!(n >= 1 && n == floor(n)))
             luaL_argerror(L, idx, "max_values must be a positive integer or nil");
-        o->max_values = (size_t)n;
+        o->max_values = n < 1e18 ? (size_t)n : (size_t)1e18;
     }
     lua_pop(L, 1);
 }
