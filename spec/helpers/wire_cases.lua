@@ -56,6 +56,18 @@ end
 
 local A = "?integrated_account_id=a"
 
+-- Runs a list to its end; what it raised, if anything.
+local function drain(iter, state, init, closer)
+  local ok, err = pcall(function()
+    for _ in iter, state, init, closer do end -- luacheck: ignore 512
+  end)
+  if ok then return { ended = true } end
+  return { kind = err.kind, status = err.status, attempts = err.attempts, message = err.message,
+    has_body = type(err.body) == "string" and #err.body > 0, has_headers = type(err.headers) == "table" }
+end
+
+local USERS = "/unified/user-directory/users"
+
 local cases = {
   {
     name = "GET of one object",
@@ -277,6 +289,48 @@ local cases = {
     end,
     result = { status = 200, trailer = false, id = "wire" },
     wire = { { conn = 1, line = "GET /t HTTP/1.1", headers = headers(), body = "" } },
+  },
+  {
+    name = "a Retry-After longer than max_retry_wait gives up at once, not after a default wait",
+    script = { "retry_after_huge" },
+    run = function(truto, base)
+      local waits = {}
+      local c = client(truto, base, { sleep = function(s) waits[#waits + 1] = s end })
+      local r = call(c.get_organization, c, "org-1", { integrated_account_id = "a" })
+      r.waits = #waits
+      return r
+    end,
+    result = { error = { kind = "http", status = 429, attempts = 1 }, waits = 0 },
+    wire = { { conn = 1, line = "GET " .. ORG .. "org-1" .. A .. " HTTP/1.1", headers = headers(), body = "" } },
+  },
+  {
+    name = "a next cursor longer than 8 KiB ends the list with a decode error carrying the answer",
+    script = { "huge_cursor" },
+    run = function(truto, base)
+      local c = client(truto, base)
+      return drain(c:users { integrated_account_id = "a" })
+    end,
+    result = { kind = "decode", status = 200, attempts = 1, has_body = true, has_headers = true,
+      message = "list page next_cursor is longer than 8192 bytes" },
+    wire = { { conn = 1, line = "GET " .. USERS .. A .. " HTTP/1.1", headers = headers(), body = "" } },
+  },
+  {
+    name = "100 empty pages in a row end the list with a loop error",
+    script = { "empty_page*" },
+    run = function(truto, base)
+      local c = client(truto, base, { prefetch = false })
+      return drain(c:users { integrated_account_id = "a" })
+    end,
+    result = { kind = "loop", status = 200, attempts = 1, has_body = true, has_headers = true,
+      message = "100 empty pages in a row, each with a new cursor: the remote side is looping" },
+    wire = (function()
+      local out = {}
+      for i = 1, 100 do
+        local cursor = i == 1 and "" or "&next_cursor=c" .. (i - 1)
+        out[i] = { conn = 1, line = "GET " .. USERS .. A .. cursor .. " HTTP/1.1", headers = headers(), body = "" }
+      end
+      return out
+    end)(),
   },
   {
     name = "a write whose connection was refused is sent again: it never left",

@@ -18,6 +18,10 @@
 --   drop          reads the request, then closes without an answer
 --   drop_reused   like drop on a connection's second or later request,
 --                 like ok on its first
+--   retry_after_huge  429 with "Retry-After: 99999999999999999999"
+--   huge_cursor   200, an empty list page whose next cursor is 9,000 bytes
+--   empty_page    200, an empty list page with a new cursor each time
+-- A step ending in "*" is never used up: it answers every later request.
 local socket = require "socket"
 local cjson = require "cjson"
 
@@ -48,8 +52,21 @@ local function answer(status, reason, body, extra)
   return table.concat(head, "\r\n") .. "\r\n\r\n" .. (body or "")
 end
 
+local pages = 0
+
 local function reply(step, req, st)
   if step == "drop" or (step == "drop_reused" and st.requests > 1) then return nil end
+  if step == "retry_after_huge" then
+    return answer(429, "Too Many Requests", '{"statusCode":429,"error":"Too Many Requests","message":"slow down"}',
+      { "Retry-After: 99999999999999999999" })
+  end
+  if step == "huge_cursor" then
+    return answer(200, "OK", '{"result":[],"next_cursor":"' .. string.rep("x", 9000) .. '"}')
+  end
+  if step == "empty_page" then
+    pages = pages + 1
+    return answer(200, "OK", '{"result":[],"next_cursor":"c' .. pages .. '"}')
+  end
   if step == "list" then return answer(200, "OK", JSON_LIST) end
   if step == "no_content" then return answer(204, "No Content") end
   if step == "error_500" then return answer(500, "Internal Server Error", JSON_ERROR) end
@@ -93,8 +110,8 @@ end
 local function control(sock, line)
   local cmd, argument = line:match("^WIRE (%u+) ?(.*)$")
   if cmd == "SCRIPT" then
-    script, log = {}, {}
-    for step in argument:gmatch("[%w_]+") do script[#script + 1] = step end
+    script, log, pages = {}, {}, 0
+    for step in argument:gmatch("[%w_*]+") do script[#script + 1] = step end
     sock:send("OK\n")
   elseif cmd == "LOG" then
     for _, entry in ipairs(log) do sock:send(cjson.encode(entry) .. "\n") end
@@ -112,7 +129,12 @@ local function serve(sock, st)
     local req = parse(st)
     if not req then return end
     st.requests = st.requests + 1
-    local step = table.remove(script, 1) or "ok"
+    local step = script[1] or "ok"
+    if step:sub(-1) == "*" then
+      step = step:sub(1, -2)
+    else
+      table.remove(script, 1)
+    end
     log[#log + 1] = { conn = st.id, line = req.line, headers = req.headers, body = req.body, step = step }
     local out = reply(step, req, st)
     if not out then return close(sock) end
