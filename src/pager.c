@@ -155,7 +155,9 @@ static int pager_feed(lua_State *L)
     p->empty_run = empty ? p->empty_run + 1 : 0;
     if (empty && !p->done && p->empty_run >= MAX_EMPTY_RUN) {
         p->done = 1;
-        return refuse(L, "loop", "100 empty pages in a row, each with a new cursor: the remote side is looping");
+        return refuse(
+            L, "loop",
+            "100 empty pages in a row, each with a new cursor: the remote side is looping");
     }
     lua_pushvalue(L, result);
     lua_pushboolean(L, is_keyed(L, result));

@@ -23,8 +23,8 @@
 #include "version.h"
 
 #include <ctype.h>
-#include <pthread.h>
 #include <curl/curl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
