@@ -21,7 +21,6 @@
 #include <math.h>
 #include <string.h>
 
-
 static int plain_decode(lua_State *L, const uint8_t *data, size_t size)
 {
     lua_getfield(L, LUA_REGISTRYINDEX, TRUTO_DECODE);

@@ -391,8 +391,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 ok_a ? "accept" : "refuse");
     if (ok_a && json) {
         FZ_CHECK(a.len == b.len && memcmp(a.data, b.data, a.len) == 0,
-                 "values differ:\n  debian:  %.*s\n  current: %.*s", (int)(a.len > 2000 ? 2000 : a.len),
-                 a.data, (int)(b.len > 2000 ? 2000 : b.len), b.data);
+                 "values differ:\n  debian:  %.*s\n  current: %.*s",
+                 (int)(a.len > 2000 ? 2000 : a.len), a.data, (int)(b.len > 2000 ? 2000 : b.len),
+                 b.data);
     }
     tbuf_free(&a);
     tbuf_free(&b);

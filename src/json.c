@@ -412,7 +412,7 @@ size_t tj_scan_text(const char *text, size_t len, tj_scan *sc, tbuf *out)
             for (i++; i < len && is_number_char(s[i]); i++)
                 ;
             COUNT_VALUE();
-            char kind = numbers && value ? number_rewrite(sc, s + start, i - start) : 0;
+            char kind = (char)(numbers && value ? number_rewrite(sc, s + start, i - start) : 0);
             if (kind) {
                 edits++;
                 copy_upto(out, s, &copied, start);

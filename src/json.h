@@ -89,17 +89,17 @@ void tj_too_many(lua_State *L, size_t max);
  */
 typedef struct {
     /* asked for */
-    int big_strings;       /* integer literals past 2^53 -> "digits" */
-    size_t max_values;     /* 0: do not count */
-    const char *marker;    /* json_compat.c: prefix of the marker strings */
-    size_t marker_len;     /* 0: no markers */
-    int mark_arrays;       /* [] -> [marker "a"] */
-    int mark_numbers;      /* integers in (2^53, 2^63) -> marker "i" digits,
+    int big_strings;    /* integer literals past 2^53 -> "digits" */
+    size_t max_values;  /* 0: do not count */
+    const char *marker; /* json_compat.c: prefix of the marker strings */
+    size_t marker_len;  /* 0: no markers */
+    int mark_arrays;    /* [] -> [marker "a"] */
+    int mark_numbers;   /* integers in (2^53, 2^63) -> marker "i" digits,
                               integral fraction/exponent literals -> marker "f" */
     /* found */
-    size_t values;         /* values counted (when max_values) */
-    int too_many;          /* more than max_values: the scan stopped */
-    int odd_bytes;         /* a byte that a \u escape cannot produce (0xC0,
+    size_t values; /* values counted (when max_values) */
+    int too_many;  /* more than max_values: the scan stopped */
+    int odd_bytes; /* a byte that a \u escape cannot produce (0xC0,
                               0xC1, 0xF5-0xFF) occurs inside a string */
 } tj_scan;
 
