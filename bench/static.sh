@@ -12,7 +12,8 @@
 #       same CA.
 #
 #   bench/static.sh                 both scenarios, BENCH_REPS (5) runs each, medians
-#   BENCH_CALLGRIND=1 bench/static.sh   also the instructions decoding 50 pages costs (callgrind)
+#   BENCH_CALLGRIND=1 bench/static.sh   also the instructions each S6 client and decoding 50
+#                                       pages cost (callgrind); =only: just those, printed
 #
 # Every run of every client is interleaved with the others (round robin), so a busy moment of
 # the machine falls on all of them. Writes the section between the static markers of
@@ -110,23 +111,23 @@ want_users=$((pages * 100))
 
 # name|expected items|command (run by bash -c with the environment set in it)
 s6=(
-  "c_debian|$want_users|LUA_CPATH='$deb_cpath' '$work/curl_cjson' list '$list_url'"
-  "c_current|$want_users|LUA_CPATH='$cur_cpath' '$work/curl_cjson' list '$list_url'"
-  "truto_debian|$want_users|LUA_CPATH='$deb_cpath' LUA_PATH='$lpath' TRUTO_BASE_URL='$base' TRUTO_API_TOKEN=t $lua '$here/clients/truto.lua' list accounts=acct-static limit=100 rate_limit=off"
-  "truto_current|$want_users|LUA_CPATH='$cur_cpath' LUA_PATH='$lpath' TRUTO_BASE_URL='$base' TRUTO_API_TOKEN=t $lua '$here/clients/truto.lua' list accounts=acct-static limit=100 rate_limit=off"
-  "luasocket_debian|$want_users|LUA_CPATH='$deb_cpath' TRUTO_BASE_URL='$base' TRUTO_API_TOKEN=t $lua '$here/peers/luasocket.lua' accounts=acct-static limit=100"
-  "luasocket_current|$want_users|LUA_CPATH='$cur_cpath' TRUTO_BASE_URL='$base' TRUTO_API_TOKEN=t $lua '$here/peers/luasocket.lua' accounts=acct-static limit=100"
+  "c_debian|$want_users|LUA_CPATH='$deb_cpath' \$RUN '$work/curl_cjson' list '$list_url'"
+  "c_current|$want_users|LUA_CPATH='$cur_cpath' \$RUN '$work/curl_cjson' list '$list_url'"
+  "truto_debian|$want_users|LUA_CPATH='$deb_cpath' LUA_PATH='$lpath' TRUTO_BASE_URL='$base' TRUTO_API_TOKEN=t \$RUN $lua '$here/clients/truto.lua' list accounts=acct-static limit=100 rate_limit=off"
+  "truto_current|$want_users|LUA_CPATH='$cur_cpath' LUA_PATH='$lpath' TRUTO_BASE_URL='$base' TRUTO_API_TOKEN=t \$RUN $lua '$here/clients/truto.lua' list accounts=acct-static limit=100 rate_limit=off"
+  "luasocket_debian|$want_users|LUA_CPATH='$deb_cpath' TRUTO_BASE_URL='$base' TRUTO_API_TOKEN=t \$RUN $lua '$here/peers/luasocket.lua' accounts=acct-static limit=100"
+  "luasocket_current|$want_users|LUA_CPATH='$cur_cpath' TRUTO_BASE_URL='$base' TRUTO_API_TOKEN=t \$RUN $lua '$here/peers/luasocket.lua' accounts=acct-static limit=100"
 )
 tls_base="https://localhost:$tls_port"
 s7=(
-  "c_keepalive|$calls|BENCH_CA='$work/ca.crt' LUA_CPATH='$deb_cpath' '$work/curl_cjson' get '$org_url' $calls"
-  "truto_keepalive|$calls|LUA_CPATH='$deb_cpath' LUA_PATH='$lpath' TRUTO_BASE_URL='$tls_base' TRUTO_API_TOKEN=t $lua '$here/clients/truto.lua' keepalive calls=$calls org=org-1 accounts=acct-static rate_limit=off ca_file='$work/ca.crt'"
-  "truto_fresh|$calls|LUA_CPATH='$deb_cpath' LUA_PATH='$lpath' TRUTO_BASE_URL='$tls_base' TRUTO_API_TOKEN=t $lua '$here/clients/truto.lua' fresh calls=$calls org=org-1 accounts=acct-static rate_limit=off ca_file='$work/ca.crt'"
-  "node_fetch|$calls|NODE_EXTRA_CA_CERTS='$work/ca.crt' node '$here/peers/node_orgs.mjs' '$org_url' $calls"
-  "python_requests|$calls|REQUESTS_CA_BUNDLE='$work/ca.crt' python3 '$here/peers/python_orgs.py' '$org_url' $calls"
+  "c_keepalive|$calls|BENCH_CA='$work/ca.crt' LUA_CPATH='$deb_cpath' \$RUN '$work/curl_cjson' get '$org_url' $calls"
+  "truto_keepalive|$calls|LUA_CPATH='$deb_cpath' LUA_PATH='$lpath' TRUTO_BASE_URL='$tls_base' TRUTO_API_TOKEN=t \$RUN $lua '$here/clients/truto.lua' keepalive calls=$calls org=org-1 accounts=acct-static rate_limit=off ca_file='$work/ca.crt'"
+  "truto_fresh|$calls|LUA_CPATH='$deb_cpath' LUA_PATH='$lpath' TRUTO_BASE_URL='$tls_base' TRUTO_API_TOKEN=t \$RUN $lua '$here/clients/truto.lua' fresh calls=$calls org=org-1 accounts=acct-static rate_limit=off ca_file='$work/ca.crt'"
+  "node_fetch|$calls|NODE_EXTRA_CA_CERTS='$work/ca.crt' \$RUN node '$here/peers/node_orgs.mjs' '$org_url' $calls"
+  "python_requests|$calls|REQUESTS_CA_BUNDLE='$work/ca.crt' \$RUN python3 '$here/peers/python_orgs.py' '$org_url' $calls"
 )
 
-declare -A times
+declare -A times cpu
 # run_set NAME-OF-ARRAY: every client once per round, BENCH_REPS rounds.
 run_set() {
   local -n set=$1
@@ -135,37 +136,73 @@ run_set() {
     for entry in "${set[@]}"; do
       IFS='|' read -r name want cmd <<<"$entry"
       t0=$EPOCHREALTIME
-      got=$(bash -c "$cmd" 2>"$work/stderr") || { cat "$work/stderr" >&2; die "$name failed"; }
+      got=$(RUN="" /usr/bin/time -f '%U %S' -o "$work/cpu" bash -c "$cmd" 2>"$work/stderr") ||
+        { cat "$work/stderr" >&2; die "$name failed"; }
       t1=$EPOCHREALTIME
       got=$(sed -n 's/^items=//p' <<<"$got")
       [ "$got" = "$want" ] || die "$name read $got items, not $want"
-      times[$name]+="$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f", b - a }') "
-      log "$1 round $rep: $name ${times[$name]##* }"
+      times[$name]+="$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }') "
+      cpu[$name]+="$(awk '{ printf "%.3f", $1 + $2 }' "$work/cpu") "
+      log "$1 round $rep: $name ${times[$name]% } s, CPU ${cpu[$name]% } s"
     done
   done
 }
 median() { tr ' ' '\n' <<<"$1" | sed '/^$/d' | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-run_set s6
-run_set s7
+if [ "${BENCH_CALLGRIND:-0}" = only ]; then
+  reps=0 # instructions only (below), for profiling: RESULTS.md is left alone
+else
+  run_set s6
+  run_set s7
+fi
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
-declare -A med
-for k in "${!times[@]}"; do med[$k]=$(median "${times[$k]}"); done
+declare -A med mcpu
+for k in "${!times[@]}"; do # none when reps=0
+  med[$k]=$(median "${times[$k]}")
+  mcpu[$k]=$(median "${cpu[$k]}")
+done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
-row() { printf '| %s | %s s | %s x | %s |\n' "$1" "${med[$2]}" "$(ratio "${med[$2]}" "${med[$3]}")" "${times[$2]% }"; }
+row() {
+  printf '| %s | %s s | %s x | %s s | %s x |\n' "$1" "${med[$2]}" "$(ratio "${med[$2]}" "${med[$3]}")" \
+    "${mcpu[$2]}" "$(ratio "${mcpu[$2]}" "${mcpu[$3]}")"
+}
 
 callgrind=""
-if [ "${BENCH_CALLGRIND:-0}" = 1 ]; then
+if [ "${BENCH_CALLGRIND:-0}" != 0 ]; then
   cg() { # cpath how -> instructions
     LUA_CPATH="$1" LUA_PATH="$lpath" valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" \
       "$lua" "$here/static/decode_cost.lua" "$2" "$work/pages" 50 >/dev/null 2>"$work/cg.err"
     sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$work/cg.err"
   }
+  cg_dir=${BENCH_CG_DIR:-$work} # where the callgrind files stay (for callgrind_annotate)
+  cgrun() { # name command -> instructions of the client process
+    RUN="valgrind --tool=callgrind --callgrind-out-file=$cg_dir/callgrind.$1" bash -c "$2" >/dev/null \
+      2>"$work/cg.err"
+    sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$work/cg.err"
+  }
+  declare -A ir
+  for entry in "${s6[@]}"; do
+    IFS='|' read -r name _ cmd <<<"$entry"
+    ir[$name]=$(cgrun "$name" "$cmd")
+    log "callgrind: $name ${ir[$name]}"
+  done
+  irow() { printf '| %s | %s | %s x |\n' "$1" "${ir[$2]}" "$(ratio "${ir[$2]}" "${ir[$3]}")"; }
   ir_plain_deb=$(cg "$deb_cpath" cjson); ir_core_deb=$(cg "$deb_cpath" core)
   ir_plain_cur=$(cg "$cur_cpath" cjson); ir_core_cur=$(cg "$cur_cpath" core)
   callgrind=$(cat <<CG
+
+Instructions (callgrind, reproducible on a busy machine) of the whole client process for S6:
+
+| client | instructions | vs libcurl + cjson.decode |
+|---|---|---|
+$(irow "C: libcurl + cjson.decode, Debian cjson" c_debian c_debian)
+$(irow "lua-truto, Debian cjson" truto_debian c_debian)
+$(irow "LuaSocket + cjson, Debian cjson" luasocket_debian c_debian)
+$(irow "C: libcurl + cjson.decode, current cjson" c_current c_current)
+$(irow "lua-truto, current cjson" truto_current c_current)
+$(irow "LuaSocket + cjson, current cjson" luasocket_current c_current)
 
 Instructions (callgrind, whole process: Lua start, reading the files, decoding) to decode 50 of the
 pages (4 MB, 5,000 users), \`bench/static/decode_cost.lua\`:
@@ -178,20 +215,24 @@ CG
 )
 fi
 
+if [ "$reps" = 0 ]; then
+  printf '%s\n' "$callgrind"
+  exit 0
+fi
 section=$(cat <<MD
 <!-- static:begin (written by bench/static.sh) -->
 ## Static files: the client alone (S6, S7)
 
 nginx serves pre-made pages (\`bench/static/pages.lua\`), so the server is never the bottleneck.
 Run of $(date -u '+%Y-%m-%d %H:%M UTC'), $reps rounds, every client once per round, medians (each
-run's wall time, process start included); load average $load_before before, $load_after after;
-$(nproc) CPUs.
+run's wall time, and the CPU time, user + system, of the client's process: start included, nginx
+not); load average $load_before before, $load_after after; $(nproc) CPUs.
 
 **S6: listing $want_users users** ($pages pages of 100 users, about 80 KB each, plain HTTP,
 keep-alive where the client has it). The ratio is to the bare C loop with the same lua-cjson.
 
-| client | median | vs libcurl + cjson.decode | runs (s) |
-|---|---|---|---|
+| client | wall | vs libcurl + cjson.decode | CPU | vs libcurl + cjson.decode |
+|---|---|---|---|---|
 $(row "C: libcurl + cjson.decode, Debian cjson 2.1.0" c_debian c_debian)
 $(row "lua-truto, Debian cjson 2.1.0" truto_debian c_debian)
 $(row "Lua 5.4 + LuaSocket + cjson, Debian cjson 2.1.0" luasocket_debian c_debian)
@@ -205,8 +246,8 @@ one, and ahead of LuaSocket + cjson with both.
 **S7: $calls get_organization over HTTPS** (nginx with a throw-away CA; each client trusts it).
 The ratio is to lua-truto with one client (one keep-alive TLS connection).
 
-| client | median | vs lua-truto keep-alive | runs (s) |
-|---|---|---|---|
+| client | wall | vs lua-truto keep-alive | CPU | vs lua-truto keep-alive |
+|---|---|---|---|---|
 $(row "C: libcurl + cjson.decode, one connection" c_keepalive truto_keepalive)
 $(row "lua-truto, one client" truto_keepalive truto_keepalive)
 $(row "lua-truto, a new client per call" truto_fresh truto_keepalive)

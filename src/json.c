@@ -8,6 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 /* ---- encoding ---------------------------------------------------------- */
 
@@ -218,6 +221,30 @@ static void init_tables(void)
         string_stop[c] = (unsigned char)(c == '"' || c == '\\' || c >= 0xC0);
 }
 
+/* The first byte at or after i that ends the plain run inside a string
+ * (string_stop), or len. Sixteen bytes at a time where SSE2 is there: the
+ * text is mostly strings, and this loop is most of the scan. */
+static size_t skip_plain(const unsigned char *s, size_t i, size_t len)
+{
+#if defined(__SSE2__)
+    const __m128i quote = _mm_set1_epi8('"');
+    const __m128i backslash = _mm_set1_epi8('\\');
+    const __m128i high = _mm_set1_epi8((char)0xC0);
+    while (i + 16 <= len) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
+        __m128i stop = _mm_or_si128(_mm_cmpeq_epi8(x, quote), _mm_cmpeq_epi8(x, backslash));
+        stop = _mm_or_si128(stop, _mm_cmpeq_epi8(_mm_max_epu8(x, high), x)); /* x >= 0xC0 */
+        unsigned mask = (unsigned)_mm_movemask_epi8(stop);
+        if (mask)
+            return i + (size_t)__builtin_ctz(mask);
+        i += 16;
+    }
+#endif
+    while (i < len && !string_stop[s[i]])
+        i++;
+    return i;
+}
+
 static int is_digit(unsigned char c)
 {
     return c >= '0' && c <= '9';
@@ -395,8 +422,7 @@ size_t tj_scan_text(const char *text, size_t len, tj_scan *sc, tbuf *out)
             if (at_value_position(&j))
                 COUNT_VALUE();
             for (i++; i < len; i++) {
-                while (i < len && !string_stop[s[i]])
-                    i++;
+                i = skip_plain(s, i, len);
                 if (i >= len || s[i] == '"')
                     break;
                 if (s[i] == '\\')
@@ -467,6 +493,7 @@ void tj_opts_check(lua_State *L, int idx, tj_opts *o)
 {
     o->big_strings = 0;
     o->max_values = 0;
+    o->text_idx = 0;
     if (lua_isnoneornil(L, idx))
         return;
     luaL_checktype(L, idx, LUA_TTABLE);
@@ -491,10 +518,13 @@ void tj_opts_check(lua_State *L, int idx, tj_opts *o)
 
 #define TRUTO_JSON_CAPS "truto.json.caps"
 
-int tj_run_decode(lua_State *L, const char *s, size_t len)
+int tj_run_decode(lua_State *L, const char *s, size_t len, int idx)
 {
     lua_getfield(L, LUA_REGISTRYINDEX, TRUTO_DECODE);
-    lua_pushlstring(L, s, len);
+    if (idx)
+        lua_pushvalue(L, idx);
+    else
+        lua_pushlstring(L, s, len);
     /* cjson raises on bad input; catch it so a bad text is a value, not a throw. */
     return lua_pcall(L, 1, 1, 0) == 0;
 }
@@ -541,7 +571,7 @@ int tj_decode(lua_State *L, const char *s, size_t len, const tj_opts *o)
      * for the options. Values need at least a byte each. */
     int count = o->max_values && len > o->max_values;
     if (!count && !(o->big_strings && has_long_digit_run(s, len)))
-        return tj_run_decode(L, s, len);
+        return tj_run_decode(L, s, len, o->text_idx);
     tj_scan sc;
     memset(&sc, 0, sizeof sc);
     sc.big_strings = o->big_strings;
@@ -557,7 +587,8 @@ int tj_decode(lua_State *L, const char *s, size_t len, const tj_opts *o)
         lua_pushliteral(L, "out of memory");
         ok = 0;
     } else {
-        ok = edits ? tj_run_decode(L, text.data, text.len) : tj_run_decode(L, s, len);
+        ok = edits ? tj_run_decode(L, text.data, text.len, 0)
+                   : tj_run_decode(L, s, len, o->text_idx);
     }
     tbuf_free(&text);
     return ok;

@@ -63,6 +63,8 @@ int tj_info(lua_State *L);
 typedef struct {
     int big_strings;   /* big_integers = "string" */
     size_t max_values; /* 0: no bound */
+    int text_idx;      /* stack index of a Lua string that is the text, or 0: lua-cjson
+                          then gets that string, not a copy */
 } tj_opts;
 
 /* Reads the options table at idx (nil or none: defaults). Raises a misuse
@@ -75,9 +77,10 @@ void tj_opts_check(lua_State *L, int idx, tj_opts *o);
  */
 int tj_decode(lua_State *L, const char *s, size_t len, const tj_opts *o);
 
-/* For json_compat.c: runs the private decode on [s, s+len) (1: value
- * pushed, 0: message pushed), and pushes the max_values message. */
-int tj_run_decode(lua_State *L, const char *s, size_t len);
+/* For json_compat.c: runs the private decode on [s, s+len), or on the Lua
+ * string at idx when idx is not 0 (1: value pushed, 0: message pushed),
+ * and pushes the max_values message. */
+int tj_run_decode(lua_State *L, const char *s, size_t len, int idx);
 void tj_too_many(lua_State *L, size_t max);
 
 /*

@@ -232,7 +232,8 @@ int tjc_decode(lua_State *L, const char *s, size_t len, const tj_opts *o, const 
         lua_pushliteral(L, "out of memory");
         ok = 0;
     } else {
-        ok = edits ? tj_run_decode(L, text.data, text.len) : tj_run_decode(L, s, len);
+        ok = edits ? tj_run_decode(L, text.data, text.len, 0)
+                   : tj_run_decode(L, s, len, o->text_idx);
     }
     tbuf_free(&text);
     if (!ok)

@@ -9,7 +9,7 @@
 
 int tresp_decode(lua_State *L, const char *s, size_t len)
 {
-    tj_opts o = {0, 0};
+    tj_opts o = {0, 0, 0};
     return tj_decode(L, s, len, &o);
 }
 
@@ -35,6 +35,7 @@ int tresp_read(lua_State *L)
     const char *url = luaL_optstring(L, 5, NULL);
     tj_opts o;
     tj_opts_check(L, 6, &o);
+    o.text_idx = 3; /* the body: lua-cjson reads it without a copy */
     char msg[64];
     terr_desc d = {"http", (int)status, NULL, method, url, 0, 2};
 
@@ -72,6 +73,7 @@ int tresp_decode_lua(lua_State *L)
     const char *s = luaL_checklstring(L, 1, &len);
     tj_opts o;
     tj_opts_check(L, 2, &o);
+    o.text_idx = 1;
     if (tj_decode(L, s, len, &o))
         return 1;
     lua_pushnil(L);
@@ -85,6 +87,7 @@ int tresp_decode_json(lua_State *L)
     const char *s = luaL_checklstring(L, 1, &len);
     tj_opts o;
     tj_opts_check(L, 2, &o);
+    o.text_idx = 1;
     if (tj_decode(L, s, len, &o))
         return 1;
     lua_pushfstring(L, "not valid JSON (%s)", lua_tostring(L, -1));
