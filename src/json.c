@@ -419,7 +419,7 @@ size_t tj_scan_text(const char *text, size_t len, tj_scan *sc, tbuf *out)
     while (i < len) {
         unsigned char c = s[i];
         if (c == '"') {
-            if (at_value_position(&j))
+            if (max && at_value_position(&j))
                 COUNT_VALUE();
             for (i++; i < len; i++) {
                 i = skip_plain(s, i, len);
@@ -434,11 +434,13 @@ size_t tj_scan_text(const char *text, size_t len, tj_scan *sc, tbuf *out)
             j.prev = '"';
         } else if (c == '-' || is_digit(c)) {
             size_t start = i;
-            int value = at_value_position(&j);
+            int plain = 1; /* digits only so far */
             for (i++; i < len && is_number_char(s[i]); i++)
-                ;
+                plain = plain && is_digit(s[i]);
             COUNT_VALUE();
-            char kind = (char)(numbers && value ? number_rewrite(sc, s + start, i - start) : 0);
+            /* up to 15 digits and nothing else: exact in a double, nothing to do */
+            int look = numbers && !(plain && i - start < 16) && at_value_position(&j);
+            char kind = (char)(look ? number_rewrite(sc, s + start, i - start) : 0);
             if (kind) {
                 edits++;
                 copy_upto(out, s, &copied, start);

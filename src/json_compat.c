@@ -125,7 +125,8 @@ static int from_marker(lua_State *L, const walk *w)
 #if LUA_VERSION_NUM >= 503
     size_t len;
     const char *s = lua_tolstring(L, -1, &len);
-    if (len <= w->marker_len + 1 || memcmp(s, w->marker, w->marker_len) != 0)
+    if (len <= w->marker_len + 1 || s[0] != w->marker[0] ||
+        memcmp(s, w->marker, w->marker_len) != 0)
         return 0;
     char kind = s[w->marker_len];
     if ((kind != 'i' && kind != 'f') || !lua_stringtonumber(L, s + w->marker_len + 1))
