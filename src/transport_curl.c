@@ -358,8 +358,10 @@ static struct curl_slist *build_headers(lua_State *L, tcurl *t, int req)
         lua_rawgeti(L, idx, (lua_Integer)i);
         size_t len;
         const char *line = lua_tolstring(L, -1, &len);
-        if (!line || !safe_header_line(line, len))
+        if (!line || !safe_header_line(line, len)) {
             luaL_error(L, "invalid header line #%d", (int)i);
+            return NULL; /* not reached: luaL_error does not return */
+        }
         has_accept |= names(line, "accept:");
         has_type |= names(line, "content-type:");
         lua_pop(L, 1);
@@ -410,7 +412,8 @@ static void set_method(CURL *e, const char *method, const char *body, size_t bod
     curl_easy_setopt(e, CURLOPT_HTTPGET, 1L); /* resets any earlier body */
     curl_easy_setopt(e, CURLOPT_NOBODY, head ? 1L : 0L);
     curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, head || strcmp(method, "GET") == 0 ? NULL : method);
-    int write = !strcmp(method, "POST") || !strcmp(method, "PUT") || !strcmp(method, "PATCH");
+    int write =
+        strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 || strcmp(method, "PATCH") == 0;
     if (body || write) {
         /* copied: the Lua string may be collected while the request runs */
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(body ? body_len : 0));
