@@ -4,6 +4,8 @@
 local core = require "truto.core"
 local compat = require "spec.helpers.compat"
 
+local BIG_NUMBER = compat.integers and 9007199254740993 or 9007199254740992
+
 local TEXT = '{"id":9007199254740993,"neg":-9223372036854775808,"small":9007199254740992,'
   .. '"huge":123456789012345678901234567890,"f":1.5,"list":[12345678901234567,1]}'
 
@@ -57,10 +59,31 @@ describe("big integers", function()
   end)
 
   it("wrong options are misuse, naming the argument", function()
-    assert.has_error(function() core.decode("1", { big_integers = "number" }) end,
-      "bad argument #2 to 'decode' (big_integers must be \"string\" or nil)")
+    assert.has_error(function() core.decode("1", { big_integers = "float" }) end,
+      "bad argument #2 to 'decode' (big_integers must be \"number\", \"string\" or nil)")
     assert.has_error(function() core.read_response(200, {}, "1", "GET", "u", { big_integers = true }) end,
-      "bad argument #6 to 'read_response' (big_integers must be \"string\" or nil)")
+      "bad argument #6 to 'read_response' (big_integers must be \"number\", \"string\" or nil)")
+    -- "number" is the default, said out loud
+    assert.equal(BIG_NUMBER, core.decode("9007199254740993", { big_integers = "number" }))
     assert.has_error(function() core.decode("1", "string") end)
+  end)
+end)
+
+describe("big integers through a client", function()
+  local h = require "spec.helpers.client"
+  local P = { integrated_account_id = "acct-small" }
+
+  it('big_integers = "string" gives u040\'s employee_number exactly on every runtime', function()
+    local user = assert(h.client({ big_integers = "string" }):get("user-directory", "users", "u040", P))
+    assert.equal("9007199254740993", user.employee_number)
+    local plain = assert(h.client():get("user-directory", "users", "u040", P))
+    assert.equal(BIG_NUMBER, plain.employee_number)
+  end)
+
+  it("max_values refuses a page with more values, as a decode error", function()
+    local page, err = h.client({ max_values = 10 }):get("user-directory", "users", "u040", P)
+    assert.is_nil(page)
+    assert.equal("decode", err.kind)
+    assert.truthy(err.message:find("more than 10 values (max_values)", 1, true))
   end)
 end)

@@ -501,9 +501,10 @@ void tj_opts_check(lua_State *L, int idx, tj_opts *o)
     luaL_checktype(L, idx, LUA_TTABLE);
     lua_getfield(L, idx, "big_integers");
     if (!lua_isnil(L, -1)) {
-        if (lua_type(L, -1) != LUA_TSTRING || strcmp(lua_tostring(L, -1), "string") != 0)
-            luaL_argerror(L, idx, "big_integers must be \"string\" or nil");
-        o->big_strings = 1;
+        const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
+        if (strcmp(v, "string") != 0 && strcmp(v, "number") != 0)
+            luaL_argerror(L, idx, "big_integers must be \"number\", \"string\" or nil");
+        o->big_strings = v[0] == 's';
     }
     lua_pop(L, 1);
     lua_getfield(L, idx, "max_values");

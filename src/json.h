@@ -59,7 +59,8 @@ const tj_caps *tj_capabilities(lua_State *L);
  * what lua-cjson can do, and whether json_compat.c decodes. */
 int tj_info(lua_State *L);
 
-/* Decoding options: opts = { big_integers = "string" | nil, max_values = n | nil }. */
+/* Decoding options: opts = { big_integers = "string" | "number" | nil,
+ * max_values = n | nil } ("number", the default: numbers as lua-cjson gives them). */
 typedef struct {
     int big_strings;   /* big_integers = "string" */
     size_t max_values; /* 0: no bound */
