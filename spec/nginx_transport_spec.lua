@@ -116,6 +116,7 @@ function B.stall_after_head(sock)
   sock:send("late")
 end
 function B.slow(sock, n) ngx.sleep(0.5) answer(sock, "slow " .. n) return true end
+function B.slow2(sock, n) ngx.sleep(2) answer(sock, "slow " .. n) return true end
 function B.self_signed(sock) answer(sock, "tls") return true end
 
 function M.serve()
@@ -257,6 +258,24 @@ function M.run_concurrent()
   ngx.say(cjson.encode { results = results })
 end
 
+-- Starts a request and returns without waiting for it (a read-ahead left behind): the
+-- handle is kept for /carried, another request.
+local carried
+function M.leave()
+  local transport = require("truto.ngx").new { token = "tok-123" }
+  carried = transport:start { method = "GET", url = "http://127.0.0.1:" .. ngx.var.arg_port .. "/left", headers = {} }
+  carried.transport = transport
+  ngx.say("left")
+end
+
+function M.carried()
+  ngx.update_time()
+  local started = ngx.now()
+  local res, err = carried:wait()
+  ngx.update_time()
+  ngx.say(cjson.encode { res = res, err = err, elapsed = ngx.now() - started })
+end
+
 return M
 ]==]
 
@@ -289,6 +308,8 @@ http {
     client_body_buffer_size 1m;
     location = /t { content_by_lua_block { require("truto_client").run() } }
     location = /tc { content_by_lua_block { require("truto_client").run_concurrent() } }
+    location = /leave { content_by_lua_block { require("truto_client").leave() } }
+    location = /carried { content_by_lua_block { require("truto_client").carried() } }
     location = /log { content_by_lua_block { require("truto_script").log() } }
   }
 
@@ -390,7 +411,7 @@ describe("the nginx transport (contract v2)", function()
         if not io.open(prefix .. "/nginx.pid") then break end
         socket.sleep(0.1)
       end
-      os.execute("rm -rf " .. quote(prefix))
+      if not os.getenv("KEEP") then os.execute("rm -rf " .. quote(prefix)) end
     end
   end)
 
@@ -581,6 +602,30 @@ describe("the nginx transport (contract v2)", function()
     assert.not_equal(log[1].conn, log[2].conn)
     _, log = run("ok", { requests = { { path = "/a" }, { path = "/b", after = 0.5 } } })
     assert.equal(log[1].conn, log[2].conn)
+  end)
+
+  it("a request left behind does not hold its handler's response, nor fail oddly in another request", function()
+    behave("slow2")
+    local t0 = socket.gettime()
+    local status, text = http_request("GET", "/leave?port=" .. server.script_port)
+    local elapsed = socket.gettime() - t0
+    assert.same({ 200, "left\n" }, { status, text })
+    assert.is_true(elapsed < 0.6, "the response waited " .. elapsed .. " s for the request left behind")
+    -- the request was on the wire (start sends at once) ...
+    socket.sleep(0.2)
+    local log = wire()
+    assert.equal(1, #log)
+    assert.matches("^GET /left ", log[1].raw)
+    -- ... and another request waiting for it learns at once that it was cut
+    t0 = socket.gettime()
+    status, text = http_request("GET", "/carried")
+    elapsed = socket.gettime() - t0
+    assert.equal(200, status)
+    local value = cjson.decode(text)
+    assert.same({ kind = "transport", sends = 1, orphaned = true, stale = false, too_large = false,
+      message = "reading the answer: the request was started in another nginx request (its connection belongs to that one)" },
+      value.err)
+    assert.is_true(elapsed < 0.5, "waited " .. elapsed .. " s")
   end)
 
   it("refuses bad settings and requests, naming them", function()

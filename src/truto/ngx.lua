@@ -33,9 +33,8 @@
 -- * HEAD, 1xx, 204 and 304 have no body: HEAD returns at once with status
 --   and headers. Trailers of a chunked answer are read and dropped: they
 --   are never merged into the headers.
--- * orphaned = true: the coroutine that started the request ended (the
---   nginx handler returned) before the answer was in; the exchange was cut
---   so that it does not hold that handler's response (see "Lifetime").
+-- * orphaned = true: the handle was waited for in another nginx request
+--   than the one that started it (see "Lifetime").
 -- * aborted = true: M.abort() was called for the request (its downstream
 --   client went away).
 --
@@ -68,13 +67,17 @@
 -- file may be reused under another. Give such locations different hosts,
 -- or keep one CA file per http{} block.
 --
--- Lifetime. Each request in flight runs in a light thread
--- (`ngx.thread.spawn`) of the coroutine that started it. nginx waits for
--- every light thread before it finishes a request, and LuaJIT never runs
--- `__gc` on tables, so a read-ahead nobody waits for would hold the
--- response. A light thread therefore watches its starter: reads wait in
--- slices of at most 0.1 s, and when the starter is dead the exchange is
--- cut (the socket closed) and the handle answers orphaned = true.
+-- Lifetime. start() connects and sends at once (the request is on the wire
+-- when it returns) and wait() reads the answer in the caller's coroutine:
+-- no light thread runs on its own, so nothing a caller started holds the
+-- response of its nginx request after the handler returned (LuaJIT runs no
+-- `__gc` on tables, so an iterator left by `break` is never closed), and
+-- nginx closes the request's sockets when it ends. A handle carried into
+-- another nginx request fails at wait() with orphaned = true (its socket
+-- belongs to the first request); a GET may be sent again. Only wait_any()
+-- reads in light threads, one per handle it waits for, each to the end of
+-- its answer: a fan-out left early holds the response until the answers in
+-- flight are in (at most their timeout).
 --
 -- Downstream abort. With `lua_check_client_abort on;` and no on_abort
 -- handler, nginx ends the request (and every light thread) when the client
@@ -103,12 +106,11 @@
 -- @module truto.ngx
 -- luacheck: std luajit+ngx_lua
 local ngx = ngx -- luacheck: ignore 113 (the nginx API, global inside nginx)
-local type, tostring, tonumber, error, pcall, select, ipairs, next = type, tostring, tonumber, error, pcall, select,
-  ipairs, next
+local type, tostring, tonumber, error, pcall, ipairs, next = type, tostring, tonumber, error, pcall, ipairs, next
 local setmetatable = setmetatable
 local format, lower, find, sub, concat = string.format, string.lower, string.find, string.sub, table.concat
 local min, floor, huge = math.min, math.floor, math.huge
-local co_running, co_status = coroutine.running, coroutine.status
+local co_running = coroutine.running
 local unpack = table.unpack or unpack -- luacheck: ignore 113 143
 
 local M = {}
@@ -122,7 +124,6 @@ M.DEFAULTS = DEFAULTS
 local PIECE = 1024 * 1024     -- the most one read asks for
 local MAX_HEADERS = 256 * 1024 -- status line, headers, or trailers of one answer
 local MAX_CHUNK_LINE = 4096   -- a chunk-size line (with extensions)
-local SLICE = 0.1             -- a light thread checks on its starter this often (s)
 
 -- Phases whose handlers may yield, so cosockets and light threads work.
 local YIELDABLE = {
@@ -266,54 +267,34 @@ end
 -- The state of one exchange: x = { sock, buf, pos, deadline, conf, watch,
 -- answered (a byte of the answer came), ... }.
 
--- Why an exchange must stop now, other than a socket error: nil or
--- "orphaned" | "aborted".
-local function cut(x)
-  local owner = x.owner
-  if owner and co_status(owner) == "dead" then return "orphaned" end
-  local state = x.request
-  if state and state.aborted then return "aborted" end
-  return nil
-end
-
 local function now()
   return ngx.now()
 end
 
 -- Receives at most `max` bytes (at least one): data | nil, err where err is
--- "timeout" (deadline), "stall" (read_timeout), "orphaned", "aborted" or
--- the socket's error.
+-- "timeout" (deadline), "stall" (read_timeout), "aborted" or the socket's
+-- error. Past the deadline, only bytes already there are taken (a page read
+-- ahead that arrived while the caller was busy is not lost).
 local function recv(x, max)
-  local sock = x.sock
-  while true do
-    local t = now()
-    local left = x.deadline - t
-    if left <= 0 then return nil, "timeout" end
-    local wait, why = left, "timeout"
-    local stall = x.conf.read_timeout
-    if stall then
-      local stall_left = x.last_byte + stall - t
-      if stall_left <= 0 then return nil, "stall" end
-      if stall_left < wait then wait, why = stall_left, "stall" end
-    end
-    local sliced = false
-    if x.owner and wait > SLICE then wait, sliced = SLICE, true end
-    sock:settimeout(floor(wait * 1000) + 1)
-    local data, err = sock:receiveany(max)
-    if data then
-      x.last_byte = now()
-      x.answered = true
-      return data
-    end
-    if err ~= "timeout" then return nil, err end
-    local reason = cut(x)
-    if reason then return nil, reason end
-    if not sliced then
-      ngx.update_time()
-      if now() >= x.deadline then return nil, "timeout" end
-      if why == "stall" then return nil, "stall" end
-    end
+  local state = x.request
+  if state and state.aborted then return nil, "aborted" end
+  local t = now()
+  local wait, why = x.deadline - t, "timeout"
+  local stall = x.conf.read_timeout
+  if stall then
+    local stall_left = x.last_byte + stall - t
+    if stall_left < wait then wait, why = stall_left, "stall" end
   end
+  local sock = x.sock
+  sock:settimeout(wait > 0.001 and floor(wait * 1000) or 1)
+  local data, err = sock:receiveany(max)
+  if data then
+    x.last_byte = now()
+    x.answered = true
+    return data
+  end
+  if err == "timeout" then return nil, why end
+  return nil, err
 end
 
 -- Appends one read to the buffer: true | nil, err.
@@ -336,8 +317,6 @@ local function read_failure(x, what, err)
     return "timeout", format("%s: timed out (%g s)", what, x.total)
   elseif err == "stall" then
     return "timeout", format("%s: no data for %g s (read_timeout)", what, x.conf.read_timeout)
-  elseif err == "orphaned" then
-    return "transport", what .. ": the nginx handler that started this request ended"
   elseif err == "aborted" then
     return "transport", what .. ": the downstream client went away (truto.ngx.abort)"
   elseif err == "closed" then
@@ -351,7 +330,7 @@ local function fail_read(x, what, err, too_large)
   local kind, message = read_failure(x, what, err)
   return failure(kind, message, 1, {
     too_large = too_large or false,
-    orphaned = err == "orphaned" or nil, aborted = err == "aborted" or nil,
+    aborted = err == "aborted" or nil,
   })
 end
 
@@ -535,8 +514,15 @@ local function tls_failure(host, err)
   return message
 end
 
--- Performs one request (the v2 contract): answer | nil, failure.
-local function exchange(conf, auth, req, owner)
+local function current_ctx()
+  local ok, ctx = pcall(function() return ngx.ctx end)
+  return ok and ctx or nil
+end
+
+-- The first half of an exchange: connect (or take a pooled connection),
+-- TLS, send. Returns the exchange's state x | nil, failure. Never waits for
+-- the answer.
+local function send_request(conf, auth, req)
   local scheme, host, port, authority, target = parse_url(req.url)
   if not scheme then return failure("transport", "unsupported URL", 0) end
   local phase = ngx.get_phase()
@@ -582,7 +568,8 @@ local function exchange(conf, auth, req, owner)
   local total = req.timeout or conf.timeout
   local x = {
     buf = "", pos = 1, conf = conf, total = total, deadline = start + total, last_byte = start,
-    max_body = req.max_body or conf.max_body, owner = owner, request = state, answered = false,
+    max_body = req.max_body or conf.max_body, request = state, answered = false,
+    method = method, reuse = reuse, host = host, gzip = gzip,
   }
   local connect_timeout = min(req.connect_timeout or conf.connect_timeout, total)
   local sock = ngx.socket.tcp()
@@ -627,12 +614,19 @@ local function exchange(conf, auth, req, owner)
     end
     return failure("transport", "sending the request: " .. tostring(serr), 1)
   end
+  x.reused, x.ctx = reused, current_ctx()
+  return x
+end
 
+-- The second half: reads the answer of x. Returns answer | nil, failure.
+-- Must run in the nginx request that sent it (cosockets are per request).
+local function read_answer(x)
+  local sock, method = x.sock, x.method
   local version, status, headers = read_head(x)
   if not version then
     local rerr = status
     sock:close()
-    if reused and not x.answered and closed_by_peer(rerr) then
+    if x.reused and not x.answered and closed_by_peer(rerr) then
       return failure("transport", "reading the answer: a pooled connection the server had closed ("
         .. tostring(rerr) .. ")", 1, { stale = true })
     end
@@ -650,12 +644,13 @@ local function exchange(conf, auth, req, owner)
       return fail_read(x, "reading the answer", reusable, big)
     end
   end
-  if reuse and reusable and x.pos > #x.buf and keep_alive(version, headers) then
+  local conf = x.conf
+  if x.reuse and reusable and x.pos > #x.buf and keep_alive(version, headers) then
     sock:setkeepalive(conf.keepalive_timeout * 1000, conf.pool_size)
   else
     sock:close()
   end
-  local encoding = headers["content-encoding"]
+  local encoding, gzip = headers["content-encoding"], x.gzip
   if gzip and encoding and text ~= "" then
     encoding = lower(encoding)
     if encoding == "gzip" or encoding == "x-gzip" then
@@ -667,8 +662,38 @@ local function exchange(conf, auth, req, owner)
   return { status = status, headers = headers, body = text, sends = 1 }
 end
 
+-- Reads the answer of x from any coroutine or request: a socket of another
+-- nginx request (an iterator carried over) raises inside ngx_lua; that, and
+-- any other error, becomes a failure.
+local function orphaned()
+  return failure("transport", "reading the answer: the request was started in another nginx request "
+    .. "(its connection belongs to that one)", 1, { orphaned = true })
+end
+
+local function read_guarded(x)
+  if x.ctx and current_ctx() ~= x.ctx then return orphaned() end
+  local ok, res, err = pcall(read_answer, x)
+  if ok then return res, err end
+  pcall(x.sock.close, x.sock)
+  if find(tostring(res), "bad request", 1, true) or find(tostring(res), "no request", 1, true) then
+    return orphaned()
+  end
+  return failure("transport", "truto.ngx: " .. tostring(res), 1)
+end
+
+-- One whole exchange: answer | nil, failure.
+local function exchange(conf, auth, req)
+  local x, err = send_request(conf, auth, req)
+  if not x then return nil, err end
+  return read_guarded(x)
+end
+
 -- ------------------------------------------------------------------------
--- Requests in flight: light threads.
+-- Requests in flight. start() sends at once and returns; the answer is read
+-- by wait() in the caller's own coroutine, so nothing runs on its own after
+-- the handler: no light thread holds the response, and nginx closes the
+-- request's sockets when it ends. Only wait_any() reads in light threads
+-- (one per handle it waits for), each reading one answer to its end.
 -- ------------------------------------------------------------------------
 
 local Handle = {}
@@ -677,43 +702,37 @@ Handle.__name = "truto.ngx.request"
 
 local CANCELLED = {}
 
--- Frees the light thread of a request whose answer is in (a finished
--- thread nobody waited for stays a zombie until its request ends).
-local function reap(h)
-  local co = h.co
-  h.co = nil
-  if co and co_status(co) ~= "dead" then pcall(ngx.thread.kill, co) end
-end
-
-local function lost()
-  return select(2, failure("transport", "the request's light thread ended without an answer", 1))
+-- Finishes a handle: stores its outcome.
+local function settle(h, res, err)
+  h.x = nil
+  h.res, h.err = res, err
 end
 
 --- handle:wait() -> answer | nil, failure. Once only.
 function Handle:wait()
   if self.res == CANCELLED or self.read then error("request was cancelled or already read", 2) end
-  if not self.res then
-    local co = self.co
-    if co and not (co_running() == self.owner and pcall(ngx.thread.wait, co)) then
-      -- not the coroutine that started it (an iterator carried elsewhere): poll
-      local pause = 0.001
-      while not self.res and co_status(co) ~= "dead" do
-        ngx.sleep(pause)
-        if pause < 0.02 then pause = pause * 2 end
-      end
+  local reader = self.reader
+  if reader then -- wait_any() is reading it
+    if not pcall(ngx.thread.wait, reader) then
+      while self.res == nil and self.err == nil and coroutine.status(reader) ~= "dead" do ngx.sleep(0.005) end
     end
-    self.co = nil
+    self.reader = nil
+    if self.res == nil and self.err == nil then
+      settle(self, failure("transport", "the light thread reading this answer ended without it", 1,
+        { orphaned = true }))
+    end
+  elseif self.x then
+    settle(self, read_guarded(self.x))
   end
-  reap(self)
   local res, err = self.res, self.err
   self.read = true
   self.res, self.err = nil, nil
-  if res == nil and err == nil then return nil, lost() end
   if res then return res end
   return nil, err
 end
 
---- handle:done() -> whether the answer is in (never blocks).
+--- handle:done() -> whether the answer is in (never blocks): true once a
+-- wait_any() read it, or when it failed before the send.
 function Handle:done()
   return (self.res ~= nil or self.err ~= nil) and self.res ~= CANCELLED and not self.read
 end
@@ -721,9 +740,10 @@ end
 --- handle:cancel(): abandons the request; never raises.
 function Handle:cancel()
   if not self.read and self.res ~= CANCELLED then
-    local co = self.co
-    self.co = nil
-    if co and co_status(co) ~= "dead" then pcall(ngx.thread.kill, co) end
+    local reader, x = self.reader, self.x
+    self.reader, self.x = nil, nil
+    if reader then pcall(ngx.thread.kill, reader) end
+    if x then pcall(x.sock.close, x.sock) end
     self.res, self.err = CANCELLED, nil
   end
 end
@@ -829,24 +849,8 @@ function M.new(settings)
 
   local function start(req)
     local h = setmetatable({ truto_ngx = true }, Handle)
-    if not YIELDABLE[ngx.get_phase()] then
-      h.res, h.err = exchange(conf, auth, req, nil) -- fails at once: cannot run here
-      return h
-    end
-    local owner = co_running()
-    h.owner = owner
-    local co, err = ngx.thread.spawn(function()
-      local ok, res, ferr = pcall(exchange, conf, auth, req, owner)
-      if ok then
-        h.res, h.err = res, ferr
-      else
-        h.err = select(2, failure("transport", "truto.ngx: " .. tostring(res), 1))
-      end
-    end)
-    if not co then
-      h.err = select(2, failure("transport", "ngx.thread.spawn: " .. tostring(err), 0))
-    end
-    h.co = co
+    local x, err = send_request(conf, auth, req)
+    if x then h.x = x else h.err = err end
     return h
   end
 
@@ -866,39 +870,49 @@ function M.new(settings)
     return start(req)
   end
 
-  --- transport:pump(): nothing to do. Light threads progress whenever the
-  -- caller yields (any cosocket call, ngx.sleep, wait); the request of a
-  -- read-ahead is on the wire as soon as start() returns, and its answer
-  -- waits in the socket's buffer. (ngx.sleep(0) would log a warning on
-  -- nginx builds without the delayed-events patch.)
+  --- transport:pump(): nothing to do: a request is on the wire when start()
+  -- returns, and its answer waits in the socket's buffer until wait(). (An
+  -- ngx.sleep(0) here would log a warning on every nginx build without the
+  -- delayed-events patch, Debian's among them.)
   function self.pump()
     check_open("pump")
   end
 
   --- transport:wait_any(handles) -> index of a finished handle, waiting for
-  -- one if need be; nil if none is in flight.
+  -- one if need be; nil if none is in flight. Reads the answers in light
+  -- threads of the calling coroutine.
   function self.wait_any(_, handles)
     check_open("wait_any")
     if type(handles) ~= "table" then error("bad argument #1 to 'wait_any' (table expected)", 2) end
-    local pause = 0.001
+    local me = co_running()
     while true do
       local live, mine = {}, true
-      local me = co_running()
       for i = 1, #handles do
         local h = handles[i]
         if type(h) == "table" and h.truto_ngx and not h.read and h.res ~= CANCELLED then
-          if h.res == nil and h.err == nil and (not h.co or co_status(h.co) == "dead") then h.err = lost() end
-          if h.res or h.err then return i end
-          live[#live + 1] = h.co
-          if h.owner ~= me then mine = false end
+          if h.res ~= nil or h.err ~= nil then return i end
+          if h.x and not h.reader then
+            local x = h.x
+            local co, serr = ngx.thread.spawn(function()
+              settle(h, read_guarded(x))
+            end)
+            if co then
+              h.reader, h.reader_owner = co, me
+            else
+              pcall(x.sock.close, x.sock)
+              settle(h, failure("transport", "ngx.thread.spawn: " .. tostring(serr), 1))
+            end
+            if h.res ~= nil or h.err ~= nil then return i end -- answered without yielding
+          end
+          if h.reader then
+            live[#live + 1] = h.reader
+            if h.reader_owner ~= me then mine = false end
+          end
         end
       end
       if #live == 0 then return nil end
       -- Wakes up when one of them ends; its thread stored its answer.
-      if not (mine and pcall(ngx.thread.wait, unpack(live))) then
-        ngx.sleep(pause)
-        if pause < 0.02 then pause = pause * 2 end
-      end
+      if not (mine and pcall(ngx.thread.wait, unpack(live))) then ngx.sleep(0.005) end
     end
   end
 
