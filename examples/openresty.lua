@@ -26,7 +26,10 @@ local cjson = require "cjson.safe"
 local M = {}
 
 -- One client per worker and transport, made on first use inside a handler, so that the
--- automatic choice is the nginx transport. Connections are pooled by nginx per worker.
+-- automatic choice is the nginx transport, and kept in this module for every later request.
+-- Connections are pooled by nginx per worker. The nginx transport also takes pool_size (32
+-- idle connections), keepalive_timeout (60 s), backlog (none: a number caps the connections
+-- at pool_size, and that many more callers wait for one), send_timeout and read_timeout.
 local clients = {}
 
 local function client(kind)
