@@ -268,6 +268,30 @@ function M.leave()
   ngx.say("left")
 end
 
+-- wait_any over a slow and a fast request on two connections: returns the fast one; the
+-- handler then waits for both, or (?leave=1) only for the fast one.
+function M.any()
+  local transport = require("truto.ngx").new { token = "tok-123" }
+  local base = "http://127.0.0.1:" .. ngx.var.arg_port
+  local slow = transport:start { method = "GET", url = base .. "/slow", headers = {} }
+  local fast = transport:start { method = "GET", url = ngx.unescape_uri(ngx.var.arg_fast), headers = {} }
+  ngx.update_time()
+  local started = ngx.now()
+  local first = transport:wait_any { slow, fast }
+  local out = { first = first, fast_done = fast:done(), slow_done = slow:done() }
+  local res, err = fast:wait()
+  out.fast = res and res.body or err
+  if not ngx.var.arg_leave then
+    out.second = transport:wait_any { slow, fast }
+    res, err = slow:wait()
+    out.slow = res and res.body or err
+    out.none = transport:wait_any { slow, fast }
+  end
+  ngx.update_time()
+  out.elapsed = ngx.now() - started
+  ngx.say(cjson.encode(out))
+end
+
 function M.carried()
   ngx.update_time()
   local started = ngx.now()
@@ -309,6 +333,7 @@ http {
     location = /t { content_by_lua_block { require("truto_client").run() } }
     location = /tc { content_by_lua_block { require("truto_client").run_concurrent() } }
     location = /leave { content_by_lua_block { require("truto_client").leave() } }
+    location = /any { content_by_lua_block { require("truto_client").any() } }
     location = /carried { content_by_lua_block { require("truto_client").carried() } }
     location = /log { content_by_lua_block { require("truto_script").log() } }
   }
@@ -626,6 +651,29 @@ describe("the nginx transport (contract v2)", function()
       message = "reading the answer: the request was started in another nginx request (its connection belongs to that one)" },
       value.err)
     assert.is_true(elapsed < 0.5, "waited " .. elapsed .. " s")
+  end)
+
+  it("wait_any gives the first answer to arrive, and leaves no thread behind", function()
+    -- the fast request goes to the client server's /log, which answers at once
+    local fast = "http://127.0.0.1:" .. server.port .. "/log%3Fbehaviour%3Dslow2"
+    behave("slow2")
+    local status, text = http_request("GET", "/any?port=" .. server.script_port .. "&fast=" .. fast)
+    assert.equal(200, status, text)
+    local value = cjson.decode(text)
+    assert.same({ first = 2, fast_done = true, slow_done = false, second = 1, slow = "slow 1" },
+      { first = value.first, fast_done = value.fast_done, slow_done = value.slow_done, second = value.second,
+        slow = value.slow })
+    assert.is_nil(value.none)
+    assert.is_true(value.elapsed >= 1.9 and value.elapsed < 3, value.elapsed)
+    -- left after the first: the response does not wait for the slow one
+    behave("slow2")
+    local t0 = socket.gettime()
+    status, text = http_request("GET", "/any?leave=1&port=" .. server.script_port .. "&fast=" .. fast)
+    local elapsed = socket.gettime() - t0
+    assert.equal(200, status, text)
+    value = cjson.decode(text)
+    assert.equal(2, value.first)
+    assert.is_true(elapsed < 1, "the response waited " .. elapsed .. " s for the slow request")
   end)
 
   it("refuses bad settings and requests, naming them", function()

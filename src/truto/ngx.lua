@@ -110,7 +110,7 @@ local type, tostring, tonumber, error, pcall, ipairs, next = type, tostring, ton
 local setmetatable = setmetatable
 local format, lower, find, sub, concat = string.format, string.lower, string.find, string.sub, table.concat
 local min, floor, huge = math.min, math.floor, math.huge
-local co_running = coroutine.running
+
 local unpack = table.unpack or unpack -- luacheck: ignore 113 143
 
 local M = {}
@@ -692,9 +692,47 @@ end
 -- Requests in flight. start() sends at once and returns; the answer is read
 -- by wait() in the caller's own coroutine, so nothing runs on its own after
 -- the handler: no light thread holds the response, and nginx closes the
--- request's sockets when it ends. Only wait_any() reads in light threads
--- (one per handle it waits for), each reading one answer to its end.
+-- request's sockets when it ends. wait_any() waits in light threads for the
+-- first bytes only (see "Waiters").
 -- ------------------------------------------------------------------------
+
+-- Waiters. wait_any() waits in one light thread per handle for the first
+-- bytes of its answer, in slices of at most SLICE seconds; when one has
+-- them, the others are told to stop and end within a slice, taking no byte
+-- (a light thread killed in a read would close its socket). A handler that
+-- returns after a wait_any() is held at most one slice.
+local SLICE = 0.1
+
+local function wait_first(x)
+  local sock = x.sock
+  while not x.abandon do
+    local left = x.deadline - now()
+    if left <= 0 then break end -- wait() tells the timeout
+    sock:settimeout(floor((left < SLICE and left or SLICE) * 1000) + 1)
+    local data, err = sock:receiveany(PIECE)
+    if data then
+      local buf, pos = x.buf, x.pos
+      x.buf = pos > #buf and data or sub(buf, pos) .. data
+      x.pos = 1
+      x.last_byte, x.answered = now(), true
+      break
+    end
+    if err ~= "timeout" then break end -- the socket keeps its error: wait() meets it again
+  end
+  if not x.abandon then x.first_done = true end
+end
+
+-- Lets a waiter still reading x end before x is read or closed.
+local function join_waiter(x)
+  local co = x.waiter
+  x.waiter = nil
+  if co and coroutine.status(co) ~= "dead" then
+    x.abandon = true
+    if not pcall(ngx.thread.wait, co) then
+      while coroutine.status(co) ~= "dead" do ngx.sleep(0.01) end
+    end
+  end
+end
 
 local Handle = {}
 Handle.__index = Handle
@@ -711,18 +749,10 @@ end
 --- handle:wait() -> answer | nil, failure. Once only.
 function Handle:wait()
   if self.res == CANCELLED or self.read then error("request was cancelled or already read", 2) end
-  local reader = self.reader
-  if reader then -- wait_any() is reading it
-    if not pcall(ngx.thread.wait, reader) then
-      while self.res == nil and self.err == nil and coroutine.status(reader) ~= "dead" do ngx.sleep(0.005) end
-    end
-    self.reader = nil
-    if self.res == nil and self.err == nil then
-      settle(self, failure("transport", "the light thread reading this answer ended without it", 1,
-        { orphaned = true }))
-    end
-  elseif self.x then
-    settle(self, read_guarded(self.x))
+  local x = self.x
+  if x then
+    if x.waiter then join_waiter(x) end
+    settle(self, read_guarded(x))
   end
   local res, err = self.res, self.err
   self.read = true
@@ -731,19 +761,25 @@ function Handle:wait()
   return nil, err
 end
 
---- handle:done() -> whether the answer is in (never blocks): true once a
--- wait_any() read it, or when it failed before the send.
+--- handle:done() -> whether wait() has something to give at once (never
+-- blocks): the answer has begun to arrive (as wait_any() saw it), or the
+-- request failed before the send.
 function Handle:done()
-  return (self.res ~= nil or self.err ~= nil) and self.res ~= CANCELLED and not self.read
+  if self.read or self.res == CANCELLED then return false end
+  local x = self.x
+  if x then return x.pos <= #x.buf or x.first_done == true end
+  return self.res ~= nil or self.err ~= nil
 end
 
 --- handle:cancel(): abandons the request; never raises.
 function Handle:cancel()
   if not self.read and self.res ~= CANCELLED then
-    local reader, x = self.reader, self.x
-    self.reader, self.x = nil, nil
-    if reader then pcall(ngx.thread.kill, reader) end
-    if x then pcall(x.sock.close, x.sock) end
+    local x = self.x
+    self.x = nil
+    if x then
+      if x.waiter then pcall(join_waiter, x) end
+      pcall(x.sock.close, x.sock)
+    end
     self.res, self.err = CANCELLED, nil
   end
 end
@@ -878,42 +914,52 @@ function M.new(settings)
     check_open("pump")
   end
 
-  --- transport:wait_any(handles) -> index of a finished handle, waiting for
-  -- one if need be; nil if none is in flight. Reads the answers in light
-  -- threads of the calling coroutine.
+  --- transport:wait_any(handles) -> index of a handle whose answer has
+  -- begun to arrive (or that failed), waiting for one if need be; nil if
+  -- none is in flight. See "waiters" above.
   function self.wait_any(_, handles)
     check_open("wait_any")
     if type(handles) ~= "table" then error("bad argument #1 to 'wait_any' (table expected)", 2) end
-    local me = co_running()
-    while true do
-      local live, mine = {}, true
-      for i = 1, #handles do
-        local h = handles[i]
-        if type(h) == "table" and h.truto_ngx and not h.read and h.res ~= CANCELLED then
-          if h.res ~= nil or h.err ~= nil then return i end
-          if h.x and not h.reader then
-            local x = h.x
-            local co, serr = ngx.thread.spawn(function()
-              settle(h, read_guarded(x))
-            end)
-            if co then
-              h.reader, h.reader_owner = co, me
-            else
-              pcall(x.sock.close, x.sock)
-              settle(h, failure("transport", "ngx.thread.spawn: " .. tostring(serr), 1))
-            end
-            if h.res ~= nil or h.err ~= nil then return i end -- answered without yielding
-          end
-          if h.reader then
-            live[#live + 1] = h.reader
-            if h.reader_owner ~= me then mine = false end
-          end
+    local live, index = {}, {}
+    for i = 1, #handles do
+      local h = handles[i]
+      if type(h) == "table" and h.truto_ngx and not h.read and h.res ~= CANCELLED then
+        if h.res ~= nil or h.err ~= nil then return i end
+        local x = h.x
+        if x then
+          if x.pos <= #x.buf or x.first_done then return i end
+          live[#live + 1] = x
+          index[#live] = i
         end
       end
-      if #live == 0 then return nil end
-      -- Wakes up when one of them ends; its thread stored its answer.
-      if not (mine and pcall(ngx.thread.wait, unpack(live))) then ngx.sleep(0.005) end
     end
+    if #live == 0 then return nil end
+    local threads = {}
+    for k = 1, #live do
+      local x = live[k]
+      x.abandon = false
+      local co = x.waiter
+      if not co or coroutine.status(co) == "dead" then
+        co = ngx.thread.spawn(wait_first, x)
+        x.waiter = co
+      end
+      if x.first_done then -- answered at once
+        for j = 1, #live do live[j].abandon = true end
+        return index[k]
+      end
+      threads[#threads + 1] = co
+    end
+    local found
+    repeat
+      if not pcall(ngx.thread.wait, unpack(threads)) then ngx.sleep(0.01) end
+      for k = 1, #live do
+        if live[k].first_done then
+          found = found or index[k]
+        end
+      end
+    until found
+    for k = 1, #live do live[k].abandon = true end -- the others stop within SLICE
+    return found
   end
 
   --- transport:close(): later calls raise.
