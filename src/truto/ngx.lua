@@ -52,7 +52,8 @@
 --                    when read_timeout is not given)
 --   max_body         64 MiB, after decompression
 --   pool_size        32: idle connections nginx keeps per pool and worker
---   keepalive_timeout 60 s: how long an idle connection stays pooled
+--   keepalive_timeout 60 s: how long an idle connection stays pooled (0: no
+--                    limit)
 --   backlog          nil: no cap. A number caps the connections of a pool
 --                    at pool_size; up to `backlog` more connects wait (at
 --                    most connect_timeout) for a free one, the rest fail
@@ -125,11 +126,9 @@ local PIECE = 1024 * 1024     -- the most one read asks for
 local MAX_HEADERS = 256 * 1024 -- status line, headers, or trailers of one answer
 local MAX_CHUNK_LINE = 4096   -- a chunk-size line (with extensions)
 
--- Phases whose handlers may yield, so cosockets and light threads work.
-local YIELDABLE = {
-  rewrite = true, access = true, content = true, timer = true,
-  ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true, preread = true,
-}
+-- Phases whose handlers may yield, so cosockets and light threads work: the
+-- one list, in truto.transport.
+local YIELDABLE = require("truto.transport").YIELDABLE
 M.YIELDABLE = YIELDABLE
 
 --- Whether the current nginx phase lets this transport run (it may yield).
@@ -793,10 +792,11 @@ Transport.__index = Transport
 Transport.__name = "truto.ngx"
 Transport.__tostring = function(self) return format("truto.ngx (%s)", self.id) end
 
-local function number_setting(settings, name, default, positive_integer)
+local function number_setting(settings, name, default, positive_integer, zero_ok)
   local v = settings[name]
   if v == nil then return default end
-  if type(v) ~= "number" or v ~= v or v <= 0 or v == huge or (positive_integer and v % 1 ~= 0) then
+  if type(v) ~= "number" or v ~= v or v < 0 or (v == 0 and not zero_ok) or v == huge
+    or (positive_integer and v % 1 ~= 0) then
     error(format("bad argument #1 to 'new' (option '%s': %s expected)", name,
       positive_integer and "positive integer" or "positive finite number"), 3)
   end
@@ -838,8 +838,7 @@ end
 --- Creates a transport. `settings`: see the top of this file (token,
 -- verify_tls, timeout, connect_timeout, send_timeout, read_timeout,
 -- max_body, pool_size, keepalive_timeout, backlog; low_speed_limit and
--- low_speed_time; user_agent is accepted and ignored: the caller's header
--- lines carry it). ca_file and proxy are refused.
+-- low_speed_time). ca_file and proxy are refused.
 function M.new(settings)
   if type(settings) ~= "table" then error("bad argument #1 to 'new' (table expected)", 2) end
   local token = settings.token
@@ -868,9 +867,8 @@ function M.new(settings)
     read_timeout = read_timeout,
     max_body = number_setting(settings, "max_body", DEFAULTS.max_body),
     pool_size = number_setting(settings, "pool_size", DEFAULTS.pool_size, true),
-    keepalive_timeout = number_setting(settings, "keepalive_timeout", DEFAULTS.keepalive_timeout),
+    keepalive_timeout = number_setting(settings, "keepalive_timeout", DEFAULTS.keepalive_timeout, false, true),
     backlog = number_setting(settings, "backlog", nil, true),
-    user_agent = settings.user_agent, -- for the v1 adapter below only
   }
   local auth = "Authorization: Bearer " .. token -- only ever in these closures
   token = nil -- luacheck: ignore 311
@@ -891,17 +889,15 @@ function M.new(settings)
   end
 
   --- transport:perform(req) -> answer | nil, failure (start(req):wait()).
-  function self.perform(_, req, ...)
+  function self.perform(_, req)
     check_open("perform")
-    if type(req) == "string" then return self:v1_perform(req, ...) end
     check_request("perform", req)
     return exchange(conf, auth, req, nil)
   end
 
   --- transport:start(req) -> handle: the request in a light thread.
-  function self.start(_, req, ...)
+  function self.start(_, req)
     check_open("start")
-    if type(req) == "string" then return self:v1_start(req, ...) end
     check_request("start", req)
     return start(req)
   end
@@ -969,65 +965,6 @@ function M.new(settings)
 
   self._conf = conf
   return self
-end
-
--- ------------------------------------------------------------------------
--- The v1 calling convention, until src/truto.lua speaks v2:
--- perform(method, url, header_lines, body, timeout, connect_timeout) ->
--- status, headers, body | nil, kind, message, never_sent, too_large. It
--- adds the User-Agent, Accept and Content-Type lines the v1 client expected
--- and, as v1 did, sends a GET/HEAD/DELETE once more on a fresh connection
--- after a stale pooled one. Remove with the v1 client.
--- ------------------------------------------------------------------------
-
-local function v1_request(conf, method, url, lines, body, timeout, connect_timeout)
-  local jit_version = rawget(_G, "jit") and rawget(_G, "jit").version or _VERSION
-  local agent = conf.user_agent or format("lua-truto/%s ngx_lua/%s %s", require("truto.core").VERSION,
-    tostring(ngx.config and ngx.config.ngx_lua_version or "?"), jit_version)
-  local headers = { "User-Agent: " .. agent, "Accept: application/json" }
-  if body then headers[#headers + 1] = "Content-Type: application/json" end
-  for i = 1, #(lines or {}) do headers[#headers + 1] = lines[i] end
-  local req = { method = method, url = url, headers = headers, body = body,
-    timeout = type(timeout) == "number" and timeout or nil,
-    connect_timeout = type(connect_timeout) == "number" and connect_timeout or nil }
-  check_request("perform", req)
-  return req
-end
-
-local function v1_result(res, err)
-  if res then return res.status, res.headers, res.body end
-  return nil, err.kind, err.message, err.sends == 0, err.too_large
-end
-
-local IDEMPOTENT = { GET = true, HEAD = true, DELETE = true }
-
-function Transport:v1_perform(method, ...)
-  local req = v1_request(self._conf, method, ...)
-  local res, err = self:perform(req)
-  if not res and err.stale and IDEMPOTENT[method] then
-    req.reuse = false
-    res, err = self:perform(req)
-  end
-  return v1_result(res, err)
-end
-
-local V1Handle = setmetatable({}, { __index = Handle })
-V1Handle.__index = V1Handle
-
-function V1Handle:wait()
-  local res, err = Handle.wait(self)
-  if not res and err.stale and IDEMPOTENT[self.v1.method] then
-    self.v1.reuse = false
-    res, err = self.v1_transport:perform(self.v1)
-  end
-  return v1_result(res, err)
-end
-
-function Transport:v1_start(method, ...)
-  local req = v1_request(self._conf, method, ...)
-  local h = self:start(req)
-  h.v1, h.v1_transport = req, self
-  return setmetatable(h, V1Handle)
 end
 
 M.Handle = Handle
