@@ -10,7 +10,9 @@
 # users, about 80 KB each), the CPU seconds the measured nginx's workers used (utime + stime
 # from /proc, the static server not counted), the ratio of the two CPU figures, and /fast's
 # p50 and p99 latency during each run. ROUNDS=N (default 2) alternates N runs of each and shows
-# the one with the least worker CPU; every run is listed first.
+# the one with the least worker CPU; every run is listed first. Then SEQUENTIAL=N (default 10)
+# listings one at a time, alternating, each measuring its own CPU (os.clock), whole and with the
+# transports alone.
 #
 # Needs nginx with lua-nginx-module, curl(1), luajit with lua-cjson, awk, lua-truto built for
 # LuaJIT in TRUTO_NGINX_BUILD (default build-luajit: `make LUA=luajit`), and the unmodified
@@ -107,16 +109,24 @@ local http = require "resty.http"
 local M = {}
 local base = os.getenv("TRUTO_BASE_URL")
 
+-- ?clock=1: answers the CPU seconds the listing took (os.clock: the worker's CPU; exact when
+-- it is the only request of the worker).
+local function done(n, c0)
+  if ngx.var.arg_clock then ngx.say(os.clock() - c0) else ngx.say(n) end
+end
+
 local client
 function M.truto()
   client = client or truto.new { rate_limit = false, max_retries = 0 }
+  local c0 = os.clock()
   local n = 0
   for _ in client:users { integrated_account_id = "bench" } do n = n + 1 end
-  ngx.say(n)
+  done(n, c0)
 end
 
 -- What an OpenResty user writes by hand: lua-resty-http, keep-alive, cjson, page after page.
 function M.resty()
+  local c0 = os.clock()
   local httpc = http.new()
   local n, cursor = 0, nil
   repeat
@@ -130,7 +140,33 @@ function M.resty()
     for _ in ipairs(page.result) do n = n + 1 end
     cursor = page.next_cursor
   until cursor == nil or cursor == cjson.null
-  ngx.say(n)
+  done(n, c0)
+end
+
+-- The transports alone: every page fetched (page K's cursor is K), not decoded.
+local URL = base .. "/unified/user-directory/users?integrated_account_id=bench"
+local PAGES = tonumber(os.getenv("BENCH_PAGES"))
+local transport
+function M.raw_truto()
+  transport = transport or require("truto.ngx").new { token = "test-token" }
+  local c0, bytes = os.clock(), 0
+  for p = 1, PAGES do
+    local res = assert(transport:perform { method = "GET", url = URL .. (p > 1 and "&next_cursor=" .. p or ""),
+      headers = { "Accept: application/json" } })
+    bytes = bytes + #res.body
+  end
+  done(bytes, c0)
+end
+function M.raw_resty()
+  local c0, bytes = os.clock(), 0
+  local httpc = http.new()
+  for p = 1, PAGES do
+    local res = assert(httpc:request_uri(URL .. (p > 1 and "&next_cursor=" .. p or ""), {
+      keepalive_timeout = 60000, keepalive_pool = 32,
+      headers = { Authorization = "Bearer test-token", Accept = "application/json" } }))
+    bytes = bytes + #res.body
+  end
+  done(bytes, c0)
 end
 
 return M
@@ -144,6 +180,7 @@ pid nginx.pid;
 error_log error.log notice;
 env TRUTO_API_TOKEN;
 env TRUTO_BASE_URL;
+env BENCH_PAGES;
 events { worker_connections 1024; }
 http {
   access_log off;
@@ -155,11 +192,13 @@ http {
     listen 127.0.0.1:$port;
     location = /truto { content_by_lua_block { require("bench").truto() } }
     location = /resty { content_by_lua_block { require("bench").resty() } }
+    location = /raw_truto { content_by_lua_block { require("bench").raw_truto() } }
+    location = /raw_resty { content_by_lua_block { require("bench").raw_resty() } }
     location = /fast { content_by_lua_block { ngx.say("ok") } }
   }
 }
 EOF
-TRUTO_API_TOKEN=test-token TRUTO_BASE_URL="http://127.0.0.1:$static_port" \
+TRUTO_API_TOKEN=test-token TRUTO_BASE_URL="http://127.0.0.1:$static_port" BENCH_PAGES=$(( (users + page - 1) / page )) \
   "$nginx" -p "$prefix/measured/" -c nginx.conf -e "$prefix/measured/error.log"
 for _ in $(seq 100); do
   (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && (exec 3<>"/dev/tcp/127.0.0.1/$static_port") 2>/dev/null && break
@@ -228,6 +267,22 @@ printf '  %-32s %8s %12s %11s %11s\n' client "wall s" "worker CPU s" "/fast p50"
 printf '  %-32s %8.2f %12.2f %9.1f ms %8.1f ms\n' "lua-resty-http + cjson.decode" "$r_wall" "$r_cpu" "$r_p50" "$r_p99"
 printf '  %-32s %8.2f %12.2f %9.1f ms %8.1f ms\n' "lua-truto (nginx transport)" "$t_wall" "$t_cpu" "$t_p50" "$t_p99"
 awk -v a="$t_cpu" -v b="$r_cpu" 'BEGIN { printf "  worker CPU, lua-truto / lua-resty-http: %.2f x\n", a / b }'
+# One listing at a time, alternating, its CPU measured by the worker itself (low noise on a
+# shared machine): whole listings, then the transports alone (pages fetched, not decoded).
+seq=${SEQUENTIAL:-10}
+for loc in truto resty raw_truto raw_resty; do curl -sf "http://127.0.0.1:$port/$loc" >/dev/null; done
+: >"$prefix/seq"
+for ((i = 1; i <= seq; i++)); do
+  for loc in resty truto raw_resty raw_truto; do
+    echo "$loc $(curl -sf "http://127.0.0.1:$port/$loc?clock=1")" >>"$prefix/seq"
+  done
+done
+awk -v n="$seq" '{ sum[$1] += $2 }
+  END {
+    printf "one listing at a time (mean of %d, worker CPU per listing):\n", n
+    printf "  whole listing   lua-resty-http + cjson %.3f s   lua-truto %.3f s   %.2f x\n", sum["resty"] / n, sum["truto"] / n, sum["truto"] / sum["resty"]
+    printf "  transport only  lua-resty-http         %.3f s   truto.ngx %.3f s   %.2f x\n", sum["raw_resty"] / n, sum["raw_truto"] / n, sum["raw_truto"] / sum["raw_resty"]
+  }' "$prefix/seq"
 # (lua-resty-http warns once per worker that lua-resty-openssl is missing: not ours)
 if grep -E '\[(warn|error|alert|crit|emerg)\]' "$prefix/measured/error.log" | grep -v 'resty\.openssl'; then
   echo "nginx_cpu: nginx logged warnings or errors (above)" >&2
