@@ -13,7 +13,8 @@
 -- Content-Length, chunked and read-to-close bodies, our own deadline and
 -- size limits.
 --
--- The transport contract (v2). truto.lua gives fully built requests:
+-- The transport contract (v2, src/truto/transport.lua). The client gives
+-- fully built requests:
 --   req = { method, url, headers = { "Name: value", ... }, body, timeout,
 --           connect_timeout, max_body, reuse }
 -- This transport adds only Host, Authorization, Content-Length (when there
@@ -24,7 +25,8 @@
 --   failure = { kind = "transport" | "timeout", message, sends = 0 | 1,
 --               too_large, stale, orphaned, aborted }
 -- * sends = 0: provably never on the wire (connect refused or timed out,
---   DNS, backlog full, the request's handler gone before the send).
+--   DNS, backlog full, TLS handshake failed, a phase that cannot yield, a
+--   request already aborted).
 -- * stale = true: written on a reused idle pooled connection that failed
 --   before any byte of an answer (the server had closed it meanwhile). The
 --   caller's retry rule decides whether to send again.
@@ -75,16 +77,17 @@
 -- `__gc` on tables, so an iterator left by `break` is never closed), and
 -- nginx closes the request's sockets when it ends. A handle carried into
 -- another nginx request fails at wait() with orphaned = true (its socket
--- belongs to the first request); a GET may be sent again. Only wait_any()
--- reads in light threads, one per handle it waits for, each to the end of
--- its answer: a fan-out left early holds the response until the answers in
--- flight are in (at most their timeout).
+-- belongs to the first request); a GET may be sent again. wait_any() waits
+-- in light threads for the first bytes only, and stops them before it
+-- returns (see "Waiters" below): a fan-out left early holds the response
+-- at most 0.1 s.
 --
 -- Downstream abort. With `lua_check_client_abort on;` and no on_abort
 -- handler, nginx ends the request (and every light thread) when the client
 -- leaves. An application that registers its own `ngx.on_abort` handler
--- calls require("truto.ngx").abort() from it: exchanges in flight for the
--- request end at once and later ones fail without sending, aborted = true.
+-- calls require("truto.ngx").abort() from it: an exchange in flight for
+-- the request ends at its next read, later ones fail without sending, all
+-- with aborted = true.
 --
 -- What the nginx configuration must give:
 -- * `lua_ssl_trusted_certificate /etc/ssl/certs/ca-certificates.crt;` for
@@ -157,8 +160,8 @@ local function request_state(create)
   return state
 end
 
---- Marks the current nginx request as abandoned by its client: its
--- exchanges in flight end (aborted = true) and later ones fail unsent.
+--- Marks the current nginx request as abandoned by its client: an exchange
+-- in flight ends at its next read and later ones fail unsent (aborted).
 -- Call it from your `ngx.on_abort` handler. Never raises.
 function M.abort()
   local ok, state = pcall(request_state, true)
