@@ -547,6 +547,13 @@ describe("the nginx transport (contract v2)", function()
   it("reads bodies framed by the connection's end, and bare LF line ends", function()
     local value = run("to_close", { requests = { { path = "/a" } } })
     assert.same({ 200, "until the end" }, { value.results[1].status, value.results[1].body })
+    -- max_body holds there too: 13 bytes are more than 12
+    value = run("to_close", { requests = { { path = "/a", max_body = 12 } } })
+    assert.same({ kind = "transport", too_large = true, message = "reading the answer: response body larger than max_body (12 bytes)" },
+      { kind = value.results[1].failure.kind, too_large = value.results[1].failure.too_large,
+        message = value.results[1].failure.message })
+    value = run("to_close", { requests = { { path = "/a", max_body = 13 } } })
+    assert.equal("until the end", value.results[1].body)
     value = run("bare_lf", { requests = { { path = "/a" } } })
     assert.same({ 200, "ok", { ["content-length"] = "2", ["x-b"] = "3" } },
       { value.results[1].status, value.results[1].body, value.results[1].headers })

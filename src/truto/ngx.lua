@@ -487,6 +487,7 @@ local function read_body(x, headers)
       return nil, err
     end
     size = size + #data
+    if size > max_body then return nil, too_large(x), true end
     parts[#parts + 1] = data
   end
 end
