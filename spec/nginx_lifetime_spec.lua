@@ -77,6 +77,22 @@ function M.break_early()
   say { first = first }
 end
 
+-- An iterator started in one request (?step=1: the first user) and carried on in the next
+-- (?step=2: the rest), its page read ahead left behind in the first.
+local carried
+function M.carry()
+  if ngx.var.arg_step == "1" then
+    local client = truto.new {}
+    local iter, state = client:users { integrated_account_id = ngx.var.arg_account, limit = 10 }
+    carried = { iter = iter, state = state }
+    say { first = iter(state).id }
+    return
+  end
+  local ids = {}
+  for user in carried.iter, carried.state do ids[#ids + 1] = user.id end
+  say { count = #ids, last = ids[#ids] }
+end
+
 -- A long listing, the users streamed to the client as they come (item 6).
 function M.long_listing()
   local client = truto.new { max_retries = 0 }
@@ -147,6 +163,7 @@ http {
     location = /worker-client { content_by_lua_block { require("lifetime").worker_client_call() } }
     location = /break { content_by_lua_block { require("lifetime").break_early() } }
     location = /long { content_by_lua_block { require("lifetime").long_listing() } }
+    location = /carry { content_by_lua_block { require("lifetime").carry() } }
     location = /state { content_by_lua_block { require("lifetime").state() } }
     location = /thousands { content_by_lua_block { require("lifetime").thousands() } }
   }
@@ -237,6 +254,17 @@ describe("inside nginx, nothing blocks or outlives its request", function()
     assert.same({ first = "u001" }, cjson.decode(text))
     -- page 1 takes 1 s; the page read ahead would take 1 s more
     assert.is_true(seconds >= 0.9 and seconds < 1.7, "the response took " .. seconds .. " s")
+  end)
+
+  it("an iterator carried into another request goes on there, without failing or holding the first (item 2)", function()
+    mock.reset()
+    local status, text, seconds = get("/carry?step=1&account=acct-small@300")
+    assert.equal(200, status)
+    assert.same({ first = "u001" }, cjson.decode(text))
+    assert.is_true(seconds < 0.55, "the first request took " .. seconds .. " s") -- page 1 only, not the read-ahead
+    status, text = get("/carry?step=2")
+    assert.equal(200, status)
+    assert.same({ count = 39, last = "u040" }, cjson.decode(text))
   end)
 
   it("a client made in init_worker_by_lua does not block the worker in a handler (item 1)", function()
