@@ -172,9 +172,10 @@ $(CORE): $(BUILD)/obj/json_compat.o
 # test-cjson: the whole suite again with the current lua-cjson (openresty
 # 2.1.0.17, what LuaRocks and OpenResty ship), built from the unmodified
 # source in CJSON_SRC into private directories (the source tree is copied
-# first and stays untouched): one for Lua 5.4, first on LUA_CPATH_5_4, and
-# one for LuaJIT, first on LUA_CPATH, which only LuaJIT (the nginx specs)
-# then reads. The JSON specs check that the module uses lua-cjson's own
+# first and stays untouched): one for Lua 5.4, on LUA_CPATH_5_4 after the
+# module's build (Lua 5.4 reads that variable before LUA_CPATH, so every
+# lua5.4 a spec starts finds both), and one for LuaJIT, first on LUA_CPATH,
+# which then only LuaJIT (the nginx specs) reads. The JSON specs check that the module uses lua-cjson's own
 # values (TRUTO_CJSON=current).
 CJSON_SRC   ?= ../shared/vendor/lua-cjson-2.1.0.17
 CJSON_BUILD ?= build-cjson
@@ -198,5 +199,5 @@ $(CJSON_JIT):
 
 test-cjson: all $(TESTPOSIX) $(CJSON_SO) $(CJSON_JIT)
 	$(MAKE) all LUA=luajit BUILD=build-luajit TRUTO_BUILD=build-luajit
-	LUA_CPATH_5_4="$(abspath $(CJSON_BUILD))/?.so;;" LUA_CPATH="$(abspath $(CJSON_BUILD))/luajit/?.so;;" \
-	  TRUTO_CJSON=current $(BUSTED)
+	LUA_CPATH_5_4="$(abspath $(BUILD))/?.so;$(abspath $(CJSON_BUILD))/?.so;;" \
+	  LUA_CPATH="$(abspath $(CJSON_BUILD))/luajit/?.so;;" TRUTO_CJSON=current $(BUSTED)
