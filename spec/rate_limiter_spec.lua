@@ -130,7 +130,7 @@ describe("a limiter", function()
     end
     clock.run()
     table.sort(starts)
-    -- per + the 2.5 % margin (50 ms at most) between a start and the one `requests` before it
+    -- per + the 5 % margin (50 ms at most) between a start and the one `requests` before it
     assert.same({ 0, 0, 0, 0, 0, 2.05, 2.05, 2.05, 2.05, 2.05, 4.1, 4.1, 4.1, 4.1, 4.1,
       6.15, 6.15, 6.15, 6.15, 6.15 }, starts)
     l:close()
@@ -231,7 +231,7 @@ describe("a limiter", function()
     end
     clock.run()
     for i = 0, 5 do
-      assert.same({ 0, 0, 0, 1.025, 1.025, 1.025 }, per_account["acct-" .. i])
+      assert.same({ 0, 0, 0, 1.05, 1.05, 1.05 }, per_account["acct-" .. i])
     end
     -- a request without an account draws on the token budget only
     assert.equal(1, #l:budgets(nil))
@@ -274,25 +274,25 @@ describe("a limiter", function()
     }
     clock.spawn(function()
       l:acquire("a1", hooks)   -- at 0
-      l:acquire("a1", hooks)   -- the account budget: at 0.5125 (0.5 + the margin)
-      l:acquire("a2", hooks)   -- the token budget: at 1.025
+      l:acquire("a1", hooks)   -- the account budget: at 0.525 (0.5 + the margin)
+      l:acquire("a2", hooks)   -- the token budget: at 1.05
       clock.hooks().sleep(1.5)
-      l:acquire("a3", hooks)   -- 2.525: free
-      l:acquire("a4", hooks)   -- 2.525: free
-      clock.hooks().sleep(0.95)
-      l:acquire("a5", hooks)   -- 3.475: the token budget frees at 3.55: 0.075 s, not reported
+      l:acquire("a3", hooks)   -- 2.55: free
+      l:acquire("a4", hooks)   -- 2.55: free
+      clock.hooks().sleep(0.97)
+      l:acquire("a5", hooks)   -- 3.52: the token budget frees at 3.6: 0.08 s, not reported
     end)
     clock.run()
     assert.equal(2, #infos)
     local first = infos[1]
     assert.same({ budget = "account", account = "a1", requests = 1, per = 0.5, store = "process" },
       { budget = first.budget, account = first.account, requests = first.requests, per = first.per, store = first.store })
-    assert.near(0.5125, infos[1].wait, 1e-9)
+    assert.near(0.525, infos[1].wait, 1e-9)
     assert.equal("token", infos[2].budget)
-    assert.near(1.025 - 0.5125, infos[2].wait, 1e-9)
+    assert.near(0.525, infos[2].wait, 1e-9)
     assert.same({
-      "rate limit: holding the request 0.51 s for the account budget of a1 (1 per 0.5 s)",
-      "rate limit: holding the request 0.51 s for the token budget (2 per 1 s)",
+      "rate limit: holding the request 0.53 s for the account budget of a1 (1 per 0.5 s)",
+      "rate limit: holding the request 0.53 s for the token budget (2 per 1 s)",
     }, lines)
     l:close()
   end)
@@ -327,9 +327,9 @@ describe("a limiter", function()
     assert.equal("reserve", calls[1][1])
     local budgets = calls[1][2]
     assert.equal(2, #budgets)
-    assert.same({ requests = 3, per = 1.025, kind = "token" },
+    assert.same({ requests = 3, per = 1.05, kind = "token" },
       { requests = budgets[1].requests, per = budgets[1].per, kind = budgets[1].kind })
-    assert.same({ requests = 2, per = 1.025, kind = "account" },
+    assert.same({ requests = 2, per = 1.05, kind = "account" },
       { requests = budgets[2].requests, per = budgets[2].per, kind = budgets[2].kind })
     assert.matches("^t:%x+:3/1$", budgets[1].name)
     assert.matches("^a:%x+:2/1:acct%-1$", budgets[2].name)

@@ -44,7 +44,7 @@ local REPORT_AT = 0.1        -- seconds: holds this long or longer are reported 
 -- requests are not timed at the same instant by client and server (loopback under load: a few
 -- ms), and a start that arrives a hair early at the server would be one too many.
 local function margin(per)
-  return min(0.05, per * 0.025)
+  return min(0.05, per * 0.05)
 end
 
 ---------------------------------------------------------------------------------------------
