@@ -104,9 +104,10 @@ describe("retries", function()
     assert.equal(3, #waits)
   end)
 
-  it("do not resend a PATCH that may have taken effect", function()
+  it("do not resend a PATCH that may have taken effect, without an Idempotency-Key", function()
     local client, waits = recording_client()
-    local _, err = client:update_organization("org-1", { name = "x" }, { integrated_account_id = "fault-500" })
+    local _, err = client:update_organization("org-1", { name = "x" }, { integrated_account_id = "fault-500" },
+      { idempotency_key = false })
     assert.equal(500, err.status)
     assert.equal(1, #mock.requests())
     assert.same({}, waits)
@@ -123,6 +124,37 @@ describe("retries", function()
       assert.equal("key-1", req.headers["idempotency-key"])
       assert.equal('{"name":"y"}', req.body)
     end
+  end)
+
+  it("give every POST and PATCH a generated key, the same on each attempt, and resend it", function()
+    local client = recording_client()
+    local user = assert(client:create("user-directory", "users", { name = "n" },
+      { integrated_account_id = "flaky-500-2" }))
+    assert.is_table(user)
+    local log = mock.requests()
+    assert.equal(3, #log)
+    local key = log[1].headers["idempotency-key"]
+    assert.matches("^%x+$", key)
+    assert.equal(32, #key)
+    for _, req in ipairs(log) do
+      assert.equal("POST", req.method)
+      assert.equal(key, req.headers["idempotency-key"])
+    end
+    mock.reset()
+    assert(client:create("user-directory", "users", { name = "n" }, { integrated_account_id = "acct-small" }))
+    assert.are_not.equal(key, mock.last().headers["idempotency-key"])
+  end)
+
+  it("refuse an empty or blank Idempotency-Key", function()
+    local client = h.client()
+    for _, key in ipairs { "", " ", "\t" } do
+      local ok, err = pcall(client.create, client, "user-directory", "users", {}, { integrated_account_id = "a" },
+        { idempotency_key = key })
+      assert.is_false(ok)
+      assert.equal("misuse", err.kind)
+      assert.matches("option 'idempotency_key'", tostring(err))
+    end
+    assert.equal(0, #mock.requests())
   end)
 
   it("resend a POST whose connection was refused", function()
@@ -151,6 +183,6 @@ describe("retries", function()
     local client = h.client()
     local ok, err = pcall(get, client, ACCOUNT, { retries = 1 })
     assert.is_false(ok)
-    assert.matches([[bad argument #3 to 'get_organization' %(unknown option "retries"%)]], err)
+    assert.matches([[bad argument #3 to 'get_organization' %(unknown option "retries"%)]], tostring(err))
   end)
 end)

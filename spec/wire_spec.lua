@@ -48,8 +48,11 @@ describe("the debug log", function()
     local client = h.client { debug = function(line) lines[#lines + 1] = line end, headers = { ["X-Team"] = "it" } }
     assert(client:update_organization("org-1", { name = "D" }, { integrated_account_id = "acct-small" }))
     local url = h.server().url .. "/unified/user-directory/organizations/org-1?integrated_account_id=acct-small"
+    local sent = mock.last().headers
     assert.same({
-      "PATCH " .. url .. "\nAuthorization: Bearer ***\nX-Team: it\n(body: 12 bytes)",
+      "PATCH " .. url .. "\nAuthorization: Bearer ***\nAccept: application/json\nContent-Type: application/json"
+        .. "\nIdempotency-Key: " .. sent["idempotency-key"] .. "\nUser-Agent: " .. sent["user-agent"]
+        .. "\nX-Team: it\n(body: 12 bytes)",
       lines[2],
     }, lines)
     assert.matches("^<%- 200 %(%d+ bytes%)$", lines[2])
