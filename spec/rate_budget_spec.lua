@@ -203,7 +203,9 @@ describe("rate budgets", function()
     }) do
       local ok, err = pcall(h.client, { rate_limit = case[1] })
       assert.is_false(ok)
-      assert.matches("bad argument #1 to 'new' (" .. case[2], tostring(err), 1, true)
+      assert.equal("misuse", err.kind)
+      assert.equal(1, err.arg)
+      assert.matches("bad argument #1 to 'new' (option 'rate_limit': " .. case[2], tostring(err), 1, true)
     end
   end)
 end)
