@@ -23,9 +23,9 @@
 --         The server said budget `name` is spent: no start before `seconds` from now.
 --     truto.rate.redis is one, for OpenResty fleets (lua-resty-redis and a redis-server).
 --
--- The server is the one shared truth: limiter:observe() reads `ratelimit-remaining`,
--- `ratelimit-reset` and `Retry-After` after every answer and holds the budget until the reset
--- when the window is spent, so processes that know nothing of each other still converge.
+-- The server is the one shared truth: limiter:observe() reads `ratelimit-remaining` and
+-- `ratelimit-reset` after every answer and holds the budget until the reset when the window is
+-- spent, so processes that know nothing of each other still converge.
 --
 -- Runs on Lua 5.1 (LuaJIT, inside nginx) to 5.4: no integer operators.
 
@@ -388,17 +388,16 @@ local function header_number(headers, name)
   return nil
 end
 
---- Reads an answer's rate headers. When the server says the window is spent
--- (`ratelimit-remaining: 0`, or a `Retry-After` in seconds), no request of this budget starts
--- before the window reopens (`ratelimit-reset` / `Retry-After` seconds from now). The hold goes
--- on the account's budget when there is one, else on the token's.
+--- Reads an answer's rate headers. When an answer that went through says the window is spent
+-- (`ratelimit-remaining: 0` and `ratelimit-reset: <seconds>`), no request of this budget starts
+-- before the window reopens: the hold goes on the account's budget when there is one, else on
+-- the token's. An answer with `Retry-After` (a 429) holds nothing: the retry loop waits that
+-- long for its own request, and the budgets keep the others in step.
 function Limiter:observe(account_id, headers)
-  if self.closed or type(headers) ~= "table" then return end
-  local seconds = header_number(headers, "retry-after")
-  if not seconds then
-    local remaining = header_number(headers, "ratelimit-remaining")
-    if remaining and remaining <= 0 then seconds = header_number(headers, "ratelimit-reset") end
-  end
+  if self.closed or type(headers) ~= "table" or headers["retry-after"] ~= nil then return end
+  local remaining = header_number(headers, "ratelimit-remaining")
+  if not remaining or remaining > 0 then return end
+  local seconds = header_number(headers, "ratelimit-reset")
   if not seconds or seconds <= 0 then return end
   seconds = min(seconds, MAX_PER)
   local budgets = self:budgets(account_id)
