@@ -339,7 +339,7 @@ describe("a limiter", function()
     assert.same({ "hold", budgets[2].name, 5, 0.25 }, calls[2])
     assert.same({
       "rate limit: holding the request 0.25 s for the account budget of acct-1 (2 per 1 s)",
-      "rate limit: the store store failed (connection refused); this request uses the budget of this process",
+      "rate limit: rate_limit.store failed (connection refused); this request keeps to the budget of this process",
     }, lines)
     l:close()
   end)

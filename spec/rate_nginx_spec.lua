@@ -109,6 +109,21 @@ function M.threads()
   ngx.say(n)
 end
 
+-- The limiter alone, without a client or a transport: n acquires on a limiter of the key
+-- "spec-key", each start as ngx.now() once acquire returns, one per line.
+function M.acquire()
+  local rate = require "truto.rate"
+  local limiter = rate.new(budget(), "spec-key")
+  local hooks = { sleep = ngx.sleep, now = function() ngx.update_time() return ngx.now() end }
+  local out = {}
+  for i = 1, tonumber(ngx.var.arg_n) do
+    limiter:acquire(nil, hooks)
+    out[i] = string.format("%.6f", hooks.now())
+  end
+  limiter:close()
+  ngx.say(limiter.where, "\n", table.concat(out, "\n"))
+end
+
 return M
 ]==]
 
@@ -140,9 +155,10 @@ http {
   ${dict}
 
   server {
-    listen 127.0.0.1:${port};
+    listen 127.0.0.1:${port} reuseport;
     location = /list { content_by_lua_block { require("rate_checks").list() } }
     location = /threads { content_by_lua_block { require("rate_checks").threads() } }
+    location = /acquire { content_by_lua_block { require("rate_checks").acquire() } }
   }
 }
 ]]
@@ -222,6 +238,55 @@ local function repeated(value, n)
   return out
 end
 
+-- Starts a redis-server on a free 127.0.0.1 port, stopped by its PID when the test ends.
+local function start_redis()
+  local redis = io.open("/usr/bin/redis-server") and io.open("/usr/share/lua/5.1/nginx/redis.lua")
+  assert(redis, "install redis-server and lua-nginx-redis (Debian) for this spec")
+  local redis_port = free_port()
+  local dir = shell("mktemp -d /tmp/truto-rate-redis.XXXXXX"):gsub("%s+$", "")
+  local pid = tonumber((shell(("cd %s && (redis-server --port %d --bind 127.0.0.1 --save '' --appendonly no "
+    .. "--daemonize no --logfile %s/redis.log </dev/null >/dev/null 2>&1 & echo $!)"):format(quote(dir), redis_port, dir))))
+  assert(pid, "redis-server did not start")
+  finally(function()
+    os.execute("kill " .. pid)
+    for _ = 1, 50 do
+      if not io.open("/proc/" .. pid .. "/stat") then break end
+      socket.sleep(0.1)
+    end
+    os.execute("rm -rf " .. quote(dir))
+  end)
+  assert(accepting(redis_port, 5), "redis-server does not accept connections")
+  return redis_port
+end
+
+-- Runs `callers` concurrent /acquire calls of n acquires each on the given ports (round robin);
+-- returns the stores the limiters used (set of names) and every start time, sorted.
+local function acquire_all(ports, callers, n, query)
+  local urls = {}
+  for i = 1, callers do
+    urls[i] = ("http://127.0.0.1:%d/acquire?n=%d&%s"):format(ports[(i - 1) % #ports + 1], n, query)
+  end
+  local stores, times = {}, {}
+  for _, body in ipairs(concurrently(urls)) do
+    local first = true
+    for line in body:gmatch("[^\n]+") do
+      if first then stores[line] = true else times[#times + 1] = tonumber(line) end
+      first = false
+    end
+  end
+  table.sort(times)
+  return stores, times
+end
+
+local function most_within(times, per)
+  local best, j = 0, 1
+  for i = 1, #times do
+    while times[i] - times[j] >= per do j = j + 1 end
+    best = math.max(best, i - j + 1)
+  end
+  return best
+end
+
 describe("rate budgets inside nginx", function()
   setup(function()
     mock.start()
@@ -237,6 +302,33 @@ describe("rate budgets inside nginx", function()
 
   before_each(function()
     mock.reset()
+  end)
+
+  describe("the limiter alone (no client, no transport)", function()
+    it("keeps 4 workers with lua_shared_dict truto_rate inside one budget, and 4 without it do not", function()
+      local shared = start_nginx(4, true)
+      local stores, times = acquire_all({ shared }, 8, 10, "requests=20&per=1")
+      assert.same({ truto_rate = true }, stores)
+      assert.equal(80, #times)
+      assert.is_true(most_within(times, 1) <= 20, most_within(times, 1))
+      assert.is_true(times[#times] - times[1] >= 3, times[#times] - times[1]) -- 80 at 20 per second
+      -- the same without the dict: each worker has a budget of its own
+      local apart = start_nginx(4, false)
+      stores, times = acquire_all({ apart }, 8, 10, "requests=20&per=1")
+      assert.same({ process = true }, stores)
+      assert.is_true(most_within(times, 1) > 20, most_within(times, 1))
+    end)
+
+    it("keeps two nginx instances inside one budget through truto.rate.redis", function()
+      local redis_port = start_redis()
+      local a = start_nginx(2, false)
+      local b = start_nginx(2, false)
+      local stores, times = acquire_all({ a, b }, 8, 10, "requests=20&per=1&redis=" .. redis_port)
+      assert.same({ store = true }, stores)
+      assert.equal(80, #times)
+      assert.is_true(most_within(times, 1) <= 20, most_within(times, 1))
+      assert.is_true(times[#times] - times[1] >= 3, times[#times] - times[1])
+    end)
   end)
 
   it("spread 20 ngx threads on one client evenly: 5 at 0, 2, 4 and 6 s with { requests = 5, per = 2 }", function()
@@ -280,22 +372,7 @@ describe("rate budgets inside nginx", function()
   end)
 
   it("keep two nginx instances inside one budget through a Redis store", function()
-    local redis = io.open("/usr/bin/redis-server") and io.open("/usr/share/lua/5.1/nginx/redis.lua")
-    assert(redis, "install redis-server and lua-nginx-redis (Debian) for this spec")
-    local redis_port = free_port()
-    local dir = shell("mktemp -d /tmp/truto-rate-redis.XXXXXX"):gsub("%s+$", "")
-    local pid = tonumber((shell(("cd %s && (redis-server --port %d --bind 127.0.0.1 --save '' --appendonly no "
-      .. "--daemonize no --logfile %s/redis.log </dev/null >/dev/null 2>&1 & echo $!)"):format(quote(dir), redis_port, dir))))
-    assert(pid, "redis-server did not start")
-    finally(function()
-      os.execute("kill " .. pid)
-      for _ = 1, 50 do
-        if not io.open("/proc/" .. pid .. "/stat") then break end
-        socket.sleep(0.1)
-      end
-      os.execute("rm -rf " .. quote(dir))
-    end)
-    assert(accepting(redis_port, 5), "redis-server does not accept connections")
+    local redis_port = start_redis()
     local a, prefix_a = start_nginx(2, false)
     local b, prefix_b = start_nginx(2, false)
     mock.limits { token = { requests = 10, per = 1 } }

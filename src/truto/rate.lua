@@ -362,8 +362,11 @@ function Limiter:acquire(account_id, hooks)
   local wait, binding = self.store:reserve(budgets, now)
   if not wait then
     -- The shared store failed (Redis down, dict full): keep to the budget of this process.
-    if hooks.debug then hooks.debug("rate limit: the " .. self.where .. " store failed (" .. tostring(binding)
-      .. "); this request uses the budget of this process") end
+    if hooks.debug then
+      local which = self.where == "store" and "rate_limit.store" or "the shared dict " .. self.where
+      hooks.debug("rate limit: " .. which .. " failed (" .. tostring(binding)
+        .. "); this request keeps to the budget of this process")
+    end
     wait, binding = process_store:reserve(budgets, now)
   end
   if wait <= 0 then return 0 end
