@@ -32,12 +32,17 @@ describe("requests", function()
     for i = 2, #log do assert.equal(log[1].connection, log[i].connection) end
   end)
 
-  it("use a separate connection per client", function()
+  it("share kept-alive connections across the clients of a process", function()
+    -- a client per call (scripts, request handlers) pays no new handshake
     local a, b = h.client(), h.client()
     assert(a:get_organization("org-1", { integrated_account_id = "acct-small" }))
     assert(b:get_organization("org-1", { integrated_account_id = "acct-small" }))
+    for _ = 1, 3 do
+      assert(h.client():get_organization("org-1", { integrated_account_id = "acct-small" }))
+    end
     local log = mock.requests()
-    assert.are_not.equal(log[1].connection, log[2].connection)
+    assert.equal(5, #log)
+    for i = 2, 5 do assert.equal(log[1].connection, log[i].connection) end
   end)
 end)
 

@@ -24,6 +24,7 @@
 
 #include <ctype.h>
 #include <curl/curl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -195,13 +196,65 @@ static int ensure_multi(tcurl *t)
     return 1;
 }
 
+/*
+ * One share per process for every client: the connection cache, TLS
+ * sessions and DNS answers. Code that makes a client per call (scripts,
+ * request handlers) then reuses a kept-alive connection, or at least a TLS
+ * session, instead of paying a handshake each time. libcurl reuses a
+ * connection only for a request with the same TLS and proxy settings, so
+ * clients with other settings never get each other's connections. A
+ * forked child makes its own share: the parent's connections are not its
+ * to use (the old one is kept, never freed, like inherited handles).
+ */
+static CURLSH *process_share;
+static CURLSH *inherited_share;
+static pid_t share_pid;
+static pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
+
+static void share_lock(CURL *e, curl_lock_data data, curl_lock_access access, void *ud)
+{
+    (void)e;
+    (void)access;
+    (void)ud;
+    pthread_mutex_lock(&share_locks[data]);
+}
+
+static void share_unlock(CURL *e, curl_lock_data data, void *ud)
+{
+    (void)e;
+    (void)ud;
+    pthread_mutex_unlock(&share_locks[data]);
+}
+
+/* The process's share, or NULL when it cannot be made (then each client
+ * keeps its own caches, as before). Called with no transfer running. */
+static CURLSH *shared_caches(void)
+{
+    if (process_share && share_pid == getpid())
+        return process_share;
+    if (process_share)
+        inherited_share = process_share;
+    share_pid = getpid();
+    process_share = curl_share_init();
+    if (!process_share)
+        return NULL;
+    curl_share_setopt(process_share, CURLSHOPT_LOCKFUNC, share_lock);
+    curl_share_setopt(process_share, CURLSHOPT_UNLOCKFUNC, share_unlock);
+    curl_share_setopt(process_share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
+    curl_share_setopt(process_share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+    curl_share_setopt(process_share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+    return process_share;
+}
+
 static CURL *take_easy(tcurl *t)
 {
     if (t->n_idle > 0)
         return t->idle[--t->n_idle];
     CURL *e = curl_easy_init();
-    if (e)
+    if (e) {
         set_client_options(t, e);
+        curl_easy_setopt(e, CURLOPT_SHARE, shared_caches());
+    }
     return e;
 }
 
@@ -824,6 +877,8 @@ void tcurl_register(lua_State *L)
     static int initialised;
     if (!initialised) {
         curl_global_init(CURL_GLOBAL_DEFAULT);
+        for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+            pthread_mutex_init(&share_locks[i], NULL);
         initialised = 1;
     }
     if (luaL_newmetatable(L, TRUTO_CURL_MT)) {

@@ -151,8 +151,11 @@ end
 
 -- kind -> { test, what is expected }
 local KINDS = {
-  string = { function(v) return type(v) == "string" and not v:find("[%z\r\n]") end,
-    "string without CR, LF or NUL" },
+  string = { function(v)
+    if type(v) ~= "string" then return false end
+    if v:find("[%z\r\n]") then return false, "must not contain CR, LF or NUL" end
+    return true
+  end, "string" },
   ["function"] = { function(v) return type(v) == "function" end, "function" },
   boolean = { function(v) return type(v) == "boolean" end, "boolean" },
   table = { function(v) return type(v) == "table" end, "table" },
