@@ -109,6 +109,7 @@ describe("rate budgets", function()
   end)
 
   it("are paced by the server: four independent processes stay near its budget and recover", function()
+    -- Like the examples' specs, the processes are lua5.4 on build/ whatever Lua runs the suite.
     -- Each process has the default budgets (500 per 10 s, 50 per 10 s per account), far above
     -- what the mock allows this account: only the ratelimit-* headers can hold them back.
     mock.limits { accounts = { ["acct-1k-paced"] = { requests = 10, per = 2 } } }
