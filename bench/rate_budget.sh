@@ -34,6 +34,7 @@ free_port() {
 mock_port=$(free_port)
 mock_dir=$(spec/mock/serve --port "$mock_port")
 prefix=$(mktemp -d "${TMPDIR:-/tmp}/truto-rate-bench.XXXXXX")
+# shellcheck disable=SC2317 # run by the EXIT trap
 cleanup() {
   if [ -f "$prefix/nginx.pid" ]; then
     "$nginx" -p "$prefix/" -c nginx.conf -s stop 2>/dev/null || true
@@ -100,18 +101,27 @@ end=$(date +%s.%N)
 cat "$prefix"/out.* >"$prefix/answers"
 curl -s "http://127.0.0.1:$mock_port/__mock/limits" >"$prefix/limits.json"
 
-lua5.4 - "$mock_dir/requests.log" "$prefix/limits.json" "$prefix/answers" "$requests" "$per" "$start" "$end" <<'EOF'
+status=0
+lua5.4 - "$mock_dir/requests.log" "$prefix/limits.json" "$prefix/answers" "$requests" "$per" "$start" "$end" <<'EOF' || status=$?
 local cjson = require "cjson"
 local log, limits_file, answers_file = arg[1], arg[2], arg[3]
 local requests, per, start, stop = tonumber(arg[4]), tonumber(arg[5]), tonumber(arg[6]), tonumber(arg[7])
 local times = {}
 for line in io.lines(log) do times[#times + 1] = cjson.decode(line).time end
 table.sort(times)
-local ok, failed, workers = 0, 0, {}
+local ok, failed, workers, broken = 0, 0, {}, 0
 for line in io.lines(answers_file) do
   local a, b, pid = line:match("^(%d+) (%d+) (%d+)$")
-  ok, failed = ok + tonumber(a), failed + tonumber(b)
-  workers[pid] = true
+  if a then
+    ok, failed = ok + tonumber(a), failed + tonumber(b)
+    workers[pid] = true
+  elseif line:find("<title>", 1, true) then
+    broken = broken + 1
+  end
+end
+if broken > 0 then
+  print(string.format("rate_budget: FAILED (%d callers got an error page from nginx)", broken))
+  os.exit(1)
 end
 local nworkers = 0
 for _ in pairs(workers) do nworkers = nworkers + 1 end
@@ -119,6 +129,10 @@ local most, j = 0, 1
 for i = 1, #times do
   while times[i] - times[j] >= per do j = j + 1 end
   most = math.max(most, i - j + 1)
+end
+if #times < 2 then
+  print("rate_budget: FAILED (" .. #times .. " requests reached the mock)")
+  os.exit(1)
 end
 local f = assert(io.open(limits_file))
 local throttled = cjson.decode(f:read("*a")).throttled
@@ -140,3 +154,8 @@ else
   os.exit(1)
 end
 EOF
+if [ "$status" != 0 ]; then
+  echo "rate_budget: the end of nginx's error log:" >&2
+  tail -n 5 "$prefix/error.log" >&2 || true
+fi
+exit "$status"
