@@ -6,6 +6,9 @@
 #
 #   bench/rate_budget.sh [REQUESTS] [PER] [CALLERS] [CALLS]     # defaults: 50 2 10 25
 #
+# TRANSPORT=curl makes the workers' clients use libcurl (blocking each worker in turn) instead of
+# the default, nginx's cosockets.
+#
 # Prints one line per measure and ends with `rate_budget: ok` when the throughput after the
 # first window is at least 0.9 x the budget and the mock sent zero 429s (else exits 1).
 # Throughput: the requests that started after the first full burst, divided by the time from
@@ -19,6 +22,8 @@ requests=${1:-50}
 per=${2:-2}
 callers=${3:-10}
 calls=${4:-25}
+transport=${TRANSPORT:-ngx}
+case $transport in ngx | curl) ;; *) echo "rate_budget: TRANSPORT must be ngx or curl" >&2; exit 2 ;; esac
 build=${TRUTO_NGINX_BUILD:-build-luajit}
 case $build in /*) ;; *) build=$root/$build ;; esac
 if [ ! -f "$build/truto/core.so" ] || [ ! -f "$build/truto/rate.lua" ]; then
@@ -75,7 +80,7 @@ http {
       content_by_lua_block {
         local truto = require "truto"
         CLIENT = CLIENT or truto.new { token = "test-token", base_url = "http://127.0.0.1:$mock_port",
-          rate_limit = BUDGET, max_retries = 0 }
+          rate_limit = BUDGET, max_retries = 0, transport = "$transport" }
         local ok, failed = 0, 0
         for _ = 1, tonumber(ngx.var.arg_n) do
           if CLIENT:get_organization("org-1", { integrated_account_id = "acct-small" }) then ok = ok + 1
@@ -102,10 +107,11 @@ cat "$prefix"/out.* >"$prefix/answers"
 curl -s "http://127.0.0.1:$mock_port/__mock/limits" >"$prefix/limits.json"
 
 status=0
-lua5.4 - "$mock_dir/requests.log" "$prefix/limits.json" "$prefix/answers" "$requests" "$per" "$start" "$end" <<'EOF' || status=$?
+lua5.4 - "$mock_dir/requests.log" "$prefix/limits.json" "$prefix/answers" "$requests" "$per" "$start" "$end" "$transport" <<'EOF' || status=$?
 local cjson = require "cjson"
 local log, limits_file, answers_file = arg[1], arg[2], arg[3]
 local requests, per, start, stop = tonumber(arg[4]), tonumber(arg[5]), tonumber(arg[6]), tonumber(arg[7])
+local transport = arg[8]
 local times = {}
 for line in io.lines(log) do times[#times + 1] = cjson.decode(line).time end
 table.sort(times)
@@ -140,8 +146,8 @@ f:close()
 local budget = requests / per
 local span = times[#times] - times[1]
 local steady = (#times - requests) / span
-print(string.format("rate_budget: budget %d per %s s (%.1f/s), 4 nginx workers (%d answered), shared dict",
-  requests, per, budget, nworkers))
+print(string.format("rate_budget: budget %d per %s s (%.1f/s), 4 nginx workers (%d answered), shared dict, %s transport",
+  requests, per, budget, nworkers, transport))
 print(string.format("rate_budget: %d requests at the mock (%d ok, %d failed) in %.2f s wall", #times, ok, failed,
   stop - start))
 print(string.format("rate_budget: throughput after the first window %.2f/s = %.3f x budget", steady, steady / budget))
