@@ -2,8 +2,8 @@
 --
 -- Truto allows 500 requests per 10 s per token and 50 per 10 s per integrated account. A budget
 -- is "at most `requests` starts in any window of `per` seconds". Every client with the same
--- token and base URL uses the same budgets (a module-level registry, refcounted by the
--- limiters, released by limiter:close()). A request reserves its start slot in every budget it
+-- token and base URL uses the same budgets (a module-level registry of the limiters, released
+-- when the last one is closed or collected). A request reserves its start slot in every budget it
 -- draws on (atomically) before it waits, so concurrent waiters spread out instead of starting
 -- together.
 --
@@ -272,7 +272,19 @@ end
 
 local process_store = local_store()
 local dict_stores = {}
-local users = {} -- prefix -> number of open limiters
+-- prefix -> the open limiters of that token (a weak set: a limiter never closed still lets go
+-- of its budgets once it is collected, at the next sweep)
+local users = {}
+
+-- Forgets the budgets of every token whose limiters are all closed or collected.
+local function sweep()
+  for prefix, set in pairs(users) do
+    if next(set) == nil then
+      users[prefix] = nil
+      process_store:forget(prefix)
+    end
+  end
+end
 
 local function nginx_dict(name)
   local ngx = rawget(_G, "ngx")
@@ -289,7 +301,9 @@ end
 
 --- How many limiters use the budgets of `key` in this process (for specs).
 function M.users(key)
-  return users[digest(key)] or 0
+  local n = 0
+  for _ in pairs(users[digest(key)] or {}) do n = n + 1 end
+  return n
 end
 
 local Limiter = {}
@@ -319,12 +333,15 @@ function M.new(value, key)
     store, where = nginx_dict(value.shared_dict or M.DEFAULTS.shared_dict)
     if not store then store, where = process_store, "process" end
   end
-  users[prefix] = (users[prefix] or 0) + 1
-  return setmetatable({
+  sweep()
+  local limiter = setmetatable({
     prefix = prefix, store = store, where = where,
     token = token, account = account,
     token_name = budget_name("t", prefix, token.requests, token.per),
   }, Limiter)
+  users[prefix] = users[prefix] or setmetatable({}, { __mode = "k" })
+  users[prefix][limiter] = true
+  return limiter
 end
 
 -- The budgets a request of `account_id` draws on (token first).
@@ -411,16 +428,13 @@ function Limiter:observe(account_id, headers)
 end
 
 --- Releases this limiter's share of its budgets (the last one forgets them). Idempotent.
+-- A limiter that is collected without close() is released at the next rate.new().
 function Limiter:close()
   if self.closed then return end
   self.closed = true
-  local n = (users[self.prefix] or 1) - 1
-  if n <= 0 then
-    users[self.prefix] = nil
-    process_store:forget(self.prefix)
-  else
-    users[self.prefix] = n
-  end
+  local set = users[self.prefix]
+  if set then set[self] = nil end
+  sweep()
 end
 
 M.local_store = local_store -- a fresh process-local store (specs; a base for custom stores)
