@@ -84,6 +84,22 @@ describe("rate budgets", function()
     other:close()
   end)
 
+  it("are let go when the last client of the token is closed", function()
+    local budget = { requests = 2, per = 30, account = false }
+    local params = { integrated_account_id = "acct-small" }
+    local a = h.client { rate_limit = budget }
+    assert(a:get_organization("org-1", params))
+    assert(a:get_organization("org-1", params))
+    a:close()
+    local waits = {}
+    local b = h.client { rate_limit = budget, on_wait = function(info) waits[#waits + 1] = info end }
+    local t0 = socket.gettime()
+    assert(b:get_organization("org-1", params)) -- a fresh budget: a third start of the old one would wait 30 s
+    assert.is_true(socket.gettime() - t0 < 5)
+    assert.same({}, waits)
+    b:close()
+  end)
+
   it("give each account its own budget while the token budget is shared (fan-out over many accounts)", function()
     local accounts = { "acct-1k-r1", "acct-1k-r2", "acct-1k-r3", "acct-1k-r4", "acct-1k-r5" }
     mock.limits { token = { requests = 10, per = 1 }, account = { requests = 3, per = 1 } }
