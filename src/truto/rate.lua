@@ -194,9 +194,12 @@ local function local_store()
 end
 
 ---------------------------------------------------------------------------------------------
--- The nginx shared dict store: the same ring, one dict key per slot, under a lock (a dict key
--- added with a short expiry) so that a reservation over two budgets is atomic across workers.
--- Times are ngx.now() (epoch seconds, the same for every worker).
+-- The nginx shared dict store: the same ring, under a lock (a dict key added with a short
+-- expiry) so that a reservation over two budgets is atomic across workers. One dict value per
+-- budget: the next slot's index, then the start times in fixed-width fields (an account's 50
+-- take 1 KB, so `lua_shared_dict truto_rate 1m` holds several hundred accounts). Times are
+-- ngx.now() (epoch seconds, the same for every worker). A budget's value expires once its
+-- newest start is older than `per`.
 
 local LOCK_TTL = 0.5 -- seconds: a worker that dies holding the lock blocks the others this long
 
@@ -224,27 +227,40 @@ local function dict_store(ngx, dict)
     return ngx.now()
   end
 
+  -- A ring value: "%8d" next index, then "%20.6f" per start time.
+  local HEAD, W = 8, 20
+
+  local function read_ring(value)
+    if type(value) ~= "string" or #value < HEAD then return 1, "" end
+    return tonumber(value:sub(1, HEAD)) or 1, value:sub(HEAD + 1)
+  end
+
+  local function slot(times, n)
+    local field = times:sub((n - 1) * W + 1, n * W)
+    return #field == W and tonumber(field) or nil
+  end
+
   function store.reserve(_, budgets)
     if not lock() then return nil, "the shared dict lock stays taken" end
     local now = clock()
     local start, binding = now, nil
-    local slots = {}
+    local rings = {}
     for i = 1, #budgets do
       local b = budgets[i]
-      local n = dict:get(b.name .. "#n") or 1
-      slots[i] = n
-      local oldest = dict:get(b.name .. "#" .. n)
+      local n, times = read_ring(dict:get(b.name))
+      if n > b.requests then n = 1 end
+      rings[i] = { n = n, times = times }
+      local oldest = slot(times, n)
       if oldest and oldest + b.per > start then start, binding = oldest + b.per, i end
       local hold = dict:get(b.name .. "#hold")
       if hold and hold > start then start, binding = hold, i end
     end
     local ok, err = true, nil
     for i = 1, #budgets do
-      local b = budgets[i]
-      local ttl = start - now + b.per + 1
-      local n = slots[i]
-      local set_ok, set_err = dict:set(b.name .. "#" .. n, start, ttl)
-      if set_ok then set_ok, set_err = dict:set(b.name .. "#n", n % b.requests + 1, ttl) end
+      local b, ring = budgets[i], rings[i]
+      local n, times = ring.n, ring.times
+      times = times:sub(1, (n - 1) * W) .. format("%20.6f", start) .. times:sub(n * W + 1)
+      local set_ok, set_err = dict:set(b.name, format("%8d", n % b.requests + 1) .. times, start - now + b.per + 1)
       if not set_ok then ok, err = nil, set_err end
     end
     dict:delete(key)
