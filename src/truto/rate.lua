@@ -197,7 +197,7 @@ end
 -- The nginx shared dict store: the same ring, under a lock (a dict key added with a short
 -- expiry) so that a reservation over two budgets is atomic across workers. One dict value per
 -- budget: the next slot's index, then the start times in fixed-width fields (an account's 50
--- take 1 KB, so `lua_shared_dict truto_rate 1m` holds several hundred accounts). Times are
+-- take 1 KB, so `lua_shared_dict truto_rate 1m` holds about 500 accounts). Times are
 -- ngx.now() (epoch seconds, the same for every worker). A budget's value expires once its
 -- newest start is older than `per`.
 
