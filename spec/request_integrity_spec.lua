@@ -16,11 +16,12 @@ local function message(fn, ...)
   return (tostring(raised(fn, ...)):gsub("^[^:]*:%d+: ", ""))
 end
 
--- Runs a Lua 5.4 chunk in a new process with `env` prepended to its
--- command line; returns what it printed.
+-- Runs a Lua chunk in a new process of this runtime, with `env` prepended
+-- to its command line; returns what it printed.
 local function run_lua(env, chunk)
   local build = os.getenv("TRUTO_BUILD") or "build"
-  local cmd = string.format("env %s lua5.4 -e %q 2>&1", env,
+  local lua = rawget(_G, "jit") and "luajit" or "lua5.4"
+  local cmd = string.format("env %s %s -e %q 2>&1", env, lua,
     string.format("package.path = %q; package.cpath = %q; %s", build .. "/?.lua;" .. package.path,
       build .. "/?.so;" .. package.cpath, chunk))
   local p = assert(io.popen(cmd))

@@ -31,11 +31,19 @@ describe("retries", function()
       assert.is_nil(err)
       assert.equal("org-1", org.id)
       assert.equal(3, #mock.requests())
-      assert.equal(2, #waits)
-      assert.is_true(waits[1] >= 0 and waits[1] <= 0.5)
-      assert.is_true(waits[2] >= 0 and waits[2] <= 1.0)
       assert.equal(1, retries[1].attempt)
       assert.equal(2, retries[2].attempt)
+      if fault == "close" and retries[1].wait == 0 then
+        -- the first request went on a kept-alive connection that the
+        -- server dropped: libcurl sent it again on a new one at once, and
+        -- that send is an attempt the caller sees, without a wait
+        assert.same({ retries[2].wait }, waits)
+        assert.is_true(waits[1] >= 0 and waits[1] <= 1.0)
+      else
+        assert.equal(2, #waits)
+        assert.is_true(waits[1] >= 0 and waits[1] <= 0.5)
+        assert.is_true(waits[2] >= 0 and waits[2] <= 1.0)
+      end
     end)
   end
 

@@ -68,14 +68,28 @@ local function settings_for(kind, opts, token, scheme, host)
 end
 
 -- A function that makes the client's "curl" or "ngx" transport when it is
--- first needed. The token stays in this closure and in the transports: no
--- table of ours that a caller can reach holds it.
+-- first needed. No table of ours that a caller can reach holds the token.
+-- Outside nginx the libcurl transport is made at once, the token copied
+-- into C, and nothing in Lua keeps the string; inside nginx this closure
+-- keeps it for the transport of whichever phase a call comes from.
 local function transport_maker(opts, token, scheme, host)
-  return function(kind)
-    local settings = settings_for(kind, opts, token, scheme, host)
+  local function make(kind, tok)
+    local settings = settings_for(kind, opts, tok, scheme, host)
     if kind == "curl" then return core.curl(settings) end
     return require("truto.ngx").new(settings)
   end
+  if transport.phase() == nil and opts.transport ~= "ngx" then
+    local curl = make("curl", token)
+    return function(kind)
+      if kind == "curl" then
+        local t = curl
+        curl = nil -- made once: the set keeps it from now on
+        if t then return t end
+      end
+      error("truto: the " .. kind .. " transport needs nginx (the client was made outside it)", 0)
+    end
+  end
+  return function(kind) return make(kind, token) end
 end
 
 --- Creates a client (`truto.new`); `fname` names the public function.

@@ -300,8 +300,7 @@ end
 
 --- The default User-Agent: lua-truto/<version> <Lua version>.
 function M.user_agent()
-  local jit = rawget(_G, "jit")
-  return format("lua-truto/%s %s", core.VERSION, jit and jit.version or _VERSION)
+  return format("lua-truto/%s %s", core.VERSION, _VERSION)
 end
 
 return M
