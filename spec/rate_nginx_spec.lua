@@ -110,18 +110,23 @@ function M.threads()
 end
 
 -- The limiter alone, without a client or a transport: n acquires on a limiter of the key
--- "spec-key", each start as ngx.now() once acquire returns, one per line.
+-- "spec-key", each start as ngx.now() once acquire returns, one per line. With debug=1, the
+-- debug lines come first, each as "debug: <line>".
 function M.acquire()
   local rate = require "truto.rate"
   local limiter = rate.new(budget(), "spec-key")
+  local lines = {}
   local hooks = { sleep = ngx.sleep, now = function() ngx.update_time() return ngx.now() end }
+  if ngx.var.arg_debug then
+    hooks.debug = function(line) lines[#lines + 1] = "debug: " .. line end
+  end
   local out = {}
   for i = 1, tonumber(ngx.var.arg_n) do
     limiter:acquire(nil, hooks)
     out[i] = string.format("%.6f", hooks.now())
   end
   limiter:close()
-  ngx.say(limiter.where, "\n", table.concat(out, "\n"))
+  ngx.say(limiter.where, "\n", table.concat(lines, "\n"), #lines > 0 and "\n" or "", table.concat(out, "\n"))
 end
 
 return M
@@ -266,16 +271,22 @@ local function acquire_all(ports, callers, n, query)
   for i = 1, callers do
     urls[i] = ("http://127.0.0.1:%d/acquire?n=%d&%s"):format(ports[(i - 1) % #ports + 1], n, query)
   end
-  local stores, times = {}, {}
+  local stores, times, debug = {}, {}, {}
   for _, body in ipairs(concurrently(urls)) do
     local first = true
     for line in body:gmatch("[^\n]+") do
-      if first then stores[line] = true else times[#times + 1] = tonumber(line) end
+      if first then
+        stores[line] = true
+      elseif line:find("^debug: ") then
+        debug[#debug + 1] = line:sub(8)
+      else
+        times[#times + 1] = tonumber(line)
+      end
       first = false
     end
   end
   table.sort(times)
-  return stores, times
+  return stores, times, debug
 end
 
 local function most_within(times, per)
@@ -317,6 +328,18 @@ describe("rate budgets inside nginx", function()
       stores, times = acquire_all({ apart }, 8, 10, "requests=20&per=1")
       assert.same({ process = true }, stores)
       assert.is_true(most_within(times, 1) > 20, most_within(times, 1))
+    end)
+
+    it("keeps to the budget of the worker, and says so, when Redis cannot be reached", function()
+      local port = start_nginx(1, false)
+      local closed = free_port()
+      local stores, times, debug = acquire_all({ port }, 1, 30, "requests=10&per=1&debug=1&redis=" .. closed)
+      assert.same({ store = true }, stores)
+      assert.equal(30, #times)
+      assert.is_true(most_within(times, 1) <= 10, most_within(times, 1))
+      assert.is_true(times[#times] - times[1] >= 2, times[#times] - times[1])
+      assert.equal("rate limit: rate_limit.store failed (redis: connection refused); "
+        .. "this request keeps to the budget of this process", debug[1])
     end)
 
     it("keeps two nginx instances inside one budget through truto.rate.redis", function()
