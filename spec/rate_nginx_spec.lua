@@ -231,6 +231,20 @@ local function max_in_window(entries, per)
   return best, times
 end
 
+-- The largest number of logged requests in one of the mock's windows (floor(time / per): the
+-- windows its limits count in, like Truto's). Arrival times carry the network's jitter (a
+-- start kept `per` after another can arrive a little less than `per` later), which the mock's
+-- windows see only across a window's edge; the sliding measure above sees it everywhere.
+local function max_per_mock_window(entries, per)
+  local counts, best = {}, 0
+  for _, e in ipairs(entries) do
+    local w = math.floor(e.time / per)
+    counts[w] = (counts[w] or 0) + 1
+    best = math.max(best, counts[w])
+  end
+  return best
+end
+
 -- The end of an nginx's error log, to show with a failed assertion.
 local function errors_of(prefix)
   local text = read_file(prefix .. "/error.log") or ""
@@ -386,12 +400,15 @@ describe("rate budgets inside nginx", function()
     local bodies = concurrently(urls)
     local elapsed = socket.gettime() - t0
     assert.same(repeated("40", 40), bodies, errors_of(prefix))
-    local most, times = max_in_window(mock.requests(), 1)
+    local entries = mock.requests()
+    local sliding, times = max_in_window(entries, 1)
     assert.equal(80, #times)
+    local most = max_per_mock_window(entries, 1)
     assert.is_true(most <= 20, most)
     assert.equal(0, mock.rate().throttled)
     assert.is_true(elapsed >= 3, elapsed) -- 80 requests at 20 per second
-    print(string.format("\n  4 workers, shared dict: 80 requests in %.2f s, at most %d in a second, 0 429s", elapsed, most))
+    print(string.format("\n  4 workers, shared dict: 80 requests in %.2f s, at most %d in a mock window (%d in any 1 s), "
+      .. "0 429s", elapsed, most, sliding))
   end)
 
   it("keep two nginx instances inside one budget through a Redis store", function()
@@ -408,11 +425,14 @@ describe("rate budgets inside nginx", function()
     local bodies = concurrently(urls)
     local elapsed = socket.gettime() - t0
     assert.same(repeated("40", 20), bodies, errors_of(prefix_a) .. errors_of(prefix_b))
-    local most, times = max_in_window(mock.requests(), 1)
+    local entries = mock.requests()
+    local sliding, times = max_in_window(entries, 1)
     assert.equal(40, #times)
+    local most = max_per_mock_window(entries, 1)
     assert.is_true(most <= 10, most)
     assert.equal(0, mock.rate().throttled)
     assert.is_true(elapsed >= 3, elapsed) -- 40 requests at 10 per second
-    print(string.format("\n  2 nginx, 1 Redis budget: 40 requests in %.2f s, at most %d in a second, 0 429s", elapsed, most))
+    print(string.format("\n  2 nginx, 1 Redis budget: 40 requests in %.2f s, at most %d in a mock window (%d in any 1 s), "
+      .. "0 429s", elapsed, most, sliding))
   end)
 end)
