@@ -144,8 +144,21 @@ end
 ---------------------------------------------------------------------------------------------
 -- The process-local store: for each budget name, a ring of the last `requests` start times.
 
+local PRUNE_EVERY = 1000 -- reservations between two sweeps of the rings nobody needs any more
+
 local function local_store()
-  local store = { rings = {}, holds = {} }
+  local store = { rings = {}, holds = {}, count = 0 }
+
+  -- Drops the rings whose newest start is more than `per` ago (an account read once, long ago):
+  -- a process that fans out over many accounts keeps only those still in a window.
+  local function prune(self, now)
+    for name, ring in pairs(self.rings) do
+      if ring.last + ring.per <= now then self.rings[name] = nil end
+    end
+    for name, deadline in pairs(self.holds) do
+      if deadline <= now then self.holds[name] = nil end
+    end
+  end
 
   function store.reserve(self, budgets, now)
     local start, binding = now, nil
@@ -170,7 +183,10 @@ local function local_store()
       local ring = rings[b.name]
       ring[ring.next] = start
       ring.next = ring.next % b.requests + 1
+      ring.last, ring.per = start, b.per
     end
+    self.count = self.count + 1
+    if self.count % PRUNE_EVERY == 0 then prune(self, now) end
     return start - now, binding
   end
 
