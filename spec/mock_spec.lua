@@ -589,6 +589,37 @@ describe("mock Truto server", function()
       assert.equal(0, mock.rate().counted)
     end)
 
+    it("starts with Truto's own limits with serve --limits truto, and keeps them after a reset", function()
+      local port = (function()
+        local srv = assert(socket.bind("127.0.0.1", 0))
+        local _, p = srv:getsockname()
+        srv:close()
+        return tonumber(p)
+      end)()
+      local p = assert(io.popen("spec/mock/serve --port " .. port .. " --limits truto 2>&1"))
+      local dir = p:read("*a"):match("([^\n]+)\n*$")
+      p:close()
+      finally(function()
+        os.execute("spec/mock/serve --stop '" .. dir .. "' && rm -rf '" .. dir .. "'")
+      end)
+      local function limits_at(method)
+        local chunks = {}
+        http.request { url = "http://127.0.0.1:" .. port .. (method == "POST" and "/__mock/reset" or "/__mock/limits"),
+          method = method, headers = { ["content-length"] = "0" }, sink = ltn12.sink.table(chunks) }
+        return cjson.decode(table.concat(chunks))
+      end
+      local truto = { token = { requests = 500, per = 10 }, account = { requests = 50, per = 10 }, accounts = {},
+        throttled = 0, counted = 0 }
+      assert.same(truto, limits_at("GET"))
+      limits_at("POST")
+      assert.same(truto, limits_at("GET"))
+      local q = assert(io.popen("spec/mock/serve --port " .. port .. " --limits '{\"token\":{\"requests\":0}}' 2>&1; echo rc=$?"))
+      local out = q:read("*a")
+      q:close()
+      assert.matches("%-%-limits: token%.requests must be an integer from 1 to 1000000000", out)
+      assert.matches("rc=1\n$", out)
+    end)
+
     it("refuses limits it cannot use", function()
       for _, body in ipairs({ "[]", '{"token":{"requests":0,"per":1}}', '{"token":{"requests":1.5,"per":1}}',
         '{"account":{"requests":1,"per":0}}', '{"accounts":{"a":{"requests":1}}}', '{"tokens":{}}', "nope" }) do

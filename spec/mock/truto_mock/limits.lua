@@ -19,6 +19,11 @@ local limits = {}
 local dict = ngx.shared.truto_mock
 
 limits.DEFAULTS = { token = { requests = 1000000, per = 10 }, account = { requests = 100000, per = 10 } }
+-- Truto's own numbers (`serve --limits truto`).
+limits.TRUTO = { token = { requests = 500, per = 10 }, account = { requests = 50, per = 10 } }
+
+-- What /__mock/reset comes back to: DEFAULTS, or what `serve --limits` set.
+local defaults = { token = limits.DEFAULTS.token, account = limits.DEFAULTS.account, accounts = {} }
 
 local function now()
   ngx.update_time()
@@ -42,13 +47,11 @@ end
 function limits.current()
   local saved = dict:get("limits")
   if saved then return json.decode(saved) end
-  return { token = limits.DEFAULTS.token, account = limits.DEFAULTS.account, accounts = {} }
+  return json.decode(json.encode(defaults))
 end
 
---- Sets the limits from the JSON body of POST /__mock/limits:
--- `{"token": {"requests": 20, "per": 2}, "account": {...}, "accounts": {"acct-x": {...}}}`; a
--- budget left out keeps its default. Returns the limits, or nil and a message.
-function limits.configure(body)
+-- Limits from JSON text: a table, or nil and a message. A budget left out keeps its default.
+local function parse(body)
   local v = json.decode(body)
   if type(v) ~= "table" or json.is_array(v) then return nil, "the body must be a JSON object" end
   for k in pairs(v) do
@@ -72,9 +75,26 @@ function limits.configure(body)
       if not out.accounts[id] then return nil, err end
     end
   end
-  local encoded = json.encode(out)
-  assert(dict:set("limits", encoded))
   return out
+end
+
+--- Sets the limits from the JSON body of POST /__mock/limits:
+-- `{"token": {"requests": 20, "per": 2}, "account": {...}, "accounts": {"acct-x": {...}}}`; a
+-- budget left out keeps its default. Returns the limits, or nil and a message.
+function limits.configure(body)
+  local out, err = parse(body)
+  if not out then return nil, err end
+  assert(dict:set("limits", json.encode(out)))
+  return out
+end
+
+--- The limits a reset comes back to (from init_by_lua: `serve --limits`): "truto" for Truto's
+-- numbers, or JSON as for POST /__mock/limits. Raises on a bad value.
+function limits.set_defaults(text)
+  if text == "truto" then text = json.encode(limits.TRUTO) end
+  local out, err = parse(text)
+  if not out then error("--limits: " .. err, 0) end
+  defaults = out
 end
 
 -- Counts one request in budget `b` under `key`; returns what the headers say about it.

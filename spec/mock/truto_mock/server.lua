@@ -19,10 +19,12 @@ local STREAM_OVER = 2000 -- a truto_key_by answer with more items than this is s
 
 local config = { dir = ".", latency = 0 }
 
---- Called once from init_by_lua: `dir` holds the request log, `latency` (ms) delays every answer.
+--- Called once from init_by_lua: `dir` holds the request log, `latency` (ms) delays every answer,
+-- `limits` (optional) sets the rate limits a reset comes back to.
 function server.configure(opts)
   config.dir = assert(opts.dir, "dir is required")
   config.latency = tonumber(opts.latency) or 0
+  if opts.limits and opts.limits ~= "" then limits.set_defaults(opts.limits) end
 end
 
 ---------------------------------------------------------------------------------------------
