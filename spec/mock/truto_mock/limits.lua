@@ -43,11 +43,16 @@ local function budget(v, where)
   return { requests = requests, per = per }
 end
 
+-- The limits last set, decoded once per worker for each value the dict holds.
+local cached_text, cached
+
 --- The limits in force: { token = budget, account = budget, accounts = { [id] = budget } }.
+-- Read-only: shared by every request.
 function limits.current()
   local saved = dict:get("limits")
-  if saved then return json.decode(saved) end
-  return json.decode(json.encode(defaults))
+  if not saved then return defaults end
+  if saved ~= cached_text then cached_text, cached = saved, json.decode(saved) end
+  return cached
 end
 
 -- Limits from JSON text: a table, or nil and a message. A budget left out keeps its default.
@@ -142,9 +147,8 @@ end
 --- What GET /__mock/limits answers: the limits and the counters.
 function limits.report()
   local l = limits.current()
-  l.throttled = dict:get("rl:429") or 0
-  l.counted = dict:get("rl:counted") or 0
-  return l
+  return { token = l.token, account = l.account, accounts = l.accounts,
+    throttled = dict:get("rl:429") or 0, counted = dict:get("rl:counted") or 0 }
 end
 
 return limits
