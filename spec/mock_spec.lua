@@ -672,6 +672,22 @@ describe("mock Truto server", function()
       assert.is_nil(body:find("s3cr3t", 1, true))
     end)
 
+    it("answers control requests only for a loopback Host (no DNS rebinding)", function()
+      get("users", "acct-small")
+      for _, host in ipairs({ "evil.example", "evil.example:" .. m.port, "127.0.0.1.evil.example" }) do
+        local status, _, body = request("GET", "/__mock/log", { headers = { host = host } })
+        assert.equal(403, status, host)
+        assert.equal("Control endpoints answer only requests for 127.0.0.1 or localhost", cjson.decode(body).message)
+        status = request("POST", "/__mock/reset", { headers = { host = host, ["content-length"] = "0" } })
+        assert.equal(403, status, host)
+      end
+      assert.equal(1, #mock.requests()) -- not reset
+      for _, host in ipairs({ "localhost:" .. m.port, "127.0.0.1", "LOCALHOST" }) do
+        local status = request("GET", "/__mock/log", { headers = { host = host } })
+        assert.equal(200, status, host)
+      end
+    end)
+
     it("runs its workers as nobody when started as root", function()
       local p = assert(io.popen("id -u"))
       local uid = p:read("*l")

@@ -480,9 +480,21 @@ local CONTROL = {
   end },
 }
 
+-- Whether the Host header names this loopback server (127.0.0.1, localhost or [::1], any port):
+-- a web page that rebinds its own name to 127.0.0.1 must not read the log or reset the mock.
+local function loopback_host()
+  local host = ngx.var.http_host
+  if type(host) ~= "string" then return false end
+  host = host:lower():gsub(":%d+$", "")
+  return host == "127.0.0.1" or host == "localhost" or host == "[::1]"
+end
+
 local function control(path)
   local endpoint = CONTROL[path]
   if not endpoint then return reply.error(404, "No control endpoint " .. path) end
+  if not loopback_host() then
+    return reply.error(403, "Control endpoints answer only requests for 127.0.0.1 or localhost")
+  end
   local method = ngx.req.get_method()
   local methods = type(endpoint.method) == "table" and endpoint.method or { [endpoint.method] = true }
   if not methods[method] then
