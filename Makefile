@@ -42,7 +42,7 @@ CORE := $(BUILD)/truto/core.so
 LUA_SRCS := src/truto.lua $(sort $(shell find src/truto -name '*.lua'))
 LUA_MODS := $(LUA_SRCS:src/%=$(BUILD)/%)
 
-DEB_PACKAGES := valgrind openssl lua5.4 liblua5.4-dev lua-cjson libcurl4-openssl-dev lua-busted lua-socket \
+DEB_PACKAGES := redis-server lua-nginx-redis valgrind openssl lua5.4 liblua5.4-dev lua-cjson libcurl4-openssl-dev lua-busted lua-socket \
                 nginx-light libnginx-mod-http-lua luarocks pkg-config gcc make \
                 lua-check lua-ldoc lua-markdown clang-format clang-tidy clang libclang-rt-14-dev \
                 luajit2 libluajit2-5.1-dev curl
