@@ -419,8 +419,10 @@ size_t tj_scan_text(const char *text, size_t len, tj_scan *sc, tbuf *out)
     while (i < len) {
         unsigned char c = s[i];
         if (c == '"') {
-            if (max && at_value_position(&j))
-                COUNT_VALUE();
+            if (max && at_value_position(&j) && ++values > max) {
+                sc->too_many = 1;
+                goto done;
+            }
             for (i++; i < len; i++) {
                 i = skip_plain(s, i, len);
                 if (i >= len || s[i] == '"')
