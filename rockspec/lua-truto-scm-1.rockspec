@@ -16,7 +16,7 @@ description = {
 }
 dependencies = {
   "lua >= 5.1",
-  "lua-cjson",
+  "lua-cjson >= 2.1.0.14",
 }
 external_dependencies = {
   -- Only the library is probed: Debian keeps curl.h in a multiarch include
@@ -39,7 +39,7 @@ build = {
     ["truto.ngx"] = "src/truto/ngx.lua",
     ["truto.core"] = {
       sources = {
-        "src/buf.c", "src/value.c", "src/query.c", "src/json.c", "src/retry.c",
+        "src/buf.c", "src/value.c", "src/query.c", "src/json.c", "src/json_compat.c", "src/retry.c",
         "src/error.c", "src/response.c", "src/pager.c", "src/transport_curl.c", "src/truto.c",
       },
       defines = { "_GNU_SOURCE" },
