@@ -153,14 +153,17 @@ function M.inexact_integer(text)
       end
       pos = q
     else
-      local lit = text:match("^-?%d+[%.eE]?", s)
       local digits = text:match("^-?%d+", s)
-      local prev = s > 1 and text:sub(s - 1, s - 1) or ""
-      local int = math.tointeger(tonumber(digits))
-      if not lit:match("[%.eE]$") and not prev:match("[%w%.]") and (int == nil or tostring(int) ~= digits) and digits ~= "-0" then
-        return digits
+      if not digits then
+        pos = s + 1
+      else
+        local fraction = text:match("^[%.eE]", s + #digits)
+        local prev = s > 1 and text:sub(s - 1, s - 1) or ""
+        local int = math.tointeger(tonumber(digits))
+        local exact = int ~= nil and (tostring(int) == digits or digits == "-0")
+        if not fraction and not prev:match("[%w%.]") and not exact then return digits end
+        pos = s + #digits + 1
       end
-      pos = s + #digits + 1
     end
   end
   return nil

@@ -66,7 +66,7 @@ function Sys:is_tty(fd)
   return self.tty[fd]
 end
 
-function Sys:exit(code)
+function Sys.exit(_, code)
   error(setmetatable({ code = code }, Exit), 0)
 end
 
