@@ -432,7 +432,7 @@ describe("lua-truto", function()
         { { "users", "get", "a", "b", "-a", "x" }, usage("unexpected argument 'b'", "get") },
         { { "users", "call", "a/b", "-a", "x" }, usage("'a/b' is not a method name (letters, digits, '-', '_')", "call") },
         { { "users", "update", "u1", "-a", "x" }, usage("update needs --body JSON (or --body - to read stdin)", "update") },
-        { { "users", "create", "-a", "x", "--body", "[1," }, usage("--body: invalid JSON: unexpected end of input at byte 4") },
+        { { "users", "create", "-a", "x", "--body", "[1," }, usage("--body: invalid JSON: unexpected end of input at byte 4", "create") },
         { { "users", "create", "-a", "x", "--body", '{"a":01}' }, usage("--body: invalid JSON: bad number at byte 6") },
         { { "users", "create", "-a", "x", "--body", '{"a":1} x' }, usage("--body: invalid JSON: trailing characters at byte 9") },
         { { "users", "create", "-a", "x", "--body", '"text"' }, usage("--body must be a JSON object or array") },
