@@ -194,7 +194,7 @@ local function run(sys, argv)
     end
     query[key] = value
   end
-  if opts.limit then set_query("limit", args.positive_integer(sys, opts.limit, "--limit", topic), "--limit") end
+  if opts.limit then set_query("limit", args.positive_integer(sys, opts.limit, "--limit"), "--limit") end
   if opts.cursor then
     if opts.cursor == "" then sys:usage("--cursor must not be empty", topic) end
     set_query("next_cursor", opts.cursor, "--cursor")
@@ -224,11 +224,11 @@ local function run(sys, argv)
   -- Output.
   local out_format = opts.output
   if out_format and not output.FORMATS[out_format] then
-    sys:usage(format("-o must be table, json, ndjson or csv, got '%s'", out_format))
+    sys:usage(format("-o must be table, json, ndjson or csv, got '%s'", out_format), topic)
   end
   out_format = out_format or (sys:is_tty(1) and "table" or "json")
   local fields = opts.fields and args.split_fields(sys, opts.fields)
-  local max_items = opts.max_items and args.positive_integer(sys, opts.max_items, "--max-items", topic)
+  local max_items = opts.max_items and args.positive_integer(sys, opts.max_items, "--max-items")
   local timeout
   if opts.timeout then
     timeout = tonumber(opts.timeout)
@@ -293,7 +293,11 @@ local function run(sys, argv)
   local ok, client = pcall(truto.new, client_opts)
   if not ok then
     local msg = misuse_message(client)
-    if msg and msg:find("base_url", 1, true) then sys:usage(msg:gsub("^base_url", "--base-url")) end
+    if msg and msg:match("^base_url must use https://") then
+      sys:usage("--base-url must use https:// (http:// only for 127.0.0.1, ::1 or localhost)")
+    elseif msg and msg:match("^base_url") then
+      sys:usage((msg:gsub("^base_url", "--base-url")))
+    end
     sys:usage(msg or tostring(client), topic)
   end
   -- Waits in Lua, so that Ctrl-C acts during a request.

@@ -161,7 +161,8 @@ function M.inexact_integer(text)
         local prev = s > 1 and text:sub(s - 1, s - 1) or ""
         local int = math.tointeger(tonumber(digits))
         local exact = int ~= nil and (tostring(int) == digits or digits == "-0")
-        if not fraction and not prev:match("[%w%.]") and not exact then return digits end
+        local malformed = digits:match("^%-?0%d") -- left to the decoder
+        if not fraction and not malformed and not prev:match("[%w%.]") and not exact then return digits end
         pos = s + #digits + 1
       end
     end
