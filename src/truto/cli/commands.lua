@@ -173,7 +173,6 @@ function M.list(sys, client, cmd)
         stopped = { cursor = page_cursor, skip = i - 1 }
         break
       end
-      if progress.shown then progress.clear() end
       writer.item(item)
       count = count + 1
     end
