@@ -133,7 +133,7 @@ function M.token_file(sys, spec)
     text = f:read(MAX_TOKEN_FILE)
     f:close()
   end
-  local token = text and text:match("^[ \t]*([^\r\n]-)[ \t]*\r?\n?") or nil
+  local token = text and text:match("^[ \t]*([^\r\n]*)"):gsub("[ \t]+$", "") or nil
   if not token or token == "" then
     sys:usage("--token-file: " .. (spec == "-" and "standard input" or spec) .. " holds no token")
   end
