@@ -80,6 +80,7 @@ describe("lua-truto config", function()
     assert.equal("integrated_account_id=acct-small", mock.last().raw_query)
     out, err, code = cli({ "groups", "--profile", "home" }, { env = { HOME = home } })
     assert.equal("lua-truto: no profile '[home]' in " .. config .. "\nTry 'lua-truto --help'.\n", err)
+    assert.equal("", out)
     assert.equal(2, code)
   end)
 
