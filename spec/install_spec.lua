@@ -49,7 +49,8 @@ describe("a LuaRocks install", function()
     assert.equal(0, code, out)
     local env = ("LUA_PATH='%s/share/lua/5.4/?.lua;%s/share/lua/5.4/?/init.lua;;' LUA_CPATH='%s/lib/lua/5.4/?.so;;' ")
       :format(tree, tree, tree)
-    local where = sh(env .. [[lua5.4 -e 'print(package.searchpath("truto.core", package.cpath)); print(require("truto").VERSION); print(package.searchpath("truto.cli", package.path))']])
+    local where = sh(env .. [[lua5.4 -e 'print(package.searchpath("truto.core", package.cpath));]]
+      .. [[ print(require("truto").VERSION); print(package.searchpath("truto.cli", package.path))']])
     assert.equal(tree .. "/lib/lua/5.4/truto/core.so\n0.1.0\n" .. tree .. "/share/lua/5.4/truto/cli/init.lua\n", where)
 
     local m = h.server()
