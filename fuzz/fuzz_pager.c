@@ -24,6 +24,7 @@
 typedef struct {
     int done;
     lua_Integer pages;
+    long empty_run; /* empty pages in a row: 100 of them end the walk */
     int seen;   /* stack index of { [cursor] = true } */
     int cursor; /* stack index of the next cursor, nil when none */
     int pager;  /* stack index of the pager */
@@ -117,10 +118,23 @@ static const char *model_feed(lua_State *L, model *m, int page)
     } else if (t != LUA_TSTRING) {
         lua_pop(L, 1);
         return "decode";
+    } else if (lua_rawlen(L, -1) > 8192) {
+        lua_pop(L, 1);
+        m->done = 1;
+        return "decode";
     } else if (model_cursor(L, m)) {
         return "loop";
     }
     m->pages++;
+    lua_pushnil(L);
+    int empty = !lua_next(L, -2);
+    if (!empty)
+        lua_pop(L, 2);
+    m->empty_run = empty ? m->empty_run + 1 : 0;
+    if (empty && !m->done && m->empty_run >= 100) {
+        m->done = 1;
+        return "loop";
+    }
     return NULL;
 }
 
@@ -187,6 +201,7 @@ static void start_pager(lua_State *L, model *m, fz_reader *r)
     m->pager = lua_gettop(L);
     m->done = 0;
     m->pages = 0;
+    m->empty_run = 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -42,7 +42,7 @@ static double strict_seconds(const char *s)
     if (*q)
         return -1;
     double v = strtod(p, NULL);
-    return v <= MAX_WAIT ? v : -1;
+    return v <= MAX_WAIT ? v : MAX_WAIT; /* longer hints are capped */
 }
 
 static int two_digits(const char *s, int *v)
@@ -97,8 +97,8 @@ static double expected(const char *ra, const char *reset, time_t now)
             return v;
         double at = strict_fixdate(ra);
         double wait = at > (double)now ? at - (double)now : 0;
-        if (at >= 0 && wait <= MAX_WAIT)
-            return wait;
+        if (at >= 0)
+            return wait <= MAX_WAIT ? wait : MAX_WAIT;
         if (at < 0 && strstr(ra, "GMT"))
             return NAN; /* some other date form: not modelled */
     }

@@ -34,6 +34,7 @@ build = {
   modules = {
     -- every Lua module under src/ (spec/install_spec.lua checks the list)
     truto = "src/truto.lua",
+    ["truto.attempt"] = "src/truto/attempt.lua",
     ["truto.cli.args"] = "src/truto/cli/args.lua",
     ["truto.cli.commands"] = "src/truto/cli/commands.lua",
     ["truto.cli.config"] = "src/truto/cli/config.lua",
@@ -44,7 +45,11 @@ build = {
     ["truto.cli.progress"] = "src/truto/cli/progress.lua",
     ["truto.cli.sys"] = "src/truto/cli/sys.lua",
     ["truto.cli.text"] = "src/truto/cli/text.lua",
+    ["truto.client"] = "src/truto/client.lua",
+    ["truto.iterate"] = "src/truto/iterate.lua",
     ["truto.ngx"] = "src/truto/ngx.lua",
+    ["truto.options"] = "src/truto/options.lua",
+    ["truto.transport"] = "src/truto/transport.lua",
     ["truto.core"] = {
       sources = {
         "src/buf.c", "src/value.c", "src/query.c", "src/json.c", "src/retry.c",

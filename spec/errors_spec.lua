@@ -157,3 +157,14 @@ describe("errors inside iterators", function()
     assert.equal("a\0b", items[1].id)
   end)
 end)
+
+describe("tostring of an error", function()
+  it("stays one line whatever the server said: control characters are written as \\xHH", function()
+    local core = require "truto.core"
+    local err = core.error { kind = "http", status = 400, error = "Bad\rRequest",
+      message = "no\n lua-truto: \27]0;pwned\7 \194\155x", method = "GET", url = "http://127.0.0.1/a\tb" }
+    assert.equal([[truto: http 400 Bad\x0dRequest: no\x0a lua-truto: \x1b]0;pwned\x07 \x9bx (GET http://127.0.0.1/a\x09b)]],
+      tostring(err))
+    assert.equal("no\n lua-truto: \27]0;pwned\7 \194\155x", err.message) -- the field keeps what was said
+  end)
+end)

@@ -25,6 +25,34 @@ describe("a forked child", function()
   end)
 end)
 
+describe("a forked child with a page read ahead by its parent", function()
+  before_each(function() mock.reset() end)
+
+  it("reads its own copy, and the parent still gets its page", function()
+    local client = h.client { max_retries = 1, sleep = function() end, timeout = 5 }
+    local params = { integrated_account_id = "acct-small@300", limit = 10 }
+    local iter, state = client:users(params)
+    assert.equal("u001", iter(state).id) -- page 2 is now in flight, 300 ms late
+    local pid = posix.fork()
+    if pid == 0 then
+      local ok, n = pcall(function()
+        local count = 1
+        for _ in iter, state do count = count + 1 end
+        return count
+      end)
+      posix._exit(ok and n == 40 and 0 or 1)
+    end
+    assert.equal(0, posix.wait(pid))
+    local count, t0 = 1, os.time()
+    for _ in iter, state do count = count + 1 end
+    assert.equal(40, count)
+    assert.is_true(os.time() - t0 <= 3) -- not after a timeout
+    -- parent: 4 pages; child: pages 2, 3 and 4 again on its own connection
+    local log = mock.requests()
+    assert.equal(7, #log)
+  end)
+end)
+
 describe("a peer that hangs up", function()
   it("while we send a large body gives an error, not a SIGPIPE", function()
     local client = h.client { max_retries = 0 }

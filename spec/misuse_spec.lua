@@ -28,8 +28,8 @@ describe("truto.new", function()
 
   it("raises on unknown options and wrong types", function()
     raises([[bad argument #1 to 'new' (unknown option "timout")]], client, { timout = 3 })
-    raises("bad argument #1 to 'new' (option 'timeout': number > 0 expected, got string)", client, { timeout = "3" })
-    raises("bad argument #1 to 'new' (option 'timeout': number > 0 expected, got -1)", client, { timeout = -1 })
+    raises("bad argument #1 to 'new' (option 'timeout': number of seconds > 0 and <= 2000000 expected, got string)", client, { timeout = "3" })
+    raises("bad argument #1 to 'new' (option 'timeout': number of seconds > 0 and <= 2000000 expected, got -1)", client, { timeout = -1 })
     raises("bad argument #1 to 'new' (table expected, got string)", truto.new, "token")
   end)
 
@@ -40,14 +40,14 @@ describe("truto.new", function()
     assert.equal("http://localhost:8089", client({ base_url = "http://localhost:8089" }).base_url)
     assert.equal("https://api.truto.one", client({ base_url = "https://api.truto.one/" }).base_url)
     raises("bad argument #1 to 'new' (base_url must be an absolute http(s) URL)", client, { base_url = "api.truto.one" })
-    raises("bad argument #1 to 'new' (base_url must use https://)", client, { base_url = "ftp://x/" })
+    raises("bad argument #1 to 'new' (base_url must use https:// (or http:// for loopback hosts), not ftp://)", client, { base_url = "ftp://x/" })
   end)
 
   it("refuses headers that could be split or replace the token", function()
     raises([[bad argument #1 to 'new' (header "X-A" must be a string without CR, LF or NUL)]],
       client, { headers = { ["X-A"] = "a\r\nInjected: 1" } })
     raises([[bad argument #1 to 'new' (invalid header name "X A")]], client, { headers = { ["X A"] = "1" } })
-    raises([[bad argument #1 to 'new' (header "Authorization" is set by lua-truto)]],
+    raises([[bad argument #1 to 'new' (header "Authorization" cannot be set: it is set from the token)]],
       client, { headers = { Authorization = "Bearer other" } })
   end)
 
@@ -114,7 +114,8 @@ describe("call arguments", function()
   it("points the error at the caller's line", function()
     local ok, err = pcall(function() local it = c:users(5); return it end)
     assert.is_false(ok)
-    assert.matches("^spec/misuse_spec.lua:%d+: bad argument #1 to 'users'", err)
+    assert.matches("^spec/misuse_spec.lua:%d+: bad argument #1 to 'users'", tostring(err))
+    assert.same({ "misuse", "users", 1, "table expected, got number" }, { err.kind, err.fname, err.arg, err.message })
   end)
 end)
 

@@ -1,7 +1,8 @@
 -- The README documents what exists: every public function (a doc-commented
--- `function M.name` or `function Client:name` in src/truto.lua and the
--- modules beside it) and every client option (the backquoted names in the
--- doc comment of truto.new) appears in README.md.
+-- `function M.name` of src/truto.lua, and the doc-commented methods of the
+-- objects a caller holds, `Client:name` and `Iterator:name`, wherever they
+-- are defined) and every client option (the backquoted names in the doc
+-- comment of truto.new) appears in README.md.
 local run = require "spec.helpers.run"
 
 -- { kind, name, file } for each documented public function and client option.
@@ -14,7 +15,9 @@ local function documented()
       if line:match("^%-%-%-") or (#block > 0 and line:match("^%-%-")) then
         block[#block + 1] = line
       else
-        local name = #block > 0 and line:match("^function [%w_]+[.:]([%w_]+)%s*%(")
+        local name = #block > 0 and (line:match("^function Client[.:]([%w_]+)%s*%(")
+          or line:match("^function Iterator[.:]([%w_]+)%s*%(")
+          or (file == "src/truto.lua" and line:match("^function M%.([%w_]+)%s*%(")))
         if name and not name:match("^_") then
           found[#found + 1] = { kind = "function", name = name, file = file }
           if name == "new" and file == "src/truto.lua" then

@@ -31,11 +31,19 @@ describe("retries", function()
       assert.is_nil(err)
       assert.equal("org-1", org.id)
       assert.equal(3, #mock.requests())
-      assert.equal(2, #waits)
-      assert.is_true(waits[1] >= 0 and waits[1] <= 0.5)
-      assert.is_true(waits[2] >= 0 and waits[2] <= 1.0)
       assert.equal(1, retries[1].attempt)
       assert.equal(2, retries[2].attempt)
+      if fault == "close" and retries[1].wait == 0 then
+        -- the first request went on a kept-alive connection that the
+        -- server dropped: libcurl sent it again on a new one at once, and
+        -- that send is an attempt the caller sees, without a wait
+        assert.same({ retries[2].wait }, waits)
+        assert.is_true(waits[1] >= 0 and waits[1] <= 1.0)
+      else
+        assert.equal(2, #waits)
+        assert.is_true(waits[1] >= 0 and waits[1] <= 0.5)
+        assert.is_true(waits[2] >= 0 and waits[2] <= 1.0)
+      end
     end)
   end
 
@@ -104,9 +112,10 @@ describe("retries", function()
     assert.equal(3, #waits)
   end)
 
-  it("do not resend a PATCH that may have taken effect", function()
+  it("do not resend a PATCH that may have taken effect, without an Idempotency-Key", function()
     local client, waits = recording_client()
-    local _, err = client:update_organization("org-1", { name = "x" }, { integrated_account_id = "fault-500" })
+    local _, err = client:update_organization("org-1", { name = "x" }, { integrated_account_id = "fault-500" },
+      { idempotency_key = false })
     assert.equal(500, err.status)
     assert.equal(1, #mock.requests())
     assert.same({}, waits)
@@ -123,6 +132,37 @@ describe("retries", function()
       assert.equal("key-1", req.headers["idempotency-key"])
       assert.equal('{"name":"y"}', req.body)
     end
+  end)
+
+  it("give every POST and PATCH a generated key, the same on each attempt, and resend it", function()
+    local client = recording_client()
+    local user = assert(client:create("user-directory", "users", { name = "n" },
+      { integrated_account_id = "flaky-500-2" }))
+    assert.is_table(user)
+    local log = mock.requests()
+    assert.equal(3, #log)
+    local key = log[1].headers["idempotency-key"]
+    assert.matches("^%x+$", key)
+    assert.equal(32, #key)
+    for _, req in ipairs(log) do
+      assert.equal("POST", req.method)
+      assert.equal(key, req.headers["idempotency-key"])
+    end
+    mock.reset()
+    assert(client:create("user-directory", "users", { name = "n" }, { integrated_account_id = "acct-small" }))
+    assert.are_not.equal(key, mock.last().headers["idempotency-key"])
+  end)
+
+  it("refuse an empty or blank Idempotency-Key", function()
+    local client = h.client()
+    for _, key in ipairs { "", " ", "\t" } do
+      local ok, err = pcall(client.create, client, "user-directory", "users", {}, { integrated_account_id = "a" },
+        { idempotency_key = key })
+      assert.is_false(ok)
+      assert.equal("misuse", err.kind)
+      assert.matches("option 'idempotency_key'", tostring(err))
+    end
+    assert.equal(0, #mock.requests())
   end)
 
   it("resend a POST whose connection was refused", function()
@@ -151,6 +191,6 @@ describe("retries", function()
     local client = h.client()
     local ok, err = pcall(get, client, ACCOUNT, { retries = 1 })
     assert.is_false(ok)
-    assert.matches([[bad argument #3 to 'get_organization' %(unknown option "retries"%)]], err)
+    assert.matches([[bad argument #3 to 'get_organization' %(unknown option "retries"%)]], tostring(err))
   end)
 end)

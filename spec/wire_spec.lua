@@ -32,12 +32,17 @@ describe("requests", function()
     for i = 2, #log do assert.equal(log[1].connection, log[i].connection) end
   end)
 
-  it("use a separate connection per client", function()
+  it("share kept-alive connections across the clients of a process", function()
+    -- a client per call (scripts, request handlers) pays no new handshake
     local a, b = h.client(), h.client()
     assert(a:get_organization("org-1", { integrated_account_id = "acct-small" }))
     assert(b:get_organization("org-1", { integrated_account_id = "acct-small" }))
+    for _ = 1, 3 do
+      assert(h.client():get_organization("org-1", { integrated_account_id = "acct-small" }))
+    end
     local log = mock.requests()
-    assert.are_not.equal(log[1].connection, log[2].connection)
+    assert.equal(5, #log)
+    for i = 2, 5 do assert.equal(log[1].connection, log[i].connection) end
   end)
 end)
 
@@ -48,8 +53,11 @@ describe("the debug log", function()
     local client = h.client { debug = function(line) lines[#lines + 1] = line end, headers = { ["X-Team"] = "it" } }
     assert(client:update_organization("org-1", { name = "D" }, { integrated_account_id = "acct-small" }))
     local url = h.server().url .. "/unified/user-directory/organizations/org-1?integrated_account_id=acct-small"
+    local sent = mock.last().headers
     assert.same({
-      "PATCH " .. url .. "\nAuthorization: Bearer ***\nX-Team: it\n(body: 12 bytes)",
+      "PATCH " .. url .. "\nAuthorization: Bearer ***\nAccept: application/json\nContent-Type: application/json"
+        .. "\nIdempotency-Key: " .. sent["idempotency-key"] .. "\nUser-Agent: " .. sent["user-agent"]
+        .. "\nX-Team: it\n(body: 12 bytes)",
       lines[2],
     }, lines)
     assert.matches("^<%- 200 %(%d+ bytes%)$", lines[2])

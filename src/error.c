@@ -106,6 +106,28 @@ static const char *string_field(lua_State *L, const char *name)
     return v;
 }
 
+/* Appends s, with the control characters a server could use to forge
+ * lines or drive a terminal (C0, DEL, and C1 as UTF-8) written as \xHH:
+ * what the server said stays readable, and tostring() stays one line. */
+static void add_printable(luaL_Buffer *b, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        int c1 = c == 0xc2 && i + 1 < len && (unsigned char)s[i + 1] >= 0x80 &&
+                 (unsigned char)s[i + 1] <= 0x9f;
+        if (c1)
+            c = (unsigned char)s[++i];
+        if (c < 0x20 || c == 0x7f || c1) {
+            luaL_addstring(b, "\\x");
+            luaL_addchar(b, hex[c >> 4]);
+            luaL_addchar(b, hex[c & 15]);
+        } else {
+            luaL_addchar(b, (char)c);
+        }
+    }
+}
+
 /* One line: "truto: http 404 Not Found: Integrated account not found (GET url)". */
 static int error_tostring(lua_State *L)
 {
@@ -130,12 +152,12 @@ static int error_tostring(lua_State *L)
         luaL_addstring(&b, num);
         if (error) {
             luaL_addchar(&b, ' ');
-            luaL_addstring(&b, error);
+            add_printable(&b, error, strlen(error));
         }
     }
     if (message) {
         luaL_addstring(&b, ": ");
-        luaL_addstring(&b, message);
+        add_printable(&b, message, strlen(message));
     }
     if (method && url) {
         luaL_addstring(&b, " (");
@@ -143,7 +165,7 @@ static int error_tostring(lua_State *L)
         luaL_addchar(&b, ' ');
         /* one line stays one readable line: long URLs are cut */
         size_t len = strlen(url);
-        luaL_addlstring(&b, url, len > TERR_URL_SHOWN ? TERR_URL_SHOWN : len);
+        add_printable(&b, url, len > TERR_URL_SHOWN ? TERR_URL_SHOWN : len);
         if (len > TERR_URL_SHOWN)
             luaL_addstring(&b, "...");
         luaL_addchar(&b, ')');

@@ -4,13 +4,25 @@
 
 #include <string.h>
 
+/* Bounds against a server that never ends a list: a cursor goes back in
+ * the URL, so it is refused past MAX_CURSOR bytes; a run of MAX_EMPTY_RUN
+ * empty pages is taken for a loop (the caller, given no item, could not
+ * even break out); the seen set keeps the last SEEN_GENERATION to
+ * 2 x SEEN_GENERATION cursors, so it cannot grow without end. */
+#define MAX_CURSOR 8192
+#define MAX_EMPTY_RUN 100
+#define SEEN_GENERATION 1000
+
 typedef struct {
-    int done;   /* the last page had no next cursor */
-    long pages; /* pages fed so far */
+    int done;       /* the last page had no next cursor */
+    long pages;     /* pages fed so far */
+    long empty_run; /* empty pages in a row */
+    long seen_now;  /* cursors in the current generation of `seen` */
 } tpager;
 
 /* The user value holds the Lua side of the state, so the GC owns it:
- * { seen = { [cursor] = true, ... }, cursor = <next cursor or nil> }. */
+ * { seen = { [cursor] = true, ... }, older = { ... } (the generation
+ * before), cursor = <next cursor or nil> }. */
 
 static tpager *check_pager(lua_State *L)
 {
@@ -24,6 +36,8 @@ int tpager_new(lua_State *L)
     tpager *p = lua_newuserdatauv(L, sizeof *p, 1);
     p->done = 0;
     p->pages = 0;
+    p->empty_run = 0;
+    p->seen_now = 0;
     lua_createtable(L, 0, 2);
     lua_newtable(L);
     if (start && start_len) { /* cursors are bytes: NULs included */
@@ -58,23 +72,42 @@ static int is_keyed(lua_State *L, int idx)
     return keyed;
 }
 
-/* Records the next cursor (at top of stack) in the state table at st.
- * Returns 0 if the cursor was seen before. */
-static int remember_cursor(lua_State *L, int st)
+/* Whether the set `name` of the state table at st holds the value at top. */
+static int in_set(lua_State *L, int st, const char *name)
 {
-    lua_getfield(L, st, "seen");
-    lua_pushvalue(L, -2);
-    lua_rawget(L, -2);
-    int seen = lua_toboolean(L, -1);
-    lua_pop(L, 1);
-    if (seen) {
+    lua_getfield(L, st, name);
+    if (!lua_istable(L, -1)) {
         lua_pop(L, 1);
         return 0;
     }
     lua_pushvalue(L, -2);
+    lua_rawget(L, -2);
+    int found = lua_toboolean(L, -1);
+    lua_pop(L, 2);
+    return found;
+}
+
+/* Records the next cursor (at top of stack, popped) in the state table at
+ * st. Returns 0 if the cursor was seen before. */
+static int remember_cursor(lua_State *L, tpager *p, int st)
+{
+    if (in_set(L, st, "seen") || in_set(L, st, "older")) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    if (p->seen_now >= SEEN_GENERATION) { /* a new generation; the oldest goes */
+        lua_getfield(L, st, "seen");
+        lua_setfield(L, st, "older");
+        lua_newtable(L);
+        lua_setfield(L, st, "seen");
+        p->seen_now = 0;
+    }
+    lua_getfield(L, st, "seen");
+    lua_pushvalue(L, -2);
     lua_pushboolean(L, 1);
     lua_rawset(L, -3);
     lua_pop(L, 1);
+    p->seen_now++;
     lua_setfield(L, st, "cursor");
     return 1;
 }
@@ -106,12 +139,26 @@ static int pager_feed(lua_State *L)
         lua_setfield(L, st, "cursor");
     } else if (t != LUA_TSTRING) {
         return refuse(L, "decode", "list page next_cursor is not a string");
-    } else if (!remember_cursor(L, st)) {
+    } else if (lua_rawlen(L, -1) > MAX_CURSOR) {
+        p->done = 1;
+        return refuse(L, "decode", "list page next_cursor is longer than 8192 bytes");
+    } else if (!remember_cursor(L, p, st)) {
         p->done = 1;
         return refuse(L, "loop",
                       "next_cursor repeats a cursor already seen: the remote side is looping");
     }
     p->pages++;
+    lua_pushnil(L);
+    int empty = !lua_next(L, result);
+    if (!empty)
+        lua_pop(L, 2);
+    p->empty_run = empty ? p->empty_run + 1 : 0;
+    if (empty && !p->done && p->empty_run >= MAX_EMPTY_RUN) {
+        p->done = 1;
+        return refuse(
+            L, "loop",
+            "100 empty pages in a row, each with a new cursor: the remote side is looping");
+    }
     lua_pushvalue(L, result);
     lua_pushboolean(L, is_keyed(L, result));
     return 2;

@@ -170,8 +170,9 @@ int tq_encode(lua_State *L, int idx, tbuf *out, tbuf *err)
     int ok = lua_type(L, idx) == LUA_TTABLE ? encode_table(&q, idx, 0)
                                             : fail(&q, "params must be a table");
     lua_settop(L, top);
+    int oom = out->oom || q.key.oom; /* the key buffer builds every name */
     tbuf_free(&q.key);
-    if (ok && out->oom)
+    if (ok && oom)
         return fail(&q, "out of memory");
     return ok;
 }
@@ -201,6 +202,15 @@ int tq_segment(lua_State *L, int idx, tbuf *out, tbuf *err)
         tbuf_adds(err, tv_typename(L, idx));
         return 0;
     }
-    tq_escape(out, s, len);
+    /* "." and ".." would be dot segments, which a server (or a client
+     * library) removes: escaped, they stay one segment naming the id. */
+    if ((len == 1 && s[0] == '.') || (len == 2 && s[0] == '.' && s[1] == '.'))
+        tbuf_adds(out, len == 1 ? "%2E" : "%2E%2E");
+    else
+        tq_escape(out, s, len);
+    if (out->oom) {
+        tbuf_adds(err, "out of memory");
+        return 0;
+    }
     return 1;
 }

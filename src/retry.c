@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_WAIT 1e9 /* seconds; anything longer is not a usable hint */
+#define MAX_WAIT 1e9 /* seconds; longer hints are capped to this */
 
 /* Delay seconds: digits, optionally ".digits" (RFC 9110 has digits only;
  * ratelimit-reset is sometimes fractional). -1 if s is not that. */
@@ -31,7 +31,9 @@ static double parse_seconds(const char *s)
     if (*end)
         return -1;
     double v = strtod(s, NULL);
-    return v > MAX_WAIT ? -1 : v;
+    /* Longer than any usable wait: still a wait, longer than max_retry_wait,
+     * so the caller gives up rather than retry after a default. */
+    return v > MAX_WAIT ? MAX_WAIT : v;
 }
 
 static int month_index(const char *m)
@@ -96,8 +98,8 @@ double tr_retry_after(const char *retry_after, const char *ratelimit_reset, time
             return v;
         double at = parse_http_date(retry_after);
         double wait = at > (double)now ? at - (double)now : 0;
-        if (at >= 0 && wait <= MAX_WAIT)
-            return wait; /* a date further out than that is no usable hint */
+        if (at >= 0)
+            return wait <= MAX_WAIT ? wait : MAX_WAIT;
     }
     if (ratelimit_reset) {
         double v = parse_seconds(ratelimit_reset);

@@ -8,6 +8,15 @@
  *
  * Our libcurl callbacks only copy bytes into C buffers; no Lua code runs
  * inside libcurl, so no Lua error can unwind through its frames.
+ *
+ * The contract is truto.transport's (src/truto/transport.lua): a request is
+ * a table { method, url, headers, body, timeout, connect_timeout, max_body,
+ * reuse }, sent exactly as named (path as is, no dot-segment removal); we
+ * add only Authorization (and libcurl Host, Content-Length and
+ * Accept-Encoding). An answer is { status, headers, body, sends }, a
+ * failure { kind, message, sends, too_large, stale }. `sends` counts how
+ * often the request went on the wire: libcurl itself sends a request again
+ * when a reused connection turns out dead, and that must be seen.
  */
 #include "transport_curl.h"
 #include "buf.h"
@@ -15,6 +24,7 @@
 
 #include <ctype.h>
 #include <curl/curl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +45,11 @@ typedef struct slot {
     slot_state state;
     CURLcode result;
     int body_too_large;
+    int sends;           /* requests put on the wire (CURLOPT_PREREQFUNCTION) */
+    int headers_ended;   /* the final header block is over: later lines are trailers */
+    int added;           /* in the multi handle */
+    pid_t pid;           /* the process that started it */
+    curl_off_t max_body; /* bytes of answer body accepted */
     tbuf body;
     tbuf headers; /* raw header lines of the answer */
     char errbuf[CURL_ERROR_SIZE];
@@ -45,16 +60,12 @@ struct tcurl {
     CURLM *multi;
     pid_t pid;         /* process that created multi (see ensure_multi) */
     char *auth_header; /* "Authorization: Bearer ..."; never shown anywhere */
-    char *user_agent;
     char *ca_file;
-    char *proxy;
+    char *proxy; /* NULL: libcurl reads the environment; "": no proxy */
     int verify_tls;
-    long timeout_ms;
-    long connect_timeout_ms;
     long low_speed_limit; /* bytes per second ... */
     long low_speed_time;  /* ... for this many seconds, else abort */
-    curl_off_t max_body;
-    CURLM *inherited; /* a parent's handles, kept but never used (fork) */
+    CURLM *inherited;     /* a parent's handles, kept but never used (fork) */
     CURL *inherited_idle[IDLE_POOL];
     CURL *idle[IDLE_POOL];
     int n_idle;
@@ -67,7 +78,7 @@ static size_t on_body(char *data, size_t size, size_t n, void *ud)
 {
     slot *s = ud;
     size_t len = size * n;
-    if ((curl_off_t)(s->body.len + len) > s->owner->max_body) {
+    if ((curl_off_t)(s->body.len + len) > s->max_body) {
         s->body_too_large = 1;
         return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
     }
@@ -80,38 +91,60 @@ static size_t on_header(char *data, size_t size, size_t n, void *ud)
     slot *s = ud;
     size_t len = size * n;
     /* A new status line starts a new header block (after 1xx answers). */
-    if (len >= 5 && memcmp(data, "HTTP/", 5) == 0)
+    if (len >= 5 && memcmp(data, "HTTP/", 5) == 0) {
         tbuf_reset(&s->headers);
+        s->headers_ended = 0;
+    } else if (s->headers_ended) {
+        return len; /* a trailer: not a header (the nginx transport agrees) */
+    } else if (len <= 2 && (data[0] == '\r' || data[0] == '\n')) {
+        s->headers_ended = 1;
+    }
     tbuf_add(&s->headers, data, len);
     return s->headers.oom ? 0 : len;
 }
 
+/* Called each time libcurl is about to send the request on a connection. */
+static int on_send(void *ud, char *conn_primary_ip, char *conn_local_ip, int conn_primary_port,
+                   int conn_local_port)
+{
+    (void)conn_primary_ip;
+    (void)conn_local_ip;
+    (void)conn_primary_port;
+    (void)conn_local_port;
+    ((slot *)ud)->sends++;
+    return CURL_PREREQFUNC_OK;
+}
+
 /* ---- the client: options, handles, fork --------------------------------- */
 
-/* "lua-truto/0.1.0 libcurl/7.88.1 Lua 5.4" */
-static char *default_user_agent(void)
+/* A copy of the string field `name` of the table at idx into *out (NULL
+ * when the field is not set). Returns 0 when the copy could not be made. */
+static int dup_field(lua_State *L, int idx, const char *name, char **out)
 {
-    char ua[128];
-    snprintf(ua, sizeof ua, "lua-truto/%s libcurl/%s %s", TRUTO_VERSION,
-             curl_version_info(CURLVERSION_NOW)->version, LUA_VERSION);
-    return strdup(ua);
-}
-
-static char *dup_opt_string(lua_State *L, int opts, const char *name)
-{
-    lua_getfield(L, opts, name);
+    lua_getfield(L, idx, name);
     const char *s = lua_tostring(L, -1);
-    char *copy = s ? strdup(s) : NULL;
+    *out = s ? strdup(s) : NULL;
     lua_pop(L, 1);
-    return copy;
+    return !s || *out;
 }
 
-static double opt_number(lua_State *L, int opts, const char *name, double dflt)
+/* A number field in [lo, hi], else dflt; NaN and infinities give dflt. */
+static double number_field(lua_State *L, int idx, const char *name, double dflt, double lo,
+                           double hi)
 {
-    lua_getfield(L, opts, name);
-    double v = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : dflt;
+    lua_getfield(L, idx, name);
+    double v = lua_isnumber(L, -1) ? (double)lua_tonumber(L, -1) : dflt;
     lua_pop(L, 1);
+    if (!(v >= lo && v <= hi)) /* also NaN */
+        v = dflt;
     return v;
+}
+
+/* Seconds -> milliseconds for libcurl's long options, in range. */
+static long seconds_ms(double seconds)
+{
+    double ms = seconds * 1000.0;
+    return ms < 1 ? 1 : ms > 2147483647.0 ? 2147483647L : (long)ms;
 }
 
 /* Options that are the same for every request of the client. */
@@ -125,14 +158,16 @@ static void set_client_options(tcurl *t, CURL *e)
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(e, CURLOPT_USERAGENT, t->user_agent);
+    curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_send);
+    /* the path exactly as given: "%2E%2E" is an id, and so is "." */
+    curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, t->verify_tls ? 1L : 0L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, t->verify_tls ? 2L : 0L);
+    curl_easy_setopt(e, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
     if (t->ca_file)
         curl_easy_setopt(e, CURLOPT_CAINFO, t->ca_file);
     if (t->proxy)
         curl_easy_setopt(e, CURLOPT_PROXY, t->proxy);
-    curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, t->max_body);
     curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, t->low_speed_limit);
     curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, t->low_speed_time);
 }
@@ -161,13 +196,65 @@ static int ensure_multi(tcurl *t)
     return 1;
 }
 
+/*
+ * One share per process for every client: the connection cache, TLS
+ * sessions and DNS answers. Code that makes a client per call (scripts,
+ * request handlers) then reuses a kept-alive connection, or at least a TLS
+ * session, instead of paying a handshake each time. libcurl reuses a
+ * connection only for a request with the same TLS and proxy settings, so
+ * clients with other settings never get each other's connections. A
+ * forked child makes its own share: the parent's connections are not its
+ * to use (the old one is kept, never freed, like inherited handles).
+ */
+static CURLSH *process_share;
+static CURLSH *inherited_share;
+static pid_t share_pid;
+static pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
+
+static void share_lock(CURL *e, curl_lock_data data, curl_lock_access access, void *ud)
+{
+    (void)e;
+    (void)access;
+    (void)ud;
+    pthread_mutex_lock(&share_locks[data]);
+}
+
+static void share_unlock(CURL *e, curl_lock_data data, void *ud)
+{
+    (void)e;
+    (void)ud;
+    pthread_mutex_unlock(&share_locks[data]);
+}
+
+/* The process's share, or NULL when it cannot be made (then each client
+ * keeps its own caches, as before). Called with no transfer running. */
+static CURLSH *shared_caches(void)
+{
+    if (process_share && share_pid == getpid())
+        return process_share;
+    if (process_share)
+        inherited_share = process_share;
+    share_pid = getpid();
+    process_share = curl_share_init();
+    if (!process_share)
+        return NULL;
+    curl_share_setopt(process_share, CURLSHOPT_LOCKFUNC, share_lock);
+    curl_share_setopt(process_share, CURLSHOPT_UNLOCKFUNC, share_unlock);
+    curl_share_setopt(process_share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
+    curl_share_setopt(process_share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+    curl_share_setopt(process_share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+    return process_share;
+}
+
 static CURL *take_easy(tcurl *t)
 {
     if (t->n_idle > 0)
         return t->idle[--t->n_idle];
     CURL *e = curl_easy_init();
-    if (e)
+    if (e) {
         set_client_options(t, e);
+        curl_easy_setopt(e, CURLOPT_SHARE, shared_caches());
+    }
     return e;
 }
 
@@ -189,8 +276,8 @@ int tcurl_new(lua_State *L)
     lua_getfield(L, 1, "token");
     size_t toklen;
     const char *token = lua_tolstring(L, -1, &toklen);
-    if (!token || !toklen)
-        return luaL_error(L, "token required");
+    if (!token || !toklen || strlen(token) != toklen || strpbrk(token, "\r\n"))
+        return luaL_error(L, "token required (a string without CR, LF or NUL)");
     t->auth_header = malloc(toklen + 32);
     if (!t->auth_header)
         return luaL_error(L, "out of memory");
@@ -198,20 +285,14 @@ int tcurl_new(lua_State *L)
     memcpy(t->auth_header + 22, token, toklen + 1);
     lua_pop(L, 1);
 
-    t->user_agent = dup_opt_string(L, 1, "user_agent");
-    if (!t->user_agent)
-        t->user_agent = default_user_agent();
-    t->ca_file = dup_opt_string(L, 1, "ca_file");
-    t->proxy = dup_opt_string(L, 1, "proxy");
+    if (!dup_field(L, 1, "ca_file", &t->ca_file) || !dup_field(L, 1, "proxy", &t->proxy))
+        return luaL_error(L, "out of memory");
     lua_getfield(L, 1, "verify_tls");
     t->verify_tls = lua_isnil(L, -1) || lua_toboolean(L, -1);
     lua_pop(L, 1);
-    t->timeout_ms = (long)(opt_number(L, 1, "timeout", 30) * 1000);
-    t->connect_timeout_ms = (long)(opt_number(L, 1, "connect_timeout", 10) * 1000);
-    t->low_speed_limit = (long)opt_number(L, 1, "low_speed_limit", 0);
-    t->low_speed_time = (long)opt_number(L, 1, "low_speed_time", 0);
-    t->max_body = (curl_off_t)opt_number(L, 1, "max_body", (double)DEFAULT_MAX_BODY);
-    if (!t->user_agent || !ensure_multi(t))
+    t->low_speed_limit = (long)number_field(L, 1, "low_speed_limit", 0, 0, 2147483647.0);
+    t->low_speed_time = (long)number_field(L, 1, "low_speed_time", 0, 0, 2147483647.0);
+    if (!ensure_multi(t))
         return luaL_error(L, "out of memory");
     return 1;
 }
@@ -232,6 +313,12 @@ static int safe_header_line(const char *s, size_t len)
     return strlen(s) == len && !strpbrk(s, "\r\n") && memchr(s, ':', len) != NULL;
 }
 
+/* Whether a header line names `name` (lower case, with the colon). */
+static int names(const char *line, const char *name)
+{
+    return strncasecmp(line, name, strlen(name)) == 0;
+}
+
 /* Appends s to *list; on failure frees the whole list and returns 0. */
 static int slist_add(struct curl_slist **list, const char *s)
 {
@@ -245,37 +332,52 @@ static int slist_add(struct curl_slist **list, const char *s)
     return 1;
 }
 
-/* Builds the request's header list: ours first, then the caller's.
- * Returns NULL on allocation failure; raises on a malformed line. */
-static struct curl_slist *build_headers(lua_State *L, tcurl *t, int idx, int has_body)
+/* Frees a header list, wiping each line first: one of them holds the token. */
+static void free_headers(struct curl_slist *list)
 {
-    struct curl_slist *list = NULL;
-    if (!slist_add(&list, t->auth_header) || !slist_add(&list, "Accept: application/json") ||
-        !slist_add(&list, "Expect:"))
-        return NULL;
-    if (has_body && !slist_add(&list, "Content-Type: application/json"))
-        return NULL;
+    for (struct curl_slist *l = list; l; l = l->next) {
+        volatile char *p = l->data;
+        while (*p)
+            *p++ = 0;
+    }
+    curl_slist_free_all(list);
+}
+
+/* Builds the request's header list: the token, then the request's lines
+ * as they are. libcurl would add "Accept: * / *" and, for a body, a form
+ * Content-Type of its own: an empty line of that name stops it, so that
+ * nothing goes out that the request did not name. Returns NULL on
+ * allocation failure; raises on a malformed line (nothing allocated then). */
+static struct curl_slist *build_headers(lua_State *L, tcurl *t, int req)
+{
+    lua_getfield(L, req, "headers");
+    int idx = lua_gettop(L);
     size_t n = lua_istable(L, idx) ? lua_rawlen(L, idx) : 0;
+    int has_accept = 0, has_type = 0;
     for (size_t i = 1; i <= n; i++) {
         lua_rawgeti(L, idx, (lua_Integer)i);
         size_t len;
         const char *line = lua_tolstring(L, -1, &len);
-        if (!line || !safe_header_line(line, len)) {
-            curl_slist_free_all(list);
+        if (!line || !safe_header_line(line, len))
             luaL_error(L, "invalid header line #%d", (int)i);
-        }
-        int ok = slist_add(&list, line);
+        has_accept |= names(line, "accept:");
+        has_type |= names(line, "content-type:");
+        lua_pop(L, 1);
+    }
+    struct curl_slist *list = NULL;
+    if (!slist_add(&list, t->auth_header) || !slist_add(&list, "Expect:") ||
+        (!has_accept && !slist_add(&list, "Accept:")) ||
+        (!has_type && !slist_add(&list, "Content-Type:")))
+        return NULL;
+    for (size_t i = 1; i <= n; i++) {
+        lua_rawgeti(L, idx, (lua_Integer)i);
+        int ok = slist_add(&list, lua_tostring(L, -1));
         lua_pop(L, 1);
         if (!ok)
             return NULL;
     }
+    lua_pop(L, 1);
     return list;
-}
-
-/* Optional per-call seconds at idx, else the client's milliseconds. */
-static long call_ms(lua_State *L, int idx, long dflt)
-{
-    return lua_isnumber(L, idx) ? (long)(lua_tonumber(L, idx) * 1000.0) : dflt;
 }
 
 static void link_running(tcurl *t, slot *s)
@@ -298,29 +400,63 @@ static void unlink_running(tcurl *t, slot *s)
     s->prev = s->next = NULL;
 }
 
+/* The method as libcurl is told it: GET and HEAD by their own options (so
+ * that HEAD does not wait for a body), every other one by name; a body is
+ * sent only when the request has one, a write without one sends
+ * Content-Length: 0. */
+static void set_method(CURL *e, const char *method, const char *body, size_t body_len)
+{
+    int head = strcmp(method, "HEAD") == 0;
+    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L); /* resets any earlier body */
+    curl_easy_setopt(e, CURLOPT_NOBODY, head ? 1L : 0L);
+    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, head || strcmp(method, "GET") == 0 ? NULL : method);
+    int write = !strcmp(method, "POST") || !strcmp(method, "PUT") || !strcmp(method, "PATCH");
+    if (body || write) {
+        /* copied: the Lua string may be collected while the request runs */
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(body ? body_len : 0));
+        curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, body ? body : "");
+    }
+}
+
 /*
- * Arguments at 2..7: method, url, header_lines, body, timeout,
- * connect_timeout. Sets up s and adds it to the multi handle. Raises on
- * misuse or allocation failure (s is left idle and owns nothing then).
+ * The request table is at index 2. Sets up s and adds it to the multi
+ * handle. Raises on misuse or allocation failure (s is left idle and owns
+ * nothing then).
  */
 static void start_slot(lua_State *L, tcurl *t, slot *s)
 {
-    const char *method = luaL_checkstring(L, 2);
-    const char *url = luaL_checkstring(L, 3);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_getfield(L, 2, "method");
+    lua_getfield(L, 2, "url");
+    lua_getfield(L, 2, "body");
+    const char *method = lua_tostring(L, -3);
+    const char *url = lua_tostring(L, -2);
     size_t body_len = 0;
-    const char *body = luaL_optlstring(L, 5, NULL, &body_len);
+    const char *body = lua_tolstring(L, -1, &body_len);
+    if (!method || !url)
+        luaL_error(L, "request: method and url expected");
     if (!ensure_multi(t))
         luaL_error(L, "curl_multi_init failed");
-    struct curl_slist *headers = build_headers(L, t, 4, body != NULL);
+    double timeout = number_field(L, 2, "timeout", 30, 0, 1e9);
+    double connect_timeout = number_field(L, 2, "connect_timeout", 10, 0, 1e9);
+    double max_body = number_field(L, 2, "max_body", 64.0 * 1024 * 1024, 1, 9007199254740992.0);
+    lua_getfield(L, 2, "reuse");
+    int reuse = lua_isnil(L, -1) || lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    struct curl_slist *headers = build_headers(L, t, 2);
     CURL *e = headers ? take_easy(t) : NULL;
     if (!e) {
-        curl_slist_free_all(headers);
+        free_headers(headers);
         luaL_error(L, "out of memory");
     }
     s->owner = t;
     s->easy = e;
     s->headers_out = headers;
     s->body_too_large = 0;
+    s->sends = 0;
+    s->headers_ended = 0;
+    s->max_body = (curl_off_t)max_body;
+    s->pid = t->pid;
     s->errbuf[0] = 0;
     tbuf_reset(&s->body);
     tbuf_reset(&s->headers);
@@ -328,21 +464,28 @@ static void start_slot(lua_State *L, tcurl *t, slot *s)
     curl_easy_setopt(e, CURLOPT_PRIVATE, s);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, s);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, s);
+    curl_easy_setopt(e, CURLOPT_PREREQDATA, s);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, s->errbuf);
     curl_easy_setopt(e, CURLOPT_URL, url);
-    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L); /* resets any earlier body */
-    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, strcmp(method, "GET") ? method : NULL);
-    if (body) {
-        /* copied: the Lua string may be collected while the request runs */
-        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
-        curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, body);
-    }
+    set_method(e, method, body, body_len);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, call_ms(L, 6, t->timeout_ms));
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, call_ms(L, 7, t->connect_timeout_ms));
+    curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, reuse ? 0L : 1L);
+    curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, s->max_body);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, seconds_ms(timeout));
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, seconds_ms(connect_timeout));
+    lua_pop(L, 3);
     s->state = SLOT_RUNNING;
     link_running(t, s);
-    curl_multi_add_handle(t->multi, e);
+    CURLMcode rc = curl_multi_add_handle(t->multi, e);
+    if (rc != CURLM_OK) {
+        /* never started: finished at once, with the reason */
+        snprintf(s->errbuf, sizeof s->errbuf, "curl_multi_add_handle: %s", curl_multi_strerror(rc));
+        s->result = CURLE_FAILED_INIT;
+        s->state = SLOT_DONE;
+        s->added = 0;
+    } else {
+        s->added = 1;
+    }
 }
 
 /* Takes s out of the multi handle and returns its easy handle to the pool. */
@@ -350,19 +493,21 @@ static void release_slot(slot *s)
 {
     tcurl *t = s->owner;
     if (s->easy) {
-        if (t && t->pid == getpid()) {
-            if (s->state != SLOT_IDLE)
+        if (t && t->pid == getpid() && s->pid == t->pid) {
+            if (s->added)
                 curl_multi_remove_handle(t->multi, s->easy);
+            s->added = 0;
             curl_easy_setopt(s->easy, CURLOPT_HTTPHEADER, NULL);
             give_back_easy(t, s->easy);
-        } else if (!t) {
+        } else if (!t && s->pid == getpid()) {
             curl_easy_cleanup(s->easy);
-        }
+        } /* else another process's handle, on its sockets: abandoned */
         s->easy = NULL;
+        s->added = 0;
     }
     if (t)
         unlink_running(t, s);
-    curl_slist_free_all(s->headers_out);
+    free_headers(s->headers_out);
     s->headers_out = NULL;
     s->state = SLOT_IDLE;
 }
@@ -386,17 +531,37 @@ static void collect_finished(tcurl *t)
     }
 }
 
-/* Runs transfers without blocking. */
+/* Runs transfers without blocking. A forked child never drives what its
+ * parent started: those transfers run on the parent's connections. */
 static void pump(tcurl *t)
 {
+    if (!ensure_multi(t))
+        return;
     int running;
     curl_multi_perform(t->multi, &running);
     collect_finished(t);
 }
 
+/* A request started by another process (before a fork) cannot be driven
+ * here: it ends at once, as a transport failure that never sent anything
+ * from this process. */
+static int orphaned(slot *s)
+{
+    if (s->state != SLOT_RUNNING || s->pid == getpid())
+        return 0;
+    snprintf(s->errbuf, sizeof s->errbuf,
+             "the request was started by another process (before fork) and cannot be read here");
+    s->result = CURLE_FAILED_INIT;
+    s->state = SLOT_DONE;
+    s->sends = 0;
+    return 1;
+}
+
 /* Runs transfers until s is done (blocking). */
 static void wait_slot(tcurl *t, slot *s)
 {
+    if (orphaned(s))
+        return;
     pump(t);
     while (s->state == SLOT_RUNNING) {
         curl_multi_poll(t->multi, NULL, 0, 1000, NULL);
@@ -443,44 +608,74 @@ static void push_headers(lua_State *L, const tbuf *raw)
     }
 }
 
-/* Failures where the server cannot have seen the request, so that even a
- * non-idempotent one may be sent again. */
+/* Failures where the request cannot have left: it was never sent. */
 static int never_sent(CURLcode rc)
 {
     return rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
-           rc == CURLE_COULDNT_RESOLVE_PROXY;
+           rc == CURLE_COULDNT_RESOLVE_PROXY || rc == CURLE_FAILED_INIT;
 }
 
-/* status, headers, body | nil, kind, message, never_sent, too_large */
+static void set_integer(lua_State *L, const char *field, lua_Integer v)
+{
+    lua_pushinteger(L, v);
+    lua_setfield(L, -2, field);
+}
+
+static void set_boolean(lua_State *L, const char *field, int v)
+{
+    lua_pushboolean(L, v);
+    lua_setfield(L, -2, field);
+}
+
+/* Pushes { kind, message, sends, too_large, stale = false }. */
+static void push_failure(lua_State *L, slot *s, CURLcode rc)
+{
+    int too_large = s->body_too_large || rc == CURLE_FILESIZE_EXCEEDED;
+    int sends = never_sent(rc) ? 0 : s->sends;
+    lua_createtable(L, 0, 5);
+    if (rc == CURLE_OPERATION_TIMEDOUT)
+        lua_pushliteral(L, "timeout");
+    else
+        lua_pushliteral(L, "transport");
+    lua_setfield(L, -2, "kind");
+    if (too_large) {
+        char msg[96];
+        snprintf(msg, sizeof msg,
+                 "response body larger than max_body (%" CURL_FORMAT_CURL_OFF_T " bytes)",
+                 s->max_body);
+        lua_pushstring(L, msg);
+    } else if (s->errbuf[0]) {
+        lua_pushstring(L, s->errbuf);
+    } else {
+        lua_pushstring(L, curl_easy_strerror(rc));
+    }
+    lua_setfield(L, -2, "message");
+    set_integer(L, "sends", sends);
+    set_boolean(L, "too_large", too_large);
+    set_boolean(L, "stale", 0); /* libcurl re-sends on a dead reused connection itself */
+}
+
+/* answer | nil, failure (see the contract at the top) */
 static int push_answer(lua_State *L, slot *s)
 {
     CURLcode rc = s->result;
     if (rc == CURLE_OK && (s->body.oom || s->headers.oom))
         rc = CURLE_OUT_OF_MEMORY;
     if (rc != CURLE_OK) {
-        int too_large = s->body_too_large || rc == CURLE_FILESIZE_EXCEEDED;
         lua_pushnil(L);
-        if (rc == CURLE_OPERATION_TIMEDOUT)
-            lua_pushliteral(L, "timeout");
-        else
-            lua_pushliteral(L, "transport");
-        if (too_large)
-            lua_pushfstring(L, "response body larger than max_body (%d bytes)",
-                            (int)s->owner->max_body);
-        else if (s->errbuf[0])
-            lua_pushstring(L, s->errbuf);
-        else
-            lua_pushstring(L, curl_easy_strerror(rc));
-        lua_pushboolean(L, never_sent(rc));
-        lua_pushboolean(L, too_large);
-        return 5;
+        push_failure(L, s, rc);
+        return 2;
     }
     long status = 0;
     curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &status);
-    lua_pushinteger(L, status);
+    lua_createtable(L, 0, 4);
+    set_integer(L, "status", status);
     push_headers(L, &s->headers);
+    lua_setfield(L, -2, "headers");
     lua_pushlstring(L, s->body.data ? s->body.data : "", s->body.len);
-    return 3;
+    lua_setfield(L, -2, "body");
+    set_integer(L, "sends", s->sends);
+    return 1;
 }
 
 static void free_slot_buffers(slot *s)
@@ -517,8 +712,7 @@ static int finish(lua_State *L, slot *s)
 }
 
 /*
- * transport:perform(method, url, header_lines, body[, timeout, connect_timeout])
- *   -> status, headers, body | nil, kind, message, never_sent, too_large
+ * transport:perform(req) -> answer | nil, failure
  * Blocks until the answer is in.
  */
 static int curl_perform(lua_State *L)
@@ -542,7 +736,7 @@ static void free_curl(tcurl *t)
     /* Running slots outlive us only as Lua objects: detach them. */
     for (slot *s = t->running; s;) {
         slot *next = s->next;
-        if (same_process && s->easy) {
+        if (same_process && s->easy && s->pid == t->pid) {
             curl_multi_remove_handle(t->multi, s->easy);
             curl_easy_cleanup(s->easy);
         }
@@ -568,10 +762,9 @@ static void free_curl(tcurl *t)
             *p++ = 0;
     }
     free(t->auth_header);
-    free(t->user_agent);
     free(t->ca_file);
     free(t->proxy);
-    t->auth_header = t->user_agent = t->ca_file = t->proxy = NULL;
+    t->auth_header = t->ca_file = t->proxy = NULL;
 }
 
 static int curl_gc(lua_State *L)
@@ -594,8 +787,7 @@ static slot *check_request(lua_State *L)
 }
 
 /*
- * transport:start(method, url, header_lines, body[, timeout, connect_timeout])
- *   -> request
+ * transport:start(req) -> request
  * Starts a request and returns at once; request:wait() gives its answer.
  */
 static int curl_start(lua_State *L)
@@ -620,7 +812,7 @@ static int request_wait(lua_State *L)
 static int request_done(lua_State *L)
 {
     slot *s = check_request(L);
-    if (s->state == SLOT_RUNNING && s->owner)
+    if (s->state == SLOT_RUNNING && s->owner && !orphaned(s))
         pump(s->owner);
     lua_pushboolean(L, s->state == SLOT_DONE);
     return 1;
@@ -653,6 +845,7 @@ static int curl_wait_any(lua_State *L)
             lua_pop(L, 1);
             if (!s)
                 continue;
+            orphaned(s);
             if (s->state == SLOT_DONE) {
                 lua_pushinteger(L, (lua_Integer)i);
                 return 1;
@@ -684,6 +877,8 @@ void tcurl_register(lua_State *L)
     static int initialised;
     if (!initialised) {
         curl_global_init(CURL_GLOBAL_DEFAULT);
+        for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+            pthread_mutex_init(&share_locks[i], NULL);
         initialised = 1;
     }
     if (luaL_newmetatable(L, TRUTO_CURL_MT)) {

@@ -10,8 +10,9 @@
 
 #define TRUTO_CURL_MT "truto.curl"
 
-/* core.curl(opts) -> transport; opts: token, user_agent, ca_file, proxy,
- * verify_tls, timeout, connect_timeout, max_body (seconds and bytes). */
+/* core.curl(settings) -> transport; settings: token, ca_file, proxy (NULL:
+ * the environment's; "": none), verify_tls, low_speed_limit, low_speed_time.
+ * Everything else comes with each request (see transport_curl.c). */
 int tcurl_new(lua_State *L);
 
 /* Creates the metatable and initialises libcurl; call once from luaopen. */

@@ -28,8 +28,12 @@
 #include "value.h"
 #include "version.h"
 
+#include <curl/curl.h>
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
 /* Runs an encoder into a buffer and returns its text or nil, message. */
@@ -41,6 +45,15 @@ static int run_encoder(lua_State *L, encoder encode)
     tbuf_init(&out);
     tbuf_init(&err);
     int ok = encode(L, 1, &out, &err);
+    if (ok && out.oom) {
+        ok = 0;
+        tbuf_adds(&err, "out of memory");
+    }
+    if (!ok && err.oom) {
+        tbuf_free(&out);
+        tbuf_free(&err);
+        return luaL_error(L, "out of memory");
+    }
     if (ok) {
         lua_pushlstring(L, out.data ? out.data : "", out.len);
     } else {
@@ -87,6 +100,8 @@ static int l_sleep(lua_State *L)
     lua_Number s = luaL_checknumber(L, 1);
     if (!(s > 0))
         return 0;
+    if (!(s <= 1e9)) /* also infinity: a wait no caller means */
+        return luaL_argerror(L, 1, "seconds out of range");
     struct timespec ts;
     ts.tv_sec = (time_t)s;
     ts.tv_nsec = (long)((s - floor(s)) * 1e9);
@@ -101,6 +116,49 @@ static int l_now(lua_State *L)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+    return 1;
+}
+
+/* core.random_hex(n) -> 2n hex digits of n random bytes from the kernel
+ * (getrandom: no file to open, fork-safe). For Idempotency-Keys. */
+static int l_random_hex(lua_State *L)
+{
+    lua_Integer n = luaL_checkinteger(L, 1);
+    luaL_argcheck(L, n >= 1 && n <= 64, 1, "1 to 64 bytes");
+    unsigned char bytes[64];
+    size_t got = 0;
+    while (got < (size_t)n) {
+        ssize_t r = getrandom(bytes + got, (size_t)n - got, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return luaL_error(L, "getrandom failed: %s", strerror(errno));
+        got += (size_t)r;
+    }
+    static const char hex[] = "0123456789abcdef";
+    char out[128];
+    for (size_t i = 0; i < got; i++) {
+        out[2 * i] = hex[bytes[i] >> 4];
+        out[2 * i + 1] = hex[bytes[i] & 15];
+    }
+    lua_pushlstring(L, out, 2 * got);
+    return 1;
+}
+
+/* core.fingerprint(s) -> 16 hex digits (64-bit FNV-1a of s): a name for a
+ * rate budget shared by clients of one token, that does not hold it. */
+static int l_fingerprint(lua_State *L)
+{
+    size_t len;
+    const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &len);
+    unsigned long long h = 14695981039346656037ULL;
+    for (size_t i = 0; i < len; i++) {
+        h ^= s[i];
+        h *= 1099511628211ULL;
+    }
+    char out[17];
+    snprintf(out, sizeof out, "%016llx", h);
+    lua_pushstring(L, out);
     return 1;
 }
 
@@ -128,6 +186,8 @@ int luaopen_truto_core(lua_State *L)
         {"retry_after", l_retry_after},
         {"sleep", l_sleep},
         {"now", l_now},
+        {"random_hex", l_random_hex},
+        {"fingerprint", l_fingerprint},
         {"error", terr_from_table},
         {"pager", tpager_new},
         {"curl", tcurl_new},
@@ -147,5 +207,9 @@ int luaopen_truto_core(lua_State *L)
     lua_setfield(L, -2, "error_mt");
     lua_pushliteral(L, TRUTO_VERSION);
     lua_setfield(L, -2, "VERSION");
+    lua_pushinteger(L, (lua_Integer)TERR_BODY_MAX);
+    lua_setfield(L, -2, "ERROR_BODY_MAX");
+    lua_pushstring(L, curl_version_info(CURLVERSION_NOW)->version);
+    lua_setfield(L, -2, "CURL_VERSION");
     return 1;
 }

@@ -25,6 +25,7 @@ local RESPONSE_FORMATS = { unified = true, raw = true, normalized = true, stream
 -- The message of a misuse error raised by the module: the structured
 -- error's `message`, else the text inside "bad argument #N to 'f' (...)".
 local function misuse_message(e)
+  if truto.is_misuse and truto.is_misuse(e) then return tostring(e.message) end
   if type(e) == "table" and e.kind == "misuse" and e.message then return tostring(e.message) end
   if type(e) == "string" then
     return e:match("bad argument #%d+ to '[^']*' %((.*)%)$")
@@ -92,6 +93,29 @@ local function read_body(sys, spec, topic)
   end
   if type(body) ~= "table" then sys:usage("--body must be a JSON object or array", topic) end
   return body
+end
+
+-- Makes the client's libcurl transport wait in Lua, so that Ctrl-C acts
+-- during a request. This reaches into the client (its transport set, or
+-- the `_transport` of older modules): the module has no public hook for it.
+local function interruptible(sys, client)
+  local core_ok, core = pcall(require, "truto.core")
+  if not core_ok or not core.sleep then return end
+  local sleep = sys.sleep or core.sleep
+  local set = rawget(client, "_transports")
+  if type(set) == "table" and type(set.make) == "function" and type(set.made) == "table" then
+    if set.made.curl then set.made.curl = commands.interruptible(set.made.curl, sleep) end
+    local make = set.make
+    set.make = function(kind, ...)
+      local t = make(kind, ...)
+      if kind == "curl" then t = commands.interruptible(t, sleep) end
+      return t
+    end
+    M.transports = function() return set.made end
+  elseif rawget(client, "_transport") then
+    client._transport = commands.interruptible(client._transport, sleep)
+    M.transports = function() return { client._transport } end
+  end
 end
 
 local function check_base_url(sys, url)
@@ -300,11 +324,7 @@ local function run(sys, argv)
     end
     sys:usage(msg or tostring(client), topic)
   end
-  -- Waits in Lua, so that Ctrl-C acts during a request.
-  local core_ok, core = pcall(require, "truto.core")
-  if not recorder and rawget(client, "_transport") and core_ok and core.sleep then
-    client._transport = commands.interruptible(client._transport, sys.sleep or core.sleep)
-  end
+  if not recorder then interruptible(sys, client) end
 
   local cmd = {
     action = action, model = model, resource = resource, id = id, query = query, body = body,
@@ -341,7 +361,7 @@ end
 -- usage error, 3 network failure, 130 interrupted).
 function M.main(argv, sys)
   sys = sys or sys_mod.new()
-  M.active = nil
+  M.active, M.transports = nil, nil
   local ok, result = pcall(run, sys, argv or {})
   if ok then return result end
   if sys_mod.is_exit(result) then return result.code end
@@ -349,8 +369,9 @@ function M.main(argv, sys)
   if interrupted(result) then
     if active then
       if active.cmd.progress then pcall(active.cmd.progress.clear) end
-      local transport = rawget(active.client, "_transport")
-      if transport and transport.cancel_all then pcall(transport.cancel_all) end
+      for _, transport in pairs(M.transports and M.transports() or {}) do
+        if type(transport) == "table" and transport.cancel_all then pcall(transport.cancel_all) end
+      end
     end
     return sys_mod.EXIT_INTERRUPTED
   end

@@ -2,10 +2,9 @@
 -- (`truto.encode_json`, `truto.decode_json`: exact integers, arrays kept),
 -- and how items are written (`id` first, newlines as \n).
 --
--- Until the module exports encode_json/decode_json (issue 11), this falls
--- back on `truto.core.encode_json` and on the small strict parser below,
--- which keeps `[]` apart from `{}` and integers exact as the module's
--- decoder will. Delete the fallback once every supported module has them.
+-- Until the module's decode_json keeps `[]` apart from `{}` (issue 11),
+-- this falls back on the small strict parser below, which does, and keeps
+-- integers exact as the module's decoder will. Delete the fallback then.
 local truto = require "truto"
 
 local M = {}
@@ -134,7 +133,13 @@ local function fallback_decode(text)
   error(result, 0)
 end
 
-M.decode = truto.decode_json or fallback_decode
+-- The module's decoder once it keeps `[]` apart from `{}` (issue 11);
+-- until then the fallback above, so that a body's [] is sent as [].
+M.decode = fallback_decode
+if truto.decode_json and M.encode then
+  local ok, v = pcall(truto.decode_json, "[[],{}]")
+  if ok and v and M.encode(v) == "[[],{}]" then M.decode = truto.decode_json end
+end
 
 --- The first integer literal of a JSON text that no 64-bit integer holds
 -- (sent as is it would become a rounded float), or nil.

@@ -1,0 +1,186 @@
+--- truto.attempt: sending a request, and when to send it again.
+--
+-- The resend rule. A request goes on the wire again only when that is safe:
+-- its method is GET, HEAD, OPTIONS or DELETE; or it carries an
+-- Idempotency-Key (Truto answers a replay with the first answer); or it
+-- provably never reached the server (`sends == 0`: connection refused, DNS,
+-- connect timeout). A write that may not be sent twice also never rides on
+-- an idle pooled connection (`reuse = false`): the server may have closed
+-- it, and the request would then be lost in flight. (Go's net/http
+-- `isReplayable` and the Stripe SDKs are the models.)
+--
+-- Every send is an attempt: each shows in `debug`, in `on_retry` and in the
+-- answer's or error's `attempts`, whichever transport made it.
+--
+-- @module truto.attempt
+local core = require "truto.core"
+local transport = require "truto.transport"
+
+local M = {}
+
+local format, concat, random, min = string.format, table.concat, math.random, math.min
+
+M.DEFAULT_RETRY_STATUSES = { 429, 500, 502, 504 }
+local BACKOFF_BASE, BACKOFF_CAP, DEFAULT_429_WAIT = 0.5, 10, 10
+
+local REPLAYABLE = { GET = true, HEAD = true, OPTIONS = true, DELETE = true }
+
+--- Whether req may be sent again when it may have reached the server.
+function M.replayable(req)
+  return REPLAYABLE[req.method] == true or req.key ~= nil
+end
+
+--- 128 random bits from the operating system, as 32 hex digits: the
+-- Idempotency-Key of one write, the same on each of its attempts.
+function M.new_key()
+  return core.random_hex(16)
+end
+
+--- An error object for a failure that has no HTTP answer to read (a
+-- transport failure, a page the pager refused); `answer`, when given, is
+-- the HTTP answer the failure was found in.
+function M.request_error(kind, message, req, attempts, answer)
+  local err = {
+    kind = kind, message = message, method = req.method, url = req.url, remote = false,
+    attempts = attempts,
+  }
+  if answer then
+    err.status, err.headers = answer.status, answer.headers
+    local body = answer.body
+    if #body > core.ERROR_BODY_MAX then body = body:sub(1, core.ERROR_BODY_MAX) end
+    err.body = body
+  end
+  return core.error(err)
+end
+
+-- The error object of an HTTP answer whose status is a failure.
+local function http_error(req, answer, attempts, opts)
+  local _, err = core.read_response(answer.status, answer.headers, answer.body, req.method, req.url, opts)
+  if err then err.attempts = attempts end
+  return err
+end
+
+-- Seconds to wait before sending again, or nil to give up. `failure`:
+-- kind, status, retry_after, sends, too_large.
+local function retry_wait(policy, req, failure, retries)
+  if retries >= policy.max_retries then return nil end
+  if failure.kind == "http" then
+    if not policy.retry_statuses[failure.status] then return nil end
+  elseif failure.too_large or (failure.kind ~= "transport" and failure.kind ~= "timeout") then
+    return nil -- an answer over max_body will be as large next time
+  end
+  if failure.sends ~= 0 and not M.replayable(req) then return nil end
+  if failure.status == 429 then
+    local wait = failure.retry_after or DEFAULT_429_WAIT
+    if wait > policy.max_retry_wait then return nil end
+    return wait
+  end
+  -- Exponential backoff with full jitter.
+  return random() * min(BACKOFF_CAP, BACKOFF_BASE * 2 ^ retries)
+end
+
+-- The debug log: each request line and its headers, the token masked (it
+-- never leaves the transport, so it cannot be shown).
+local function log_request(policy, req, attempt)
+  local out = { req.method .. " " .. req.url, "Authorization: Bearer ***" }
+  for i = 1, #req.headers do out[#out + 1] = req.headers[i] end
+  if req.body then out[#out + 1] = format("(body: %d bytes)", #req.body) end
+  if attempt > 1 then out[#out + 1] = format("(attempt %d)", attempt) end
+  policy.debug(concat(out, "\n"))
+end
+
+local function log_answer(policy, answer, failure)
+  if answer then
+    policy.debug(format("<- %d (%d bytes)", answer.status, #answer.body))
+  else
+    policy.debug(format("<- %s: %s", failure.kind, failure.message))
+  end
+end
+
+--- Starts one send of req on the client's transport for this call, after
+-- the rate budget lets it start. Returns the handle and the transport.
+function M.start(client, req, policy, attempt)
+  local limiter = client._limiter
+  if limiter then
+    limiter:acquire(req.account, {
+      sleep = policy.sleep, now = core.now, on_wait = policy.on_wait, debug = policy.debug,
+    })
+  end
+  if policy.debug then log_request(policy, req, attempt or 1) end
+  local t = req.transport or transport.pick(client._transports)
+  return t:start(req), t
+end
+
+-- Reports a send the caller did not see start: libcurl's own re-send on
+-- a new connection after the reused one turned out closed.
+local function report_hidden_resend(policy, req, attempt)
+  if policy.debug then
+    policy.debug(format("(attempt %d: the reused connection was closed by the server; sent again on a new one)",
+      attempt))
+  end
+  if policy.on_retry then
+    policy.on_retry { attempt = attempt - 1, wait = 0, method = req.method, url = req.url,
+      error = M.request_error("transport", "the reused connection was closed by the server", req, attempt - 1) }
+  end
+end
+
+--- Sends req, again as the resend rule and the policy allow. Returns the
+-- final answer (whatever its status) and the number of sends; or nil and
+-- an error object when the last attempt failed in transport. `first`, when
+-- given, is the first send already started (read-ahead).
+function M.send(client, req, policy, first)
+  local attempts, retries, stale_resent = 0, 0, false
+  while true do
+    local handle = first or M.start(client, req, policy, attempts + 1)
+    first = nil
+    local answer, failure = handle:wait()
+    local sends = (answer or failure).sends or 1
+    for _ = 2, sends do
+      attempts = attempts + 1
+      report_hidden_resend(policy, req, attempts + 1)
+    end
+    attempts = attempts + 1
+    if policy.debug then log_answer(policy, answer, failure) end
+    if answer and client._limiter then client._limiter:observe(req.account, answer.headers) end
+    local wait, err
+    if answer then
+      if not policy.retry_statuses[answer.status] then return answer, attempts end
+      local hint = core.retry_after(answer.headers["retry-after"], answer.headers["ratelimit-reset"])
+      wait = retry_wait(policy, req, { kind = "http", status = answer.status, retry_after = hint, sends = sends },
+        retries)
+      if not wait then return answer, attempts end
+      err = http_error(req, answer, attempts, policy.decode)
+    elseif failure.stale and not stale_resent and M.replayable(req) then
+      -- An idle connection the server had closed: send again at once, once.
+      stale_resent, wait = true, 0
+      err = M.request_error(failure.kind, failure.message, req, attempts)
+    else
+      wait = retry_wait(policy, req, failure, retries)
+      err = M.request_error(failure.kind, failure.message, req, attempts)
+      if not wait then return nil, err end
+      retries = retries + 1
+    end
+    if answer then retries = retries + 1 end
+    if policy.on_retry then
+      policy.on_retry { attempt = attempts, status = answer and answer.status, wait = wait,
+        method = req.method, url = req.url, error = err }
+    end
+    if wait > 0 then policy.sleep(wait) end
+  end
+end
+
+--- One request whose answer is JSON: the decoded value and the number of
+-- attempts, or nil and an error object.
+function M.call(client, req, policy, first)
+  local answer, attempts = M.send(client, req, policy, first)
+  if not answer then return nil, attempts end
+  local value, err = core.read_response(answer.status, answer.headers, answer.body, req.method, req.url,
+    policy.decode)
+  if err then
+    err.attempts = attempts
+    return nil, err
+  end
+  return value, answer, attempts
+end
+
+return M

@@ -1,0 +1,300 @@
+--- truto.iterate: iterators over the items and pages of lists, one account
+-- or many at once.
+--
+-- A stream walks one account's list: the query, the pager and at most one
+-- request in flight (the next page, when read-ahead is on). Many accounts
+-- are read round-robin, at most `concurrency` requests in flight in all.
+--
+-- @module truto.iterate
+local core = require "truto.core"
+local options = require "truto.options"
+local attempt = require "truto.attempt"
+local client_mod = require "truto.client"
+
+local M = {}
+
+local type, next, ipairs, setmetatable, error = type, next, ipairs, setmetatable, error
+local format = string.format
+local argerror = options.argerror
+
+local function new_stream(client, path, query, policy)
+  return {
+    client = client, path = path, query = query, policy = policy,
+    account = query.integrated_account_id, pager = core.pager(query.next_cursor),
+  }
+end
+
+-- The request for the stream's next page.
+local function next_request(st)
+  st.query.next_cursor = st.pager:cursor()
+  return client_mod.build(st.client, "GET", client_mod.with_query(st.path, st.query), nil, nil, st.account,
+    st.policy)
+end
+
+-- Starts the request for the stream's next page without waiting for it.
+local function stream_start(st)
+  st.req = next_request(st)
+  st.pending = attempt.start(st.client, st.req, st.policy)
+end
+
+local function stream_cancel(st)
+  if st.pending then
+    st.pending:cancel()
+    st.pending = nil
+  end
+end
+
+-- Reads the stream's next page: takes the request in flight (or sends
+-- one), retries as the policy says, feeds the pager. Returns page, result,
+-- keyed; or nil and an error object.
+local function stream_read(st)
+  local req, pending = st.req, st.pending
+  st.req, st.pending = nil, nil
+  if not pending then req = next_request(st) end
+  local page, answer, attempts = attempt.call(st.client, req, st.policy, pending)
+  if page == nil then return nil, answer end
+  local result, keyed, message = st.pager:feed(page)
+  if result == nil then
+    -- the page came with an HTTP answer: the error carries it
+    return nil, attempt.request_error(keyed, message, req, attempts, answer)
+  end
+  return page, result, keyed
+end
+
+local Iterator = {}
+Iterator.__index = Iterator
+Iterator.__name = "truto.iterator"
+M.Iterator = Iterator
+
+--- Releases the iterator and cancels any request in flight; later calls
+-- end the loop. Never raises.
+function Iterator:close()
+  self.closed = true
+  self.items = nil
+  if self.stream then stream_cancel(self.stream) end
+  for _, st in ipairs(self.active or {}) do stream_cancel(st) end
+end
+Iterator.__close = Iterator.close
+Iterator.__gc = Iterator.close
+
+-- Raises err from an iterator, after releasing it.
+local function fail(it, err)
+  it:close()
+  error(err, 0)
+end
+
+-- Fetches the next page of a one-account iterator, and starts the one
+-- after it (read-ahead) so that it arrives while the caller works.
+local function fetch_page(it)
+  local st = it.stream
+  local page, result, keyed = stream_read(st)
+  if page == nil then fail(it, result) end
+  if st.policy.prefetch and not st.pager:done() then stream_start(st) end
+  return page, result, keyed
+end
+
+-- Next item of the current page, or nil when it is used up.
+local function take_item(it)
+  local items = it.items
+  if not items then return nil end
+  if it.keyed then
+    local key, item = next(items, it.key)
+    if key ~= nil then
+      it.key = key
+      return item, key
+    end
+  else
+    local i = it.index + 1
+    local item = items[i]
+    if item ~= nil then
+      it.index = i
+      return item
+    end
+  end
+  it.items = nil
+  return nil
+end
+
+local PUMP_EVERY = 32 -- items between nudges to a transfer in flight
+
+-- Whether a one-account iterator has nothing more to give.
+local function exhausted(it)
+  return it.closed or (it.stream.pager:done() and not it.stream.pending)
+end
+
+-- The item iterator: yields item (or item, key for truto_key_by answers).
+local function next_item(it)
+  while true do
+    local item, key = take_item(it)
+    if item ~= nil then
+      -- let the read-ahead request progress while the caller works
+      local st = it.stream
+      if it.index % PUMP_EVERY == 0 and st.pending then st.req.transport:pump() end
+      return item, key
+    end
+    if exhausted(it) then return nil end
+    local _, result, keyed = fetch_page(it)
+    it.items, it.keyed, it.index, it.key = result, keyed, 0, nil
+  end
+end
+M.next_item = next_item
+
+-- The page iterator: yields each decoded page.
+local function next_page(it)
+  if exhausted(it) then return nil end
+  return (fetch_page(it))
+end
+M.next_page = next_page
+
+-- Many accounts at once. Each account is a stream with at most one request
+-- in flight and at most MAX_READY pages read ahead. At most `concurrency`
+-- requests are in flight in all, handed out round-robin over up to
+-- ACTIVE_PER_SLOT x concurrency open streams, so that all accounts advance
+-- together and the last ones do not run alone. Items come out as
+-- `item, account_id`, each account's pages in order.
+
+local MAX_READY = 2
+local ACTIVE_PER_SLOT = 4
+
+local function open_streams(it)
+  local limit = it.policy.concurrency * ACTIVE_PER_SLOT
+  while #it.active < limit and it.next_account <= #it.accounts do
+    local query = {}
+    for k, v in next, it.query do query[k] = v end
+    query.integrated_account_id = it.accounts[it.next_account]
+    it.next_account = it.next_account + 1
+    local st = new_stream(it.client, it.path, query, it.policy)
+    st.ready = {}
+    it.active[#it.active + 1] = st
+  end
+end
+
+local function wants_request(st)
+  return not st.pending and not st.failed and not st.pager:done() and #st.ready < MAX_READY
+end
+
+-- Starts requests, round-robin over the open streams, until `concurrency`
+-- are in flight.
+local function refill(it)
+  open_streams(it)
+  local active, in_flight = it.active, 0
+  for _, st in ipairs(active) do
+    if st.pending then in_flight = in_flight + 1 end
+  end
+  local n = #active
+  for k = 1, n do
+    if in_flight >= it.policy.concurrency then break end
+    local st = active[(it.turn + k - 1) % n + 1]
+    if wants_request(st) then
+      stream_start(st)
+      in_flight = in_flight + 1
+      it.turn = (it.turn + k) % n
+    end
+  end
+end
+
+-- Waits for one request in flight and stores its page (or its error).
+local function receive(it)
+  local requests, owners, t = {}, {}, nil
+  for _, st in ipairs(it.active) do
+    if st.pending then
+      requests[#requests + 1] = st.pending
+      owners[#requests] = st
+      t = t or st.req.transport
+    end
+  end
+  if not t then return false end
+  local i = t:wait_any(requests)
+  if not i then return false end
+  local st = owners[i]
+  local page, result, keyed = stream_read(st)
+  if page == nil then
+    result.account_id = st.account
+    if it.policy.on_error ~= "skip" then fail(it, result) end
+    it.errors[#it.errors + 1] = { account_id = st.account, error = result }
+    st.failed = true
+    return true
+  end
+  st.ready[#st.ready + 1] = { items = result, keyed = keyed }
+  refill(it) -- keep `concurrency` requests in flight while pages wait to be read
+  return true
+end
+
+-- Drops streams that have nothing more to give.
+local function retire(it)
+  local kept = {}
+  for _, st in ipairs(it.active) do
+    local finished = st.failed or (st.pager:done() and not st.pending and #st.ready == 0)
+    if not finished then kept[#kept + 1] = st end
+  end
+  it.active = kept
+end
+
+local function next_multi(it)
+  while true do
+    local item = take_item(it)
+    if item ~= nil then return item, it.current end
+    if it.closed then return nil end
+    local ready
+    for _, st in ipairs(it.active) do
+      if #st.ready > 0 then
+        ready = st
+        break
+      end
+    end
+    if ready then
+      local page = table.remove(ready.ready, 1)
+      it.items, it.keyed, it.index, it.key = page.items, page.keyed, 0, nil
+      it.current = ready.account
+    else
+      retire(it)
+      refill(it)
+      if #it.active == 0 or not receive(it) then
+        it.closed = true
+        return nil
+      end
+    end
+  end
+end
+
+local function iterate_accounts(self, fname, path, params, n, policy, accounts)
+  local list = {}
+  for i, account in ipairs(accounts) do
+    local _, err = core.segment(account)
+    if err then argerror(fname, n, format("integrated_account_id[%d]: %s", i, err)) end
+    list[i] = account
+  end
+  local count = 0
+  for _ in next, accounts do count = count + 1 end
+  if #list == 0 or count ~= #list then
+    argerror(fname, n, "integrated_account_id: a non-empty array of account ids expected")
+  end
+  local one = {}
+  for k, v in next, params do one[k] = v end
+  one.integrated_account_id = list[1]
+  local query = client_mod.prepare_query(self, fname, n, one) -- checks the params once
+  local it = setmetatable({
+    client = self, policy = policy, query = query, accounts = list, next_account = 1, turn = 0,
+    path = path, active = {}, errors = {},
+  }, Iterator)
+  return next_multi, it, nil, it
+end
+
+--- An iterator over `model`/`resource`: `step` is next_item or next_page;
+-- `n` is the params argument's position, the options' is n + 1.
+function M.iterate(self, fname, step, model, resource, params, n, opts)
+  client_mod.check_open(self, fname)
+  local policy = client_mod.call_options(self, fname, n + 1, opts)
+  local path = self.base_url .. "/unified/" .. model .. "/" .. resource
+  local accounts = type(params) == "table" and rawget(params, "integrated_account_id")
+  if type(accounts) == "table" then
+    if step ~= next_item then argerror(fname, n, "integrated_account_id: one account expected") end
+    return iterate_accounts(self, fname, path, params, n, policy, accounts)
+  end
+  local query = client_mod.prepare_query(self, fname, n, params)
+  local it = setmetatable({ client = self, stream = new_stream(self, path, query, policy) }, Iterator)
+  -- The fourth value is closed when a generic for ends, even by break.
+  return step, it, nil, it
+end
+
+return M
