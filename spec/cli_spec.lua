@@ -1,5 +1,6 @@
--- The lua-truto command: runs the real script against the mock server and
--- checks its exact stdout, stderr and exit code.
+-- The lua-truto command: runs the real script (a process, as a user runs it)
+-- against the mock server and checks its exact stdout, stderr and exit code.
+-- The specs of issue 13 (spec/cli_*_spec.lua) drive it in-process.
 local mock = require "spec.helpers.mock"
 local fixtures = require "spec.mock.truto_mock.fixtures"
 local compat = require "spec.helpers.compat"
@@ -7,31 +8,9 @@ local encode_json = require("truto.core").encode_json
 local truto = require "truto"
 local socket = require "socket"
 
-local function quote(s)
-  return "'" .. s:gsub("'", "'\\''") .. "'"
-end
-
-local function read_file(path)
-  local f = assert(io.open(path, "rb"))
-  local text = f:read("a")
-  f:close()
-  return text
-end
-
-local function write_file(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
-
-local function shell_line(cmd)
-  local p = assert(io.popen(cmd))
-  local line = p:read("l")
-  p:close()
-  return line
-end
-
-local ROOT = shell_line("pwd")
+local helper = require "spec.helpers.run"
+local quote, read_file, write_file, ROOT = helper.quote, helper.read, helper.write, helper.ROOT
+local function shell_line(cmd) return (helper.shell(cmd):match("^[^\n]*")) end
 local LUA_ENV = "LUA_PATH=" .. quote(ROOT .. "/build/?.lua;" .. ROOT .. "/build/?/init.lua;;")
   .. " LUA_CPATH=" .. quote(ROOT .. "/build/?.so;;")
 
