@@ -28,7 +28,7 @@ function M.interruptible(inner, sleep)
     local pause = 0.001
     while not ready() do
       sleep(pause)
-      pause = math.min(pause * 2, 0.02)
+      pause = math.min(pause * 2, 0.01)
     end
   end
   function Handle:wait()
