@@ -55,6 +55,10 @@ describe("lua-truto process", function()
       assert.equal("lua-truto: cannot write the output: No space left on device\n", err)
       assert.equal(1, code)
     end
+    local out, err, code = run.cli({ "--version" }, { stdout = "/dev/full" })
+    assert.equal("", out)
+    assert.equal("lua-truto: cannot write the output: No space left on device\n", err)
+    assert.equal(1, code)
   end)
 
   it("never loads a truto.lua from the current directory", function()

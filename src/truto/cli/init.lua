@@ -362,7 +362,11 @@ end
 function M.main(argv, sys)
   sys = sys or sys_mod.new()
   M.active, M.transports = nil, nil
-  local ok, result = pcall(run, sys, argv or {})
+  local ok, result = pcall(function()
+    local code = run(sys, argv or {})
+    sys:flush() -- the last write's error shows here (a full disk)
+    return code
+  end)
   if ok then return result end
   if sys_mod.is_exit(result) then return result.code end
   local active = M.active
