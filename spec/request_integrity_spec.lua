@@ -19,8 +19,11 @@ end
 -- Runs a Lua chunk in a new process of this runtime, with `env` prepended
 -- to its command line; returns what it printed.
 local function run_lua(env, chunk)
-  local build = os.getenv("TRUTO_BUILD") or "build"
-  local lua = rawget(_G, "jit") and "luajit" or "lua5.4"
+  -- the sanitizer build needs its own host: plain Lua 5.4 uses build/, as
+  -- the command-line specs do
+  local jit = rawget(_G, "jit") ~= nil
+  local build = jit and os.getenv("TRUTO_BUILD") or "build"
+  local lua = jit and "luajit" or "lua5.4"
   local cmd = string.format("env %s %s -e %q 2>&1", env, lua,
     string.format("package.path = %q; package.cpath = %q; %s", build .. "/?.lua;" .. package.path,
       build .. "/?.so;" .. package.cpath, chunk))

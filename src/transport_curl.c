@@ -70,6 +70,8 @@ struct tcurl {
     CURL *idle[IDLE_POOL];
     int n_idle;
     slot *running; /* slots added to multi */
+    CURLSH *share; /* the state's share (kept alive as our user value) */
+    pid_t share_pid;
 };
 
 /* ---- callbacks ---------------------------------------------------------- */
@@ -197,18 +199,23 @@ static int ensure_multi(tcurl *t)
 }
 
 /*
- * One share per process for every client: the connection cache, TLS
- * sessions and DNS answers. Code that makes a client per call (scripts,
- * request handlers) then reuses a kept-alive connection, or at least a TLS
- * session, instead of paying a handshake each time. libcurl reuses a
- * connection only for a request with the same TLS and proxy settings, so
- * clients with other settings never get each other's connections. A
- * forked child makes its own share: the parent's connections are not its
- * to use (the old one is kept, never freed, like inherited handles).
+ * One share for every client of a Lua state (in practice: of the process,
+ * or of an nginx worker): the connection cache, TLS sessions and DNS
+ * answers. Code that makes a client per call (scripts, request handlers)
+ * then reuses a kept-alive connection, or at least a TLS session, instead
+ * of paying a handshake each time. libcurl reuses a connection only for a
+ * request with the same TLS and proxy settings, so clients with other
+ * settings never get each other's connections. The share is a userdata in
+ * the registry, freed by its __gc after every client (each client holds it
+ * as its user value); a forked child does not use its parent's share.
  */
-static CURLSH *process_share;
-static CURLSH *inherited_share;
-static pid_t share_pid;
+#define TRUTO_SHARE_KEY "truto.share"
+
+typedef struct {
+    CURLSH *share;
+    pid_t pid;
+} tshare;
+
 static pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
 
 static void share_lock(CURL *e, curl_lock_data data, curl_lock_access access, void *ud)
@@ -226,24 +233,33 @@ static void share_unlock(CURL *e, curl_lock_data data, void *ud)
     pthread_mutex_unlock(&share_locks[data]);
 }
 
-/* The process's share, or NULL when it cannot be made (then each client
- * keeps its own caches, as before). Called with no transfer running. */
-static CURLSH *shared_caches(void)
+static int share_gc(lua_State *L)
 {
-    if (process_share && share_pid == getpid())
-        return process_share;
-    if (process_share)
-        inherited_share = process_share;
-    share_pid = getpid();
-    process_share = curl_share_init();
-    if (!process_share)
-        return NULL;
-    curl_share_setopt(process_share, CURLSHOPT_LOCKFUNC, share_lock);
-    curl_share_setopt(process_share, CURLSHOPT_UNLOCKFUNC, share_unlock);
-    curl_share_setopt(process_share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
-    curl_share_setopt(process_share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
-    curl_share_setopt(process_share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
-    return process_share;
+    tshare *ts = lua_touserdata(L, 1);
+    if (ts->share && ts->pid == getpid() && curl_share_cleanup(ts->share) == CURLSHE_OK)
+        ts->share = NULL;
+    return 0;
+}
+
+/* Creates the state's share in the registry (NULL inside when libcurl
+ * cannot make one: then each client keeps its own caches). */
+static void create_share(lua_State *L)
+{
+    tshare *ts = lua_newuserdatauv(L, sizeof *ts, 0);
+    ts->pid = getpid();
+    ts->share = curl_share_init();
+    lua_newtable(L);
+    lua_pushcfunction(L, share_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
+    if (ts->share) {
+        curl_share_setopt(ts->share, CURLSHOPT_LOCKFUNC, share_lock);
+        curl_share_setopt(ts->share, CURLSHOPT_UNLOCKFUNC, share_unlock);
+        curl_share_setopt(ts->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
+        curl_share_setopt(ts->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+        curl_share_setopt(ts->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+    }
+    lua_setfield(L, LUA_REGISTRYINDEX, TRUTO_SHARE_KEY);
 }
 
 static CURL *take_easy(tcurl *t)
@@ -253,7 +269,7 @@ static CURL *take_easy(tcurl *t)
     CURL *e = curl_easy_init();
     if (e) {
         set_client_options(t, e);
-        curl_easy_setopt(e, CURLOPT_SHARE, shared_caches());
+        curl_easy_setopt(e, CURLOPT_SHARE, t->share_pid == getpid() ? t->share : NULL);
     }
     return e;
 }
@@ -269,9 +285,16 @@ static void give_back_easy(tcurl *t, CURL *e)
 int tcurl_new(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
-    tcurl *t = lua_newuserdatauv(L, sizeof *t, 0);
+    tcurl *t = lua_newuserdatauv(L, sizeof *t, 1);
     memset(t, 0, sizeof *t);
     luaL_setmetatable(L, TRUTO_CURL_MT); /* from here on __gc frees what we add */
+    lua_getfield(L, LUA_REGISTRYINDEX, TRUTO_SHARE_KEY);
+    tshare *ts = lua_touserdata(L, -1);
+    if (ts) {
+        t->share = ts->share;
+        t->share_pid = ts->pid;
+    }
+    lua_setuservalue(L, -2);
 
     lua_getfield(L, 1, "token");
     size_t toklen;
@@ -358,8 +381,10 @@ static struct curl_slist *build_headers(lua_State *L, tcurl *t, int req)
         lua_rawgeti(L, idx, (lua_Integer)i);
         size_t len;
         const char *line = lua_tolstring(L, -1, &len);
-        if (!line || !safe_header_line(line, len))
+        if (!line || !safe_header_line(line, len)) {
             luaL_error(L, "invalid header line #%d", (int)i);
+            return NULL; /* not reached: luaL_error does not return */
+        }
         has_accept |= names(line, "accept:");
         has_type |= names(line, "content-type:");
         lua_pop(L, 1);
@@ -410,7 +435,8 @@ static void set_method(CURL *e, const char *method, const char *body, size_t bod
     curl_easy_setopt(e, CURLOPT_HTTPGET, 1L); /* resets any earlier body */
     curl_easy_setopt(e, CURLOPT_NOBODY, head ? 1L : 0L);
     curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, head || strcmp(method, "GET") == 0 ? NULL : method);
-    int write = !strcmp(method, "POST") || !strcmp(method, "PUT") || !strcmp(method, "PATCH");
+    int write =
+        strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 || strcmp(method, "PATCH") == 0;
     if (body || write) {
         /* copied: the Lua string may be collected while the request runs */
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(body ? body_len : 0));
@@ -881,6 +907,7 @@ void tcurl_register(lua_State *L)
             pthread_mutex_init(&share_locks[i], NULL);
         initialised = 1;
     }
+    create_share(L);
     if (luaL_newmetatable(L, TRUTO_CURL_MT)) {
         luaL_newlib(L, client_methods);
         lua_setfield(L, -2, "__index");
