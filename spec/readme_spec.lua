@@ -54,4 +54,23 @@ describe("README.md", function()
       assert.truthy(readme:find(text, 1, true), text)
     end
   end)
+
+  it("shows two commands that make can run as one: nothing asks pkg-config before `deps` has run", function()
+    -- A pkg-config that logs its calls: reading the Makefile (make -n deps,
+    -- which expands no compile recipe) must not call it, or `make deps test`
+    -- would compile with the flags of a machine that had no Lua headers yet.
+    -- make check-fresh runs both commands for real on a fresh Debian 12.
+    local dir = run.tmpdir()
+    run.write(dir .. "/pkg-config", "#!/bin/sh\necho \"$@\" >>" .. dir .. "/calls\nexit 1\n")
+    run.shell("chmod +x " .. run.quote(dir .. "/pkg-config"))
+    for _, goals in ipairs { "deps", "deps LUA=luajit" } do
+      local _, code = run.shell(("cd %s && PATH=%s:$PATH make -n %s >/dev/null 2>&1")
+        :format(run.quote(run.ROOT), run.quote(dir), goals))
+      assert.equal(0, code)
+      assert.is_nil(io.open(dir .. "/calls"), "make called pkg-config while reading the Makefile")
+    end
+    local readme = run.read(run.ROOT .. "/README.md")
+    assert.truthy(readme:find("\nmake deps demo ", 1, true))
+    assert.truthy(readme:find("\nmake deps test ", 1, true))
+  end)
 end)
