@@ -13,6 +13,7 @@ local commands = require "truto.cli.commands"
 local output = require "truto.cli.output"
 local json = require "truto.cli.json"
 local help = require "truto.cli.help"
+local text = require "truto.cli.text"
 
 local M = {}
 
@@ -42,7 +43,7 @@ end
 
 local function read_body(sys, spec, topic)
   local max = M.MAX_BODY
-  local text, source
+  local body_text, source
   if spec == "-" then
     source = "standard input"
     local parts, n = {}, 0
@@ -52,7 +53,7 @@ local function read_body(sys, spec, topic)
       parts[#parts + 1] = chunk
       n = n + #chunk
     end
-    text = table.concat(parts)
+    body_text = table.concat(parts)
   elseif spec:sub(1, 1) == "@" then
     local path = spec:sub(2)
     source = path
@@ -70,24 +71,24 @@ local function read_body(sys, spec, topic)
     end
     local f, err = io.open(path, "rb")
     if not f then sys:usage("--body: " .. tostring(err), topic) end
-    text = f:read(max + 1) or ""
+    body_text = f:read(max + 1) or ""
     f:close()
   else
-    text = spec
+    body_text = spec
   end
-  if #text > max then
+  if #body_text > max then
     sys:usage(format("--body: %s holds more than the %d MiB a body may have", source, max // 1048576), topic)
   end
-  local big = json.inexact_integer(text)
+  local big = json.inexact_integer(body_text)
   if big then
     sys:usage(format("--body: the integer %s cannot be sent exactly (beyond 64 bits); "
       .. "send it as a string", big), topic)
   end
-  local body, err = json.decode(text)
+  local body, err = json.decode(body_text)
   if body == nil then
     local hint = ""
-    if not source and (text:match("%.json$") or file_type(text)) then
-      hint = format(" (to send the file, write --body @%s)", text)
+    if not source and (body_text:match("%.json$") or file_type(body_text)) then
+      hint = format(" (to send the file, write --body @%s)", body_text)
     end
     sys:usage("--body: invalid JSON: " .. tostring(err) .. hint, topic)
   end
@@ -336,8 +337,8 @@ local function run(sys, argv)
 
   if action == "delete" and not opts.yes and sys:is_tty(0) and sys:is_tty(2) then
     local acct = query.integrated_account_id or account
-    if not confirm(sys, format("Delete %s %s of account %s?", resource, require("truto.cli.text").clean(id),
-      require("truto.cli.text").clean(tostring(acct)))) then
+    local question = format("Delete %s %s of account %s?", resource, text.clean(id), text.clean(tostring(acct)))
+    if not confirm(sys, question) then
       sys:say("not deleted")
       return EXIT_USAGE
     end
