@@ -5,9 +5,12 @@
 # serves them all at once: the lot takes about as long as one. With the libcurl transport the
 # worker blocks in each request in turn: about 20 times as long.
 #
-#   bench/nginx_concurrency.sh [N] [LATENCY_MS] [PAGES]     # defaults: 20 500 1
+#   bench/nginx_concurrency.sh [N] [LATENCY_MS] [PAGES] [WORKERS]     # defaults: 20 500 1 1
 #
-# PAGES > 1 lists acct-small in PAGES pages (each LATENCY_MS late) instead of one.
+# PAGES > 1 lists acct-small in PAGES pages (each LATENCY_MS late) instead of one. WORKERS > 1
+# runs that many nginx workers (e.g. 4). Meanwhile a /fast location (it only says "ok") is asked
+# every 50 ms, and its p50 and p99 latency are printed for each transport: what the other
+# requests of a worker feel while the listings run.
 # Needs nginx with lua-nginx-module, curl(1), luajit with luasocket, awk, and lua-truto built for
 # LuaJIT in TRUTO_NGINX_BUILD (default build-luajit: `make LUA=luajit`).
 set -euo pipefail
@@ -16,6 +19,7 @@ root=$PWD
 n=${1:-20}
 latency=${2:-500}
 pages=${3:-1}
+workers=${4:-1}
 build=${TRUTO_NGINX_BUILD:-build-luajit}
 case $build in /*) ;; *) build=$root/$build ;; esac
 if [ ! -f "$build/truto/core.so" ] || [ ! -f "$build/truto/ngx.lua" ]; then
@@ -47,7 +51,9 @@ chmod 755 "$prefix"
 cp examples/nginx.conf examples/openresty.lua "$prefix/"
 ln -s "$build" "$prefix/lib"
 sed -i -e "s/listen 127\.0\.0\.1:8080;/listen 127.0.0.1:$port;/" \
-  -e "s/^worker_processes .*/worker_processes 1;/" "$prefix/nginx.conf"
+  -e "s/^worker_processes .*/worker_processes $workers;/" \
+  -e 's|^    location = /users {|    location = /fast { content_by_lua_block { ngx.say("ok") } }\n    location = /users {|' \
+  "$prefix/nginx.conf"
 user=()
 [ "$(id -u)" = 0 ] && user=(-g "user root;")
 TRUTO_API_TOKEN=test-token TRUTO_BASE_URL="http://127.0.0.1:$mock_port" \
@@ -60,16 +66,23 @@ done
 limit=$(( (40 + pages - 1) / pages ))
 path="/users?account=acct-small@$latency&limit=$limit"
 
-# Runs n requests at once with ?transport=$1; prints the wall time in seconds. Every answer
-# must be a 200 listing all 40 users.
+# Runs n requests at once with ?transport=$1; prints the wall time in seconds and /fast's p50
+# and p99 latency in ms (asked every 50 ms meanwhile). Every answer must be a 200 listing all 40
+# users.
 run() {
   local kind=$1 out=$prefix/out.$1 start end i bad
   rm -rf "$out" && mkdir -p "$out"
-  # a warm-up request: the worker loads the module and opens its pool
-  curl -sf "http://127.0.0.1:$port$path&transport=$kind" >/dev/null
+  # warm-up requests: each worker loads the module and opens its pool
+  for ((i = 1; i <= workers; i++)); do curl -sf "http://127.0.0.1:$port$path&transport=$kind" >/dev/null & done
+  wait
   start=$(now)
   for ((i = 1; i <= n; i++)); do
     curl -s -o "$out/$i" -w '%{http_code}\n' "http://127.0.0.1:$port$path&transport=$kind" >"$out/$i.code" &
+    echo $! >>"$out/pids"
+  done
+  while kill -0 $(cat "$out/pids") 2>/dev/null; do
+    curl -s -o /dev/null -w '%{time_total}\n' "http://127.0.0.1:$port/fast" >>"$out/fast" || true
+    sleep 0.05
   done
   wait
   end=$(now)
@@ -78,7 +91,8 @@ run() {
     if [ "$(cat "$out/$i.code")" != 200 ] || ! grep -q '"count":40' "$out/$i"; then bad=$((bad + 1)); fi
   done
   [ "$bad" = 0 ] || { echo "nginx_concurrency: $bad of $n answers were wrong ($kind)" >&2; exit 1; }
-  awk -v a="$start" -v b="$end" 'BEGIN { printf "%.3f", b - a }'
+  sort -n "$out/fast" | awk -v a="$start" -v b="$end" \
+    '{ v[NR] = $1 } END { printf "%.3f %.1f %.1f\n", b - a, v[int((NR - 1) * 0.5) + 1] * 1000, v[int((NR - 1) * 0.99) + 1] * 1000 }'
 }
 
 # one request alone, for the yardstick
@@ -88,13 +102,15 @@ curl -sf "http://127.0.0.1:$port$path&transport=ngx" >/dev/null
 one_end=$(now)
 one=$(awk -v a="$one_start" -v b="$one_end" 'BEGIN { printf "%.3f", (b - a) / 2 }')
 
-ngx_time=$(run ngx)
-curl_time=$(run curl)
-printf 'nginx, 1 worker; %d concurrent GET %s (%d page(s), each %d ms late)\n' "$n" "$path" "$pages" "$latency"
+read -r ngx_time ngx_p50 ngx_p99 < <(run ngx)
+read -r curl_time curl_p50 curl_p99 < <(run curl)
+printf 'nginx, %d worker(s); %d concurrent GET %s (%d page(s), each %d ms late)\n' "$workers" "$n" "$path" "$pages" "$latency"
 printf '  one request alone : %6.2f s\n' "$one"
 ratio() { awk -v a="$1" -v b="$one" 'BEGIN { printf "%.1f", a / b }'; }
-printf '  transport "ngx"   : %6.2f s  (%sx one request)\n' "$ngx_time" "$(ratio "$ngx_time")"
-printf '  transport "curl"  : %6.2f s  (%sx one request)\n' "$curl_time" "$(ratio "$curl_time")"
+printf '  transport "ngx"   : %6.2f s  (%sx one request)   /fast p50 %6.1f ms  p99 %7.1f ms\n' \
+  "$ngx_time" "$(ratio "$ngx_time")" "$ngx_p50" "$ngx_p99"
+printf '  transport "curl"  : %6.2f s  (%sx one request)   /fast p50 %6.1f ms  p99 %7.1f ms\n' \
+  "$curl_time" "$(ratio "$curl_time")" "$curl_p50" "$curl_p99"
 if grep -E '\[(error|alert|crit|emerg)\]' "$prefix/error.log"; then
   echo "nginx_concurrency: nginx logged errors (above)" >&2
   exit 1

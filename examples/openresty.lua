@@ -1,10 +1,10 @@
 --- lua-truto inside nginx (OpenResty, or nginx with lua-nginx-module), without blocking it.
 --
 -- The handlers behind examples/nginx.conf; `make demo-nginx` runs them against the mock Truto
--- server. Inside a handler that may yield (rewrite, access, content, ngx.timer.at) truto.new()
--- picks the nginx transport (module truto.ngx: cosockets, keep-alive through nginx's pool): while
--- one request waits for Truto, the worker serves the others. Where nginx cannot yield (init_by_lua,
--- set_by_lua, header_filter, log...) it picks libcurl, which blocks the worker while it waits.
+-- server. Inside a handler that may yield (rewrite, access, content, ngx.timer.at) each call
+-- takes the nginx transport (module truto.ngx: cosockets, keep-alive through nginx's pool): while
+-- one request waits for Truto, the worker serves the others. Where nginx cannot yield (set_by_lua,
+-- header_filter, log...) a call takes libcurl, which blocks the worker while it waits.
 --
 -- Settings come from the environment, which nginx.conf passes on with `env`: TRUTO_API_TOKEN,
 -- TRUTO_BASE_URL (default https://api.truto.one) and TRUTO_ACCOUNT (or ?account=...).
@@ -25,16 +25,26 @@ local cjson = require "cjson.safe"
 
 local M = {}
 
--- One client per worker and transport, made on first use inside a handler, so that the
--- automatic choice is the nginx transport. Connections are pooled by nginx per worker.
+-- One client per worker, made once in init_worker_by_lua (M.init_worker) and used by every
+-- handler: each call picks its transport where it runs (the nginx transport in content,
+-- access, rewrite and timers), and nginx pools the connections per worker. The nginx transport
+-- also takes the client options pool_size (32 idle connections), keepalive_timeout (60 s),
+-- backlog (none: a number caps the connections at pool_size, and that many more callers wait
+-- for one), send_timeout and read_timeout. `?transport=curl` gets a second client, made on
+-- first use, that always uses libcurl.
 local clients = {}
+
+--- init_worker_by_lua: the worker's client (token and base URL from the environment).
+function M.init_worker()
+  clients.auto = truto.new {}
+end
 
 local function client(kind)
   if kind == "" then kind = nil end
   local key = kind or "auto"
   local c = clients[key]
-  if not c then
-    c = truto.new { transport = kind } -- token and base URL from the environment
+  if not c then -- without init_worker_by_lua, or ?transport=...
+    c = truto.new { transport = kind }
     clients[key] = c
   end
   return c

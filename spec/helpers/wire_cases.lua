@@ -333,6 +333,20 @@ local cases = {
     end)(),
   },
   {
+    name = "timeout is a deadline for the whole attempt, also against a server that trickles",
+    script = { "trickle" },
+    run = function(truto, base)
+      local now = require("truto.core").now
+      local c = client(truto, base, { timeout = 2, max_retries = 0 })
+      local t0 = now()
+      local r = call(c.get_organization, c, "org-1", { integrated_account_id = "a" })
+      r.within_deadline = now() - t0 < 3.5
+      return r
+    end,
+    result = { error = { kind = "timeout", attempts = 1 }, within_deadline = true },
+    wire = { { conn = 1, line = "GET " .. ORG .. "org-1" .. A .. " HTTP/1.1", headers = headers(), body = "" } },
+  },
+  {
     name = "a write whose connection was refused is sent again: it never left",
     run = function(truto)
       local c = client(truto, "http://127.0.0.1:9", { max_retries = 2 })

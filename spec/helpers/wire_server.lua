@@ -21,6 +21,7 @@
 --   retry_after_huge  429 with "Retry-After: 99999999999999999999"
 --   huge_cursor   200, an empty list page whose next cursor is 9,000 bytes
 --   empty_page    200, an empty list page with a new cursor each time
+--   trickle       200 announcing 100 bytes of body, then one byte every 0.5 s
 -- A step ending in "*" is never used up: it answers every later request.
 local socket = require "socket"
 local cjson = require "cjson"
@@ -62,6 +63,11 @@ local function reply(step, req, st)
   end
   if step == "huge_cursor" then
     return answer(200, "OK", '{"result":[],"next_cursor":"' .. string.rep("x", 9000) .. '"}')
+  end
+  if step == "trickle" then
+    local body = '{"id":"wire","pad":"' .. string.rep("x", 100 - 22) .. '"}'
+    st.trickle = { data = body, at = socket.gettime() + 0.5 }
+    return "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " .. #body .. "\r\n\r\n"
   end
   if step == "empty_page" then
     pages = pages + 1
@@ -144,11 +150,28 @@ local function serve(sock, st)
   end
 end
 
+-- Sends one byte of each trickling answer that is due.
+local function trickle()
+  local now, busy = socket.gettime(), false
+  for sock, st in pairs(clients) do
+    local t = st.trickle
+    if t then
+      busy = true
+      if now >= t.at then
+        sock:send(t.data:sub(1, 1))
+        t.data, t.at = t.data:sub(2), now + 0.5
+        if t.data == "" then st.trickle = nil end
+      end
+    end
+  end
+  return busy
+end
+
 local last_check = socket.gettime()
 while true do
   local readers = { server }
   for sock in pairs(clients) do readers[#readers + 1] = sock end
-  local ready = socket.select(readers, nil, 0.2)
+  local ready = socket.select(readers, nil, trickle() and 0.05 or 0.2)
   for _, sock in ipairs(ready) do
     if sock == server then
       local c = server:accept()

@@ -61,7 +61,8 @@ local function http_error(req, answer, attempts, opts)
 end
 
 -- Seconds to wait before sending again, or nil to give up. `failure`:
--- kind, status, retry_after, sends, too_large.
+-- kind, status, retry_after, sends, too_large (and from truto.ngx: stale,
+-- orphaned, aborted; see truto.transport).
 local function retry_wait(policy, req, failure, retries)
   if retries >= policy.max_retries then return nil end
   if failure.kind == "http" then
@@ -150,8 +151,12 @@ function M.send(client, req, policy, first)
         retries)
       if not wait then return answer, attempts end
       err = http_error(req, answer, attempts, policy.decode)
-    elseif failure.stale and not stale_resent and M.replayable(req) then
-      -- An idle connection the server had closed: send again at once, once.
+    elseif failure.aborted then
+      -- the nginx request this call served has ended (ngx.on_abort): stop
+      return nil, M.request_error(failure.kind, failure.message, req, attempts)
+    elseif (failure.stale or failure.orphaned) and not stale_resent and M.replayable(req) then
+      -- An idle connection the server had closed, or a send whose nginx
+      -- request has ended: send again at once, once.
       stale_resent, wait = true, 0
       err = M.request_error(failure.kind, failure.message, req, attempts)
     else

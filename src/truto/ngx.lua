@@ -1,90 +1,172 @@
 --- truto.ngx: the nginx transport, for OpenResty and nginx with lua-nginx-module.
 --
--- The same C core (queries, requests, answers, pages, retries) runs inside
--- nginx; only the lines that move bytes are here, in Lua, because a C
--- function may not yield inside nginx and nginx must never block.
+-- The same C core (queries, answers, pages, retries) runs inside nginx; only
+-- the lines that move bytes are here, in Lua, because a C function may not
+-- yield inside nginx and nginx must never block.
 --
 -- Why cosockets and not subrequests. `ngx.socket.tcp` works wherever the
 -- handler may yield: rewrite, access, content, `ngx.timer.at` and the SSL
--- phases. `ngx.location.capture` does not work in timers (background sync,
--- the main use of a directory client), needs a proxy location in every
--- server block, and buffers each answer as a subrequest. With cosockets we
--- speak HTTP/1.1 ourselves: keep-alive through nginx's connection pool
--- (`setkeepalive`), TLS through `sslhandshake` with verification,
--- Content-Length and chunked bodies, and our own timeouts and size limit.
+-- phases. `ngx.location.capture` does not work in timers, needs a proxy
+-- location in every server block and buffers each answer as a subrequest.
+-- With cosockets we speak HTTP/1.1 ourselves: keep-alive through nginx's
+-- connection pool (`setkeepalive`), TLS through `sslhandshake`,
+-- Content-Length, chunked and read-to-close bodies, our own deadline and
+-- size limits.
+--
+-- The transport contract (v2, src/truto/transport.lua). The client gives
+-- fully built requests:
+--   req = { method, url, headers = { "Name: value", ... }, body, timeout,
+--           connect_timeout, max_body, reuse }
+-- This transport adds only Host, Authorization, Content-Length (when there
+-- is a body, or for POST/PUT/PATCH) and Accept-Encoding: gzip (when zlib
+-- is there to undo it). It never sends a request twice on its own:
+--   transport:start(req) -> handle; handle:wait() -> answer | nil, failure
+--   answer  = { status, headers = { ["lower-name"] = "v1, v2" }, body, sends = 1 }
+--   failure = { kind = "transport" | "timeout", message, sends = 0 | 1,
+--               too_large, stale, orphaned, aborted }
+-- * sends = 0: provably never on the wire (connect refused or timed out,
+--   DNS, backlog full, TLS handshake failed, a phase that cannot yield, a
+--   request already aborted).
+-- * stale = true: written on a reused idle pooled connection that failed
+--   before any byte of an answer (the server had closed it meanwhile). The
+--   caller's retry rule decides whether to send again.
+-- * reuse = false: a fresh connection, not one from the pool (for a write
+--   that must not go on a connection the server may have closed).
+-- * HEAD, 1xx, 204 and 304 have no body: HEAD returns at once with status
+--   and headers. Trailers of a chunked answer are read and dropped: they
+--   are never merged into the headers.
+-- * orphaned = true: the handle was waited for in another nginx request
+--   than the one that started it (see "Lifetime").
+-- * aborted = true: M.abort() was called for the request (its downstream
+--   client went away).
+--
+-- Settings of new(settings), per transport (truto.new passes the client
+-- options of the same names through):
+--   token            required; kept only in this transport's closures
+--   verify_tls       true
+--   timeout          30 s: the deadline of one send, from start to the last
+--                    byte, on every read (a server trickling bytes is cut
+--                    at the deadline)
+--   connect_timeout  10 s (also how long a connect waits in the backlog)
+--   send_timeout     nil: at most this long for one write to progress
+--   read_timeout     nil: at most this long without a byte of the answer
+--                    (low_speed_time > 0 with low_speed_limit > 0 sets it
+--                    when read_timeout is not given)
+--   max_body         64 MiB, after decompression
+--   pool_size        32: idle connections nginx keeps per pool and worker
+--   keepalive_timeout 60 s: how long an idle connection stays pooled (0: no
+--                    limit)
+--   backlog          nil: no cap. A number caps the connections of a pool
+--                    at pool_size; up to `backlog` more connects wait (at
+--                    most connect_timeout) for a free one, the rest fail
+--                    at once (sends = 0).
+-- A request may carry its own timeout and connect_timeout.
+--
+-- Pools. The pool key is scheme, host, port and, for https, the
+-- verification flag and the TLS server name. nginx's pool is per worker and
+-- keyed by name only; its size is fixed by the first connect that names it.
+-- `lua_ssl_trusted_certificate` cannot be read from Lua, so two locations
+-- with different CA files share a pool: a connection verified under one CA
+-- file may be reused under another. Give such locations different hosts,
+-- or keep one CA file per http{} block.
+--
+-- Lifetime. start() connects and sends at once (the request is on the wire
+-- when it returns) and wait() reads the answer in the caller's coroutine:
+-- no light thread runs on its own, so nothing a caller started holds the
+-- response of its nginx request after the handler returned (LuaJIT runs no
+-- `__gc` on tables, so an iterator left by `break` is never closed), and
+-- nginx closes the request's sockets when it ends. A handle carried into
+-- another nginx request fails at wait() with orphaned = true (its socket
+-- belongs to the first request); a GET may be sent again. wait_any() waits
+-- in light threads for the first bytes only, and stops them before it
+-- returns (see "Waiters" below): a fan-out left early holds the response
+-- at most 0.1 s.
+--
+-- Downstream abort. With `lua_check_client_abort on;` and no on_abort
+-- handler, nginx ends the request (and every light thread) when the client
+-- leaves. An application that registers its own `ngx.on_abort` handler
+-- calls require("truto.ngx").abort() from it: an exchange in flight for
+-- the request ends at its next read, later ones fail without sending, all
+-- with aborted = true.
 --
 -- What the nginx configuration must give:
 -- * `lua_ssl_trusted_certificate /etc/ssl/certs/ca-certificates.crt;` for
---   https (verification is on unless the client says `verify_tls = false`);
---   `lua_ssl_verify_depth 5;` or so for public CAs' chains. The `ca_file`
---   option cannot be honoured per socket, so it is refused here.
--- * `resolver 127.0.0.53 ipv6=off;` (or any DNS server) for a host name such
---   as api.truto.one; IP addresses and `localhost` (connected as 127.0.0.1)
---   need none.
--- * lua_package_path / lua_package_cpath reaching truto.lua, truto/ngx.lua,
---   truto/core.so (built for LuaJIT) and cjson.
+--   https (verification is on unless verify_tls = false); `lua_ssl_verify_depth 5;`
+--   for public CAs' chains. `ca_file` cannot be honoured per socket and is
+--   refused.
+-- * `resolver ...;` for a host name such as api.truto.one; IP addresses and
+--   `localhost` (connected as 127.0.0.1) need none.
 --
 -- gzip: answers are asked for gzip-compressed and inflated with zlib through
 -- LuaJIT's FFI (nginx is linked with zlib); without the FFI or zlib, or with
--- `require("truto.ngx").gzip = false`, no Accept-Encoding is sent. max_body
--- applies to the inflated body, as with libcurl.
+-- `require("truto.ngx").gzip = false`, no Accept-Encoding is sent.
 --
--- Not done here: `proxy` (refused; use transport = "curl"), `low_speed_limit`
--- beyond "no byte for low_speed_time seconds aborts".
+-- The token: a Lua string in this transport's closures, reachable from no
+-- table, error or message. Lua strings cannot be wiped; it stays in the
+-- worker's memory until collected.
 --
--- Where nginx cannot yield (init_by_lua, init_worker_by_lua, set_by_lua,
--- header_filter, body_filter, log, balancer), truto.new() picks the libcurl
--- transport, which blocks the worker while it waits: use it there only for
--- short work, or move the work into `ngx.timer.at(0, ...)`. A client made in
--- init_by_lua with `transport = "ngx"` may be used later by handlers; used in
--- a phase that cannot yield, it answers with a transport error.
---
--- The interface is the one src/truto.lua documents under "Transports":
--- new(settings) -> transport with perform, start, pump, wait_any, close;
--- start() -> request with wait, done, cancel; and sleep(seconds).
---
--- The token is kept only in the closures of one transport: in no table a
--- caller can reach, no error and no message.
+-- Not done here: `proxy` (refused; use the libcurl transport).
 --
 -- @module truto.ngx
 -- luacheck: std luajit+ngx_lua
-local core = require "truto.core"
-
 local ngx = ngx -- luacheck: ignore 113 (the nginx API, global inside nginx)
-local type, tostring, tonumber, error, pcall, select, ipairs = type, tostring, tonumber, error, pcall, select, ipairs
-local setmetatable, getmetatable = setmetatable, getmetatable
-local format, lower, concat = string.format, string.lower, table.concat
-local min, floor = math.min, math.floor
+local type, tostring, tonumber, error, pcall, ipairs, next = type, tostring, tonumber, error, pcall, ipairs, next
+local setmetatable = setmetatable
+local format, lower, find, sub, concat = string.format, string.lower, string.find, string.sub, table.concat
+local min, floor, huge = math.min, math.floor, math.huge
+
 local unpack = table.unpack or unpack -- luacheck: ignore 113 143
 
 local M = {}
 
---- Idle connections kept per host (nginx's pool for this worker) ...
-M.pool_size = 32
---- ... and for how long, in seconds.
-M.keepalive_timeout = 60
-
-local DEFAULT_MAX_BODY = 64 * 1024 * 1024
-local READ_PIECE = 64 * 1024
-local MAX_HEADERS = 256 * 1024
-
--- Phases whose handlers may yield, so cosockets and light threads work.
-local YIELDABLE = {
-  rewrite = true, access = true, content = true, timer = true,
-  ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true, preread = true,
+local DEFAULTS = {
+  timeout = 30, connect_timeout = 10, max_body = 64 * 1024 * 1024,
+  pool_size = 32, keepalive_timeout = 60,
 }
+M.DEFAULTS = DEFAULTS
+
+local PIECE = 1024 * 1024     -- the most one read asks for
+local MAX_HEADERS = 256 * 1024 -- status line, headers, or trailers of one answer
+local MAX_CHUNK_LINE = 4096   -- a chunk-size line (with extensions)
+
+-- Phases whose handlers may yield, so cosockets and light threads work: the
+-- one list, in truto.transport.
+local YIELDABLE = require("truto.transport").YIELDABLE
+M.YIELDABLE = YIELDABLE
+
+--- Whether the current nginx phase lets this transport run (it may yield).
+function M.can_yield()
+  return YIELDABLE[ngx.get_phase()] == true
+end
 
 --- Waits `seconds` without blocking nginx. Where nginx cannot yield this
 -- transport cannot send anything either, so there is nothing to wait for.
 function M.sleep(seconds)
-  if YIELDABLE[ngx.get_phase()] then ngx.sleep(seconds) end
+  if YIELDABLE[ngx.get_phase()] and seconds > 0 then ngx.sleep(seconds) end
 end
 
--- ------------------------------------------------------------------------
--- gzip: zlib through LuaJIT's FFI (nginx itself is linked with zlib). When
--- it cannot be loaded, or M.gzip is false, no Accept-Encoding is sent and
--- answers come plain.
--- ------------------------------------------------------------------------
+-- Per-request state (abort), in ngx.ctx under a key nobody else has.
+local CTX_KEY = {}
+local REQUEST_PHASES = { rewrite = true, access = true, content = true }
+
+local function request_state(create)
+  if not REQUEST_PHASES[ngx.get_phase()] then return nil end
+  local ctx = ngx.ctx
+  local state = ctx[CTX_KEY]
+  if not state and create then
+    state = { aborted = false }
+    ctx[CTX_KEY] = state
+  end
+  return state
+end
+
+--- Marks the current nginx request as abandoned by its client: an exchange
+-- in flight ends at its next read and later ones fail unsent (aborted).
+-- Call it from your `ngx.on_abort` handler. Never raises.
+function M.abort()
+  local ok, state = pcall(request_state, true)
+  if ok and state then state.aborted = true end
+end
 
 local gunzip -- function(data, max_body) -> text | nil, message, too_large
 
@@ -155,6 +237,7 @@ do
   end
 end
 
+
 --- Whether answers may come gzip-compressed (when zlib could be loaded).
 M.gzip = gunzip ~= nil
 
@@ -162,355 +245,545 @@ M.gzip = gunzip ~= nil
 -- One exchange on a cosocket.
 -- ------------------------------------------------------------------------
 
--- A failed exchange: what transport:perform returns.
-local function failure(kind, message, never_sent, too_large)
-  return nil, kind, message, never_sent or false, too_large or false
+local function failure(kind, message, sends, extra)
+  local f = { kind = kind, message = message, sends = sends or 0, too_large = false, stale = false }
+  if extra then for k, v in next, extra do f[k] = v end end
+  return nil, f
 end
 
--- "https://host:port/path?q" -> scheme, host, port, host header, target.
+-- "https://host:port/path?q" -> scheme, host, port, authority, target.
 local function parse_url(url)
   local scheme, authority, target = url:match("^(%a[%w+.-]*)://([^/?#]*)(.*)$")
   if not scheme then return nil end
   scheme = lower(scheme)
   if scheme ~= "http" and scheme ~= "https" then return nil end
   local host, port = authority:match("^(%[[^%]]+%]):?(%d*)$")
-  if not host then host, port = authority:match("^([^:]+):?(%d*)$") end
+  if not host then host, port = authority:match("^([^:@]+):?(%d*)$") end
   if not host or host == "" then return nil end
   port = tonumber(port) or (scheme == "https" and 443 or 80)
   if target == "" then target = "/" end
-  if target:sub(1, 1) == "?" then target = "/" .. target end
+  if sub(target, 1, 1) == "?" then target = "/" .. target end
   return scheme, host, port, authority, target
 end
 
--- Header lines of an answer (up to the empty line) -> table of lower-case
--- names; repeated headers are joined with ", ".
-local function read_headers(sock)
-  local headers, size = {}, 0
-  while true do
-    local line, err = sock:receive("*l")
-    if not line then return nil, err end
-    if line == "" then return headers end
-    size = size + #line
-    if size > MAX_HEADERS then return nil, "the answer's headers are larger than 256 KiB" end
-    local name, value = line:match("^([^:]+):[ \t]*(.-)[ \t]*$")
-    if name then
-      name = lower(name)
-      local old = headers[name]
-      headers[name] = old and old .. ", " .. value or value
-    end
+-- The state of one exchange: x = { sock, buf, pos, deadline, conf, watch,
+-- answered (a byte of the answer came), ... }.
+
+local function now()
+  return ngx.now()
+end
+
+-- Receives at most `max` bytes (at least one): data | nil, err where err is
+-- "timeout" (deadline), "stall" (read_timeout), "aborted" or the socket's
+-- error. Past the deadline, only bytes already there are taken (a page read
+-- ahead that arrived while the caller was busy is not lost).
+local function recv(x, max)
+  local state = x.request
+  if state and state.aborted then return nil, "aborted" end
+  local t = now()
+  local wait, why = x.deadline - t, "timeout"
+  local stall = x.conf.read_timeout
+  if stall then
+    local stall_left = x.last_byte + stall - t
+    if stall_left < wait then wait, why = stall_left, "stall" end
   end
+  local sock = x.sock
+  sock:settimeout(wait > 0.001 and floor(wait * 1000) or 1)
+  local data, err = sock:receiveany(max)
+  if data then
+    x.last_byte = now()
+    x.answered = true
+    return data
+  end
+  if err == "timeout" then return nil, why end
+  return nil, err
 end
 
--- The exchange's clock and its limits, in milliseconds for settimeouts.
-local function new_clock(conf, timeout, connect_timeout)
-  ngx.update_time()
-  local total = (timeout or conf.timeout) * 1000
-  return {
-    deadline = ngx.now() * 1000 + total, total = total,
-    connect = (connect_timeout or conf.connect_timeout) * 1000,
-    stall = conf.low_speed_time > 0 and conf.low_speed_limit > 0 and conf.low_speed_time * 1000 or nil,
-  }
-end
-
-local function left_ms(clock)
-  return clock.deadline - ngx.now() * 1000
-end
-
--- Sets the socket's timeouts for the next operation; false once the
--- exchange is out of time.
-local function arm(sock, clock)
-  local left = floor(left_ms(clock))
-  if left < 1 then return false end
-  local read = clock.stall and min(left, clock.stall) or left
-  sock:settimeouts(min(left, clock.connect), left, read)
+-- Appends one read to the buffer: true | nil, err.
+local function fill(x)
+  local data, err = recv(x, PIECE)
+  if not data then return nil, err end
+  local buf, pos = x.buf, x.pos
+  if pos > #buf then
+    x.buf = data
+  else
+    x.buf = sub(buf, pos) .. data
+  end
+  x.pos = 1
   return true
 end
 
--- A socket error -> kind, message.
-local function socket_failure(clock, what, err)
+-- A read error -> kind, message.
+local function read_failure(x, what, err)
   if err == "timeout" then
-    if clock.stall and left_ms(clock) > 1 then
-      return "timeout", format("%s: no data for %g s (low_speed_time)", what, clock.stall / 1000)
-    end
-    return "timeout", format("%s: timed out (%g s)", what, clock.total / 1000)
+    return "timeout", format("%s: timed out (%g s)", what, x.total)
+  elseif err == "stall" then
+    return "timeout", format("%s: no data for %g s (read_timeout)", what, x.conf.read_timeout)
+  elseif err == "aborted" then
+    return "transport", what .. ": the downstream client went away (truto.ngx.abort)"
+  elseif err == "closed" then
+    return "transport", what .. ": the server closed the connection"
   end
   return "transport", format("%s: %s", what, tostring(err))
 end
 
--- Whether a send or read error says the server had closed the connection.
-local function closed_by_peer(err)
-  err = tostring(err)
-  return err == "closed" or err:find("reset", 1, true) ~= nil or err:find("broken pipe", 1, true) ~= nil
+-- Fails the exchange after the request went out (sends = 1).
+local function fail_read(x, what, err, too_large)
+  local kind, message = read_failure(x, what, err)
+  return failure(kind, message, 1, {
+    too_large = too_large or false,
+    aborted = err == "aborted" or nil,
+  })
 end
 
--- Reads `n` bytes into parts; returns true, or nil and the socket error.
-local function read_exactly(sock, clock, n, parts)
-  while n > 0 do
-    if not arm(sock, clock) then return nil, "timeout" end
-    local piece = min(n, READ_PIECE)
-    local data, err, partial = sock:receive(piece)
-    if not data then
-      if partial and partial ~= "" then parts[#parts + 1] = partial end
-      return nil, err
+-- Reads up to the empty line that ends a header block (at most MAX_HEADERS
+-- bytes): the block's text without it | nil, err.
+local function read_block(x, what)
+  local from = x.pos
+  while true do
+    local buf, pos = x.buf, x.pos
+    -- an empty line first: no header lines at all
+    if sub(buf, pos, pos + 1) == "\r\n" then
+      x.pos = pos + 2
+      return ""
+    elseif sub(buf, pos, pos) == "\n" then
+      x.pos = pos + 1
+      return ""
     end
+    local s, e = find(buf, "\n\r?\n", from)
+    if s then
+      x.pos = e + 1
+      return sub(buf, pos, s)
+    end
+    if #buf - pos + 1 > MAX_HEADERS then return nil, what .. " larger than 256 KiB" end
+    from = #buf - 2
+    if from < pos then from = pos end
+    local ok, err = fill(x)
+    if not ok then return nil, err end
+    from = from - pos + 1
+  end
+end
+
+-- Header lines -> table of lower-case names; repeated names joined by ", ".
+local function parse_headers(block, headers)
+  for name, value in block:gmatch("([^:\r\n]+):[ \t]*([^\r\n]-)[ \t]*\r?\n") do
+    name = lower(name)
+    local old = headers[name]
+    headers[name] = old and old .. ", " .. value or value
+  end
+  return headers
+end
+
+-- The status line and headers of the answer (1xx answers skipped):
+-- version, status, headers | nil, err, is_read_error.
+local function read_head(x)
+  while true do
+    local block, err = read_block(x, "the answer's headers are")
+    if not block then return nil, err, true end
+    local line_end = find(block, "\n", 1, true)
+    local version, status = sub(block, 1, line_end):match("^HTTP/(%d%.%d) (%d%d%d)")
+    if not version then return nil, "not an HTTP/1.x status line" end
+    status = tonumber(status)
+    if status >= 200 or status == 101 then
+      return version, status, parse_headers(sub(block, line_end + 1), {})
+    end
+  end
+end
+
+local function too_large(x)
+  return format("response body larger than max_body (%d bytes)", x.max_body)
+end
+
+-- Takes exactly n bytes from the buffer and the socket into parts.
+local function take(x, n, parts)
+  local buf, pos = x.buf, x.pos
+  local have = #buf - pos + 1
+  if have >= n then
+    parts[#parts + 1] = sub(buf, pos, pos + n - 1)
+    x.pos = pos + n
+    return true
+  end
+  if have > 0 then parts[#parts + 1] = pos == 1 and buf or sub(buf, pos) end
+  x.buf, x.pos = "", 1
+  n = n - have
+  while n > 0 do
+    local data, err = recv(x, n < PIECE and n or PIECE)
+    if not data then return nil, err end
     parts[#parts + 1] = data
-    n = n - piece
+    n = n - #data
   end
   return true
 end
 
--- Reads the answer's body as its headers frame it. Returns body, reusable
--- (whether the connection may be kept) or nil, kind, message, too_large.
-local function read_body(sock, clock, conf, method, status, headers)
-  if method == "HEAD" or status == 204 or status == 304 or status < 200 then return "", true end
-  local parts, size = {}, 0
+-- The answer's body, as its headers frame it: body, reusable | nil, err,
+-- too_large.
+local function read_body(x, headers)
   local te = headers["transfer-encoding"]
-  if te and lower(te):find("chunked", 1, true) then
+  local parts, size, max_body = {}, 0, x.max_body
+  if te and find(lower(te), "chunked", 1, true) then
     while true do
-      if not arm(sock, clock) then return nil, socket_failure(clock, "reading the answer", "timeout") end
-      local line, err = sock:receive("*l")
-      if not line then return nil, socket_failure(clock, "reading the answer", err) end
-      local n = tonumber(line:match("^%s*(%x+)"), 16)
-      if not n then return nil, "transport", "reading the answer: bad chunk size" end
-      if n == 0 then
-        local _, terr = read_headers(sock) -- trailers
-        if terr then return nil, socket_failure(clock, "reading the answer", terr) end
-        return concat(parts), true
+      local buf, pos = x.buf, x.pos
+      local e = find(buf, "\n", pos, true)
+      if not e then
+        if #buf - pos + 1 > MAX_CHUNK_LINE then return nil, "a chunk-size line longer than 4 KiB" end
+        local ok, err = fill(x)
+        if not ok then return nil, err end
+      else
+        local n = tonumber(sub(buf, pos, e):match("^[ \t]*(%x+)[ \t]*[;\r\n]"), 16)
+        if not n then return nil, "bad chunk size" end
+        x.pos = e + 1
+        if n == 0 then
+          local _, err = read_block(x, "the answer's trailers are") -- dropped: trailers are not headers
+          if err then return nil, err end
+          return concat(parts), true
+        end
+        size = size + n
+        if size > max_body then return nil, too_large(x), true end
+        local ok, err = take(x, n, parts)
+        if not ok then return nil, err end
+        -- the chunk's CRLF
+        while #x.buf - x.pos + 1 < 2 do
+          local ok2, err2 = fill(x)
+          if not ok2 then return nil, err2 end
+        end
+        local pos2 = x.pos
+        if sub(x.buf, pos2, pos2 + 1) == "\r\n" then
+          x.pos = pos2 + 2
+        elseif sub(x.buf, pos2, pos2) == "\n" then
+          x.pos = pos2 + 1
+        else
+          return nil, "bad chunk end"
+        end
       end
-      size = size + n
-      if size > conf.max_body then
-        return nil, "transport", format("response body larger than max_body (%d bytes)", conf.max_body), true
-      end
-      local ok, rerr = read_exactly(sock, clock, n, parts)
-      if not ok then return nil, socket_failure(clock, "reading the answer", rerr) end
-      if not arm(sock, clock) then return nil, socket_failure(clock, "reading the answer", "timeout") end
-      local crlf, cerr = sock:receive(2)
-      if crlf ~= "\r\n" then return nil, socket_failure(clock, "reading the answer", cerr or "bad chunk end") end
     end
   end
   local length = headers["content-length"]
   if length then
     local n = tonumber(length:match("^%s*(%d+)%s*$"))
-    if not n then return nil, "transport", "reading the answer: bad Content-Length" end
-    if n > conf.max_body then
-      return nil, "transport", format("response body larger than max_body (%d bytes)", conf.max_body), true
-    end
-    local ok, err = read_exactly(sock, clock, n, parts)
+    if not n then return nil, "bad Content-Length" end
+    if n > max_body then return nil, too_large(x), true end
+    local ok, err = take(x, n, parts)
     if not ok then
       if err == "closed" then
         local got = 0
         for i = 1, #parts do got = got + #parts[i] end
-        return nil, "transport", format("reading the answer: connection closed after %d of %d bytes", got, n)
+        return nil, format("connection closed after %d of %d bytes", got, n)
       end
-      return nil, socket_failure(clock, "reading the answer", err)
+      return nil, err
     end
-    return concat(parts), true
+    return #parts == 1 and parts[1] or concat(parts), true
   end
   -- No length: the body ends when the server closes the connection.
+  if x.pos <= #x.buf then
+    parts[1] = sub(x.buf, x.pos)
+    size = #parts[1]
+    x.buf, x.pos = "", 1
+  end
   while true do
-    if not arm(sock, clock) then return nil, socket_failure(clock, "reading the answer", "timeout") end
-    local data, err = sock:receiveany(READ_PIECE)
+    if size > max_body then return nil, too_large(x), true end
+    local data, err = recv(x, PIECE)
     if not data then
       if err == "closed" then return concat(parts), false end
-      return nil, socket_failure(clock, "reading the answer", err)
+      return nil, err
     end
     size = size + #data
-    if size > conf.max_body then
-      return nil, "transport", format("response body larger than max_body (%d bytes)", conf.max_body), true
-    end
+    if size > max_body then return nil, too_large(x), true end
     parts[#parts + 1] = data
   end
 end
 
 -- Whether the answer lets the connection be used again.
 local function keep_alive(version, headers)
-  local connection = lower(headers["connection"] or "")
-  if connection:find("close", 1, true) then return false end
-  return version == "1.1" or connection:find("keep-alive", 1, true) ~= nil
+  local connection = headers["connection"]
+  if connection then
+    connection = lower(connection)
+    if find(connection, "close", 1, true) then return false end
+    if find(connection, "keep-alive", 1, true) then return true end
+  end
+  return version == "1.1"
 end
 
--- Performs one request: connect (or reuse a pooled connection), TLS, send,
--- read. `auth` is the Authorization line. Returns what perform returns.
-local function exchange(conf, auth, method, url, lines, body, timeout, connect_timeout)
-  local scheme, host, port, authority, target = parse_url(url)
-  if not scheme then return failure("transport", "unsupported URL", true) end
+-- Whether a send or read error says the server had closed the connection.
+local function closed_by_peer(err)
+  err = tostring(err)
+  return err == "closed" or find(err, "reset", 1, true) ~= nil or find(err, "broken pipe", 1, true) ~= nil
+end
+
+local function tls_failure(host, err)
+  local message = format("TLS handshake with %s: %s", host, tostring(err))
+  if find(tostring(err), "certificate", 1, true) or find(tostring(err), "verify", 1, true) then
+    message = message .. " (is lua_ssl_trusted_certificate set in nginx.conf, with the CA of this server?)"
+  end
+  return message
+end
+
+local function current_ctx()
+  local ok, ctx = pcall(function() return ngx.ctx end)
+  return ok and ctx or nil
+end
+
+-- The first half of an exchange: connect (or take a pooled connection),
+-- TLS, send. Returns the exchange's state x | nil, failure. Never waits for
+-- the answer.
+local function send_request(conf, auth, req)
+  local scheme, host, port, authority, target = parse_url(req.url)
+  if not scheme then return failure("transport", "unsupported URL", 0) end
   local phase = ngx.get_phase()
   if not YIELDABLE[phase] then
     return failure("transport", format("the ngx transport cannot run in nginx's %s phase "
-      .. "(it cannot yield there); use transport = \"curl\" or ngx.timer.at", phase), true)
+      .. "(it cannot yield there); use transport = \"curl\" or ngx.timer.at", phase), 0)
   end
-  local request = { method, " ", target, " HTTP/1.1\r\nHost: ", authority, "\r\n", auth,
-    "\r\nUser-Agent: ", conf.user_agent, "\r\nAccept: application/json\r\n" }
+  local state = request_state(false)
+  if state and state.aborted then
+    return failure("transport", "the downstream client went away (truto.ngx.abort)", 0, { aborted = true })
+  end
+  local method, body, lines = req.method, req.body, req.headers
+  local wire = { method, " ", target, " HTTP/1.1\r\nHost: ", authority, "\r\n", auth, "\r\n" }
+  local n = #wire
   local gzip = M.gzip and gunzip
-  if gzip then request[#request + 1] = "Accept-Encoding: gzip\r\n" end
-  if body then
-    request[#request + 1] = "Content-Type: application/json\r\n"
-  end
+  if gzip then n = n + 1; wire[n] = "Accept-Encoding: gzip\r\n" end
   if body or method == "POST" or method == "PUT" or method == "PATCH" then
-    request[#request + 1] = "Content-Length: " .. #(body or "") .. "\r\n"
+    n = n + 1; wire[n] = "Content-Length: " .. #(body or "") .. "\r\n"
   end
-  for i = 1, #lines do
-    request[#request + 1] = lines[i]
-    request[#request + 1] = "\r\n"
+  if lines then
+    for i = 1, #lines do
+      wire[n + 1] = lines[i]
+      wire[n + 2] = "\r\n"
+      n = n + 2
+    end
   end
-  request[#request + 1] = "\r\n"
-  request[#request + 1] = body or ""
+  wire[n + 1] = "\r\n"
+  if body and body ~= "" then wire[n + 2] = body end
 
   local tls = scheme == "https"
   local address = host
-  if address:sub(1, 1) == "[" then address = address:sub(2, -2) end
+  if sub(address, 1, 1) == "[" then address = sub(address, 2, -2) end
   local server_name = address
   if lower(address) == "localhost" then address = "127.0.0.1" end -- no resolver needed
-  local pool = format("truto:%s:%s:%d:%s", scheme, lower(host), port, tls and tostring(conf.verify_tls) or "")
-  local clock = new_clock(conf, timeout, connect_timeout)
+  local pool = tls and format("truto:https:%s:%d:%s:%s", lower(host), port,
+      conf.verify_tls and "verify" or "noverify", lower(server_name))
+    or format("truto:http:%s:%d", lower(host), port)
+  local reuse = req.reuse ~= false
+  if not reuse then pool = pool .. ":fresh" end
 
-  -- A pooled connection the server has closed meanwhile fails before any
-  -- byte of the answer: then the request goes again on a new connection.
-  for _ = 1, M.pool_size + 1 do
-    local sock = ngx.socket.tcp()
-    if not arm(sock, clock) then return failure(socket_failure(clock, "connect", "timeout")) end
-    local ok, err = sock:connect(address, port, { pool = pool, pool_size = M.pool_size })
-    if not ok then
-      local kind, message = socket_failure(clock, format("connect to %s:%d", host, port), err)
-      return failure(kind, message, kind ~= "timeout")
+  ngx.update_time()
+  local start = ngx.now()
+  local total = req.timeout or conf.timeout
+  local x = {
+    buf = "", pos = 1, conf = conf, total = total, deadline = start + total, last_byte = start,
+    max_body = req.max_body or conf.max_body, request = state, answered = false,
+    method = method, reuse = reuse, host = host, gzip = gzip,
+  }
+  local connect_timeout = min(req.connect_timeout or conf.connect_timeout, total)
+  local sock = ngx.socket.tcp()
+  x.sock = sock
+  sock:settimeouts(floor(connect_timeout * 1000) + 1, floor(min(conf.send_timeout or huge, total) * 1000) + 1,
+    floor(total * 1000) + 1)
+  local options = { pool = pool, pool_size = conf.pool_size }
+  if conf.backlog and reuse then options.backlog = conf.backlog end
+  local ok, err = sock:connect(address, port, options)
+  if not ok then
+    if err == "timeout" then
+      return failure("timeout", format("connect to %s:%d: timed out (%g s)", host, port, connect_timeout), 0)
     end
-    local reused = sock:getreusedtimes() > 0
-    if tls and not reused then
-      if not arm(sock, clock) then
-        sock:close()
-        return failure(socket_failure(clock, "TLS handshake", "timeout"))
-      end
-      local session, serr = sock:sslhandshake(nil, server_name, conf.verify_tls)
-      if not session then
-        sock:close()
-        return failure(socket_failure(clock, "TLS handshake with " .. host, serr))
-      end
-    end
-    if not arm(sock, clock) then
+    return failure("transport", format("connect to %s:%d: %s", host, port, tostring(err)), 0)
+  end
+  local reused = sock:getreusedtimes() > 0
+  if tls and not reused then
+    local session, serr = sock:sslhandshake(nil, server_name, conf.verify_tls)
+    if not session then
       sock:close()
-      return failure(socket_failure(clock, "sending the request", "timeout"))
-    end
-    local sent, serr = sock:send(request)
-    local status_line, rerr
-    if sent then
-      if arm(sock, clock) then
-        status_line, rerr = sock:receive("*l")
-      else
-        rerr = "timeout"
+      if serr == "timeout" then
+        return failure("timeout", format("TLS handshake with %s: timed out", host), 0)
       end
-    end
-    if not status_line then
-      sock:close()
-      local err2 = serr or rerr
-      if not (reused and closed_by_peer(err2)) then
-        if sent and err2 == "closed" then
-          return failure("transport", "the server closed the connection without an answer")
-        end
-        return failure(socket_failure(clock, sent and "reading the answer" or "sending the request", err2))
-      end
-      -- else: a stale pooled connection; try the next one
-    else
-      local version, status = status_line:match("^HTTP/(%d%.%d) (%d%d%d)")
-      status = tonumber(status)
-      local headers, herr
-      while status do
-        headers, herr = read_headers(sock)
-        if not headers then
-          sock:close()
-          return failure(socket_failure(clock, "reading the answer", herr))
-        end
-        if status >= 200 or status == 101 then break end
-        -- 1xx: the real answer follows
-        status_line, herr = sock:receive("*l")
-        if not status_line then
-          sock:close()
-          return failure(socket_failure(clock, "reading the answer", herr))
-        end
-        version, status = status_line:match("^HTTP/(%d%.%d) (%d%d%d)")
-        status = tonumber(status)
-      end
-      if not status then
-        sock:close()
-        return failure("transport", "reading the answer: not an HTTP/1.x status line")
-      end
-      local text, reusable, message, too_large = read_body(sock, clock, conf, method, status, headers)
-      if not text then
-        sock:close()
-        return failure(reusable, message, false, too_large)
-      end
-      if reusable and keep_alive(version, headers) then
-        sock:setkeepalive(M.keepalive_timeout * 1000, M.pool_size)
-      else
-        sock:close()
-      end
-      local encoding = headers["content-encoding"]
-      if gzip and encoding and text ~= "" then
-        encoding = lower(encoding)
-        if encoding == "gzip" or encoding == "x-gzip" then
-          local plain, gerr, gzip_too_large = gzip(text, conf.max_body)
-          if not plain then return failure("transport", gerr, false, gzip_too_large) end
-          text = plain
-        end
-      end
-      return status, headers, text
+      return failure("transport", tls_failure(host, serr), 0)
     end
   end
-  return failure("transport", "reading the answer: connection closed")
+  local left = x.deadline - ngx.now()
+  if left <= 0 then
+    sock:close()
+    return failure("timeout", format("sending the request: timed out (%g s)", total), 0)
+  end
+  sock:settimeout(floor(min(conf.send_timeout or huge, left) * 1000) + 1)
+  local sent, serr = sock:send(wire)
+  if not sent then
+    sock:close()
+    if reused and closed_by_peer(serr) then
+      return failure("transport", "sending the request: a pooled connection the server had closed ("
+        .. tostring(serr) .. ")", 1, { stale = true })
+    end
+    if serr == "timeout" then
+      return failure("timeout", format("sending the request: timed out (%g s)", total), 1)
+    end
+    return failure("transport", "sending the request: " .. tostring(serr), 1)
+  end
+  x.reused, x.ctx = reused, current_ctx()
+  return x
+end
+
+-- The second half: reads the answer of x. Returns answer | nil, failure.
+-- Must run in the nginx request that sent it (cosockets are per request).
+local function read_answer(x)
+  local sock, method = x.sock, x.method
+  local version, status, headers = read_head(x)
+  if not version then
+    local rerr = status
+    sock:close()
+    if x.reused and not x.answered and closed_by_peer(rerr) then
+      return failure("transport", "reading the answer: a pooled connection the server had closed ("
+        .. tostring(rerr) .. ")", 1, { stale = true })
+    end
+    if rerr == "closed" and not x.answered then
+      return failure("transport", "the server closed the connection without an answer", 1)
+    end
+    return fail_read(x, "reading the answer", rerr)
+  end
+  local text, reusable = "", true
+  if method ~= "HEAD" and status ~= 204 and status ~= 304 and status ~= 101 then
+    local big
+    text, reusable, big = read_body(x, headers)
+    if not text then
+      sock:close()
+      return fail_read(x, "reading the answer", reusable, big)
+    end
+  end
+  local conf = x.conf
+  if x.reuse and reusable and x.pos > #x.buf and keep_alive(version, headers) then
+    sock:setkeepalive(conf.keepalive_timeout * 1000, conf.pool_size)
+  else
+    sock:close()
+  end
+  local encoding, gzip = headers["content-encoding"], x.gzip
+  if gzip and encoding and text ~= "" then
+    encoding = lower(encoding)
+    if encoding == "gzip" or encoding == "x-gzip" then
+      local plain, gerr, gzip_too_large = gzip(text, x.max_body)
+      if not plain then return failure("transport", gerr, 1, { too_large = gzip_too_large or false }) end
+      text = plain
+    end
+  end
+  return { status = status, headers = headers, body = text, sends = 1 }
+end
+
+-- Reads the answer of x from any coroutine or request: a socket of another
+-- nginx request (an iterator carried over) raises inside ngx_lua; that, and
+-- any other error, becomes a failure.
+local function orphaned()
+  return failure("transport", "reading the answer: the request was started in another nginx request "
+    .. "(its connection belongs to that one)", 1, { orphaned = true })
+end
+
+local function read_guarded(x)
+  if x.ctx and current_ctx() ~= x.ctx then return orphaned() end
+  local ok, res, err = pcall(read_answer, x)
+  if ok then return res, err end
+  pcall(x.sock.close, x.sock)
+  if find(tostring(res), "bad request", 1, true) or find(tostring(res), "no request", 1, true) then
+    return orphaned()
+  end
+  return failure("transport", "truto.ngx: " .. tostring(res), 1)
+end
+
+-- One whole exchange: answer | nil, failure.
+local function exchange(conf, auth, req)
+  local x, err = send_request(conf, auth, req)
+  if not x then return nil, err end
+  return read_guarded(x)
 end
 
 -- ------------------------------------------------------------------------
--- Requests in flight: light threads.
+-- Requests in flight. start() sends at once and returns; the answer is read
+-- by wait() in the caller's own coroutine, so nothing runs on its own after
+-- the handler: no light thread holds the response, and nginx closes the
+-- request's sockets when it ends. wait_any() waits in light threads for the
+-- first bytes only (see "Waiters").
 -- ------------------------------------------------------------------------
 
-local Request = {}
-Request.__index = Request
-Request.__name = "truto.ngx.request"
+-- Waiters. wait_any() waits in one light thread per handle for the first
+-- bytes of its answer, in slices of at most SLICE seconds; when one has
+-- them, the others are told to stop and end within a slice, taking no byte
+-- (a light thread killed in a read would close its socket). A handler that
+-- returns after a wait_any() is held at most one slice.
+local SLICE = 0.1
 
-local function pack(...)
-  return { n = select("#", ...), ... }
-end
-
-local CANCELLED = { n = 0 }
-
--- Frees the light thread of a request whose answer is in (a finished
--- thread nobody waited for stays a zombie until its request ends).
-local function reap(req)
-  local co = req.co
-  req.co = nil
-  if co then pcall(ngx.thread.kill, co) end
-end
-
---- request:wait() -> the answer, as transport:perform gives it. Once only.
-function Request:wait()
-  local res = self.res
-  if res == CANCELLED or self.read then error("request was cancelled or already read", 2) end
-  if not res then
-    local co = self.co
-    if pcall(ngx.thread.wait, co) then
-      self.co = nil -- waited for: nginx has freed it
-    else
-      -- not the coroutine that started it: poll instead
-      while not self.res and co and coroutine.status(co) ~= "dead" do ngx.sleep(0.001) end
+local function wait_first(x)
+  local sock = x.sock
+  while not x.abandon do
+    local left = x.deadline - now()
+    if left <= 0 then break end -- wait() tells the timeout
+    sock:settimeout(floor((left < SLICE and left or SLICE) * 1000) + 1)
+    local data, err = sock:receiveany(PIECE)
+    if data then
+      local buf, pos = x.buf, x.pos
+      x.buf = pos > #buf and data or sub(buf, pos) .. data
+      x.pos = 1
+      x.last_byte, x.answered = now(), true
+      break
     end
-    res = self.res or pack(failure("transport", "the request's light thread ended without an answer"))
+    if err ~= "timeout" then break end -- the socket keeps its error: wait() meets it again
   end
-  reap(self)
+  if not x.abandon then x.first_done = true end
+end
+
+-- Lets a waiter still reading x end before x is read or closed.
+local function join_waiter(x)
+  local co = x.waiter
+  x.waiter = nil
+  if co and coroutine.status(co) ~= "dead" then
+    x.abandon = true
+    if not pcall(ngx.thread.wait, co) then
+      while coroutine.status(co) ~= "dead" do ngx.sleep(0.01) end
+    end
+  end
+end
+
+local Handle = {}
+Handle.__index = Handle
+Handle.__name = "truto.ngx.request"
+
+local CANCELLED = {}
+
+-- Finishes a handle: stores its outcome.
+local function settle(h, res, err)
+  h.x = nil
+  h.res, h.err = res, err
+end
+
+--- handle:wait() -> answer | nil, failure. Once only.
+function Handle:wait()
+  if self.res == CANCELLED or self.read then error("request was cancelled or already read", 2) end
+  local x = self.x
+  if x then
+    if x.waiter then join_waiter(x) end
+    settle(self, read_guarded(x))
+  end
+  local res, err = self.res, self.err
   self.read = true
-  self.res = nil
-  return unpack(res, 1, res.n)
+  self.res, self.err = nil, nil
+  if res then return res end
+  return nil, err
 end
 
---- request:done() -> whether the answer is in (never blocks)
-function Request:done()
-  return self.res ~= nil and self.res ~= CANCELLED and not self.read
+--- handle:done() -> whether wait() has something to give at once (never
+-- blocks): the answer has begun to arrive (as wait_any() saw it), or the
+-- request failed before the send.
+function Handle:done()
+  if self.read or self.res == CANCELLED then return false end
+  local x = self.x
+  if x then return x.pos <= #x.buf or x.first_done == true end
+  return self.res ~= nil or self.err ~= nil
 end
 
---- request:cancel(): abandons the request; never raises.
-function Request:cancel()
-  if not self.read then
-    if self.co then pcall(ngx.thread.kill, self.co) end
-    self.co = nil
-    self.res = CANCELLED
+--- handle:cancel(): abandons the request; never raises.
+function Handle:cancel()
+  if not self.read and self.res ~= CANCELLED then
+    local x = self.x
+    self.x = nil
+    if x then
+      if x.waiter then pcall(join_waiter, x) end
+      pcall(x.sock.close, x.sock)
+    end
+    self.res, self.err = CANCELLED, nil
   end
 end
 
@@ -518,56 +791,88 @@ end
 -- The transport.
 -- ------------------------------------------------------------------------
 
-local function number_or(v, default)
-  return type(v) == "number" and v or default
-end
-
-local function default_user_agent()
-  local lua = rawget(_G, "jit") and jit.version or _VERSION -- luacheck: ignore 113
-  local ngx_lua = ngx and ngx.config and ngx.config.ngx_lua_version
-  return format("lua-truto/%s ngx_lua/%s %s", core.VERSION, tostring(ngx_lua or "?"), lua)
-end
-
 local Transport = {}
 Transport.__index = Transport
 Transport.__name = "truto.ngx"
 Transport.__tostring = function(self) return format("truto.ngx (%s)", self.id) end
 
-local function check_lines(lines)
-  if lines == nil then return {} end
-  if type(lines) ~= "table" then error("header lines must be a table", 3) end
-  for i = 1, #lines do
-    local line = lines[i]
-    if type(line) ~= "string" or line:find("[%z\r\n]") or not line:find(":", 1, true) then
-      error(format("invalid header line #%d", i), 3)
-    end
+local function number_setting(settings, name, default, positive_integer, zero_ok)
+  local v = settings[name]
+  if v == nil then return default end
+  if type(v) ~= "number" or v ~= v or v < 0 or (v == 0 and not zero_ok) or v == huge
+    or (positive_integer and v % 1 ~= 0) then
+    error(format("bad argument #1 to 'new' (option '%s': %s expected)", name,
+      positive_integer and "positive integer" or "positive finite number"), 3)
   end
-  return lines
+  return v
 end
 
---- Creates a transport. `settings`: token (required), user_agent,
--- verify_tls (true), timeout (30 s), connect_timeout (10 s), max_body
--- (64 MiB), low_speed_limit, low_speed_time. ca_file and proxy are refused
--- (see the header of this file).
+-- Checks a request table (misuse raises, naming the argument).
+local function check_request(fname, req)
+  if type(req) ~= "table" then error(format("bad argument #1 to '%s' (request table expected)", fname), 3) end
+  if type(req.method) ~= "string" or not req.method:match("^[!#$%%&'*+.^_`|~%w-]+$") then
+    error(format("bad argument #1 to '%s' (field 'method': an HTTP method expected)", fname), 3)
+  end
+  if type(req.url) ~= "string" or req.url:find("[%c ]") then
+    error(format("bad argument #1 to '%s' (field 'url': a URL without spaces or controls expected)", fname), 3)
+  end
+  local lines = req.headers
+  if lines ~= nil then
+    if type(lines) ~= "table" then
+      error(format("bad argument #1 to '%s' (field 'headers': table expected)", fname), 3)
+    end
+    for i = 1, #lines do
+      local line = lines[i]
+      if type(line) ~= "string" or find(line, "[%z\r\n]") or not find(line, ":", 1, true) then
+        error(format("bad argument #1 to '%s' (field 'headers': invalid header line #%d)", fname, i), 3)
+      end
+    end
+  end
+  if req.body ~= nil and type(req.body) ~= "string" then
+    error(format("bad argument #1 to '%s' (field 'body': string expected)", fname), 3)
+  end
+  for _, name in ipairs { "timeout", "connect_timeout", "max_body" } do
+    local v = req[name]
+    if v ~= nil and (type(v) ~= "number" or v ~= v or v <= 0 or v == huge) then
+      error(format("bad argument #1 to '%s' (field '%s': positive finite number expected)", fname, name), 3)
+    end
+  end
+end
+
+--- Creates a transport. `settings`: see the top of this file (token,
+-- verify_tls, timeout, connect_timeout, send_timeout, read_timeout,
+-- max_body, pool_size, keepalive_timeout, backlog; low_speed_limit and
+-- low_speed_time). ca_file and proxy are refused.
 function M.new(settings)
   if type(settings) ~= "table" then error("bad argument #1 to 'new' (table expected)", 2) end
   local token = settings.token
-  if type(token) ~= "string" or token == "" then error("token required", 2) end
-  if settings.ca_file ~= nil then
-    error("truto.ngx: ca_file cannot be set per connection in nginx; set lua_ssl_trusted_certificate "
-      .. "in nginx.conf (or use transport = \"curl\")", 2)
+  if type(token) ~= "string" or token == "" or find(token, "[%z\r\n]") then
+    error("bad argument #1 to 'new' (option 'token': a non-empty string without CR, LF or NUL expected)", 2)
   end
-  if settings.proxy ~= nil then
-    error("truto.ngx: proxy is not supported by the nginx transport; use transport = \"curl\"", 2)
+  if settings.ca_file ~= nil then
+    error("bad argument #1 to 'new' (option 'ca_file': the nginx transport cannot set a CA file per connection; "
+      .. "set lua_ssl_trusted_certificate in nginx.conf, or use transport = \"curl\")", 2)
+  end
+  if settings.proxy ~= nil and settings.proxy ~= false then
+    error("bad argument #1 to 'new' (option 'proxy': not supported by the nginx transport; "
+      .. "use transport = \"curl\")", 2)
+  end
+  local low_speed_time = settings.low_speed_time
+  local read_timeout = number_setting(settings, "read_timeout", nil)
+  if not read_timeout and type(low_speed_time) == "number" and low_speed_time > 0
+    and type(settings.low_speed_limit) == "number" and settings.low_speed_limit > 0 then
+    read_timeout = low_speed_time
   end
   local conf = {
-    user_agent = settings.user_agent or default_user_agent(),
     verify_tls = settings.verify_tls ~= false,
-    timeout = number_or(settings.timeout, 30),
-    connect_timeout = number_or(settings.connect_timeout, 10),
-    max_body = number_or(settings.max_body, DEFAULT_MAX_BODY),
-    low_speed_limit = number_or(settings.low_speed_limit, 0),
-    low_speed_time = number_or(settings.low_speed_time, 0),
+    timeout = number_setting(settings, "timeout", DEFAULTS.timeout),
+    connect_timeout = number_setting(settings, "connect_timeout", DEFAULTS.connect_timeout),
+    send_timeout = number_setting(settings, "send_timeout", nil),
+    read_timeout = read_timeout,
+    max_body = number_setting(settings, "max_body", DEFAULTS.max_body),
+    pool_size = number_setting(settings, "pool_size", DEFAULTS.pool_size, true),
+    keepalive_timeout = number_setting(settings, "keepalive_timeout", DEFAULTS.keepalive_timeout, false, true),
+    backlog = number_setting(settings, "backlog", nil, true),
   }
   local auth = "Authorization: Bearer " .. token -- only ever in these closures
   token = nil -- luacheck: ignore 311
@@ -576,73 +881,85 @@ function M.new(settings)
   local self = setmetatable({}, Transport)
   self.id = tostring({}):match("0x%x+") or "?"
 
-  local function check_open()
-    if closed then error("transport is closed", 3) end
+  local function check_open(fname)
+    if closed then error(format("bad argument #1 to '%s' (transport is closed)", fname), 3) end
   end
 
-  --- transport:perform(method, url, header_lines, body[, timeout, connect_timeout])
-  -- -> status, headers, body | nil, kind, message, never_sent, too_large
-  function self.perform(_, method, url, lines, body, timeout, connect_timeout)
-    check_open()
-    if type(method) ~= "string" or type(url) ~= "string" then error("method and url expected", 2) end
-    lines = check_lines(lines)
-    return exchange(conf, auth, method, url, lines, body, number_or(timeout, nil), number_or(connect_timeout, nil))
+  local function start(req)
+    local h = setmetatable({ truto_ngx = true }, Handle)
+    local x, err = send_request(conf, auth, req)
+    if x then h.x = x else h.err = err end
+    return h
   end
 
-  --- transport:start(...) -> request: the same, in a light thread.
-  function self.start(_, method, url, lines, body, timeout, connect_timeout)
-    check_open()
-    if type(method) ~= "string" or type(url) ~= "string" then error("method and url expected", 2) end
-    lines = check_lines(lines)
-    timeout, connect_timeout = number_or(timeout, nil), number_or(connect_timeout, nil)
-    local req = setmetatable({}, Request)
-    local phase = ngx.get_phase()
-    if not YIELDABLE[phase] then
-      req.res = pack(exchange(conf, auth, method, url, lines, body, timeout, connect_timeout))
-      return req
-    end
-    local co, err = ngx.thread.spawn(function()
-      local res = pack(pcall(exchange, conf, auth, method, url, lines, body, timeout, connect_timeout))
-      if res[1] then
-        req.res = pack(unpack(res, 2, res.n))
-      else
-        req.res = pack(failure("transport", "truto.ngx: " .. tostring(res[2])))
-      end
-    end)
-    if not co then
-      req.res = pack(failure("transport", "ngx.thread.spawn: " .. tostring(err), true))
-    end
-    req.co = co
-    return req
+  --- transport:perform(req) -> answer | nil, failure (start(req):wait()).
+  function self.perform(_, req)
+    check_open("perform")
+    check_request("perform", req)
+    return exchange(conf, auth, req, nil)
   end
 
-  --- transport:pump(): lets requests in flight progress (yields once).
+  --- transport:start(req) -> handle: the request in a light thread.
+  function self.start(_, req)
+    check_open("start")
+    check_request("start", req)
+    return start(req)
+  end
+
+  --- transport:pump(): nothing to do: a request is on the wire when start()
+  -- returns, and its answer waits in the socket's buffer until wait(). (An
+  -- ngx.sleep(0) here would log a warning on every nginx build without the
+  -- delayed-events patch, Debian's among them.)
   function self.pump()
-    check_open()
-    if YIELDABLE[ngx.get_phase()] then ngx.sleep(0) end
+    check_open("pump")
   end
 
-  --- transport:wait_any(requests) -> index of a finished request, waiting
-  -- for one if need be; nil if none is in flight.
-  function self.wait_any(_, requests)
-    check_open()
-    if type(requests) ~= "table" then error("bad argument #1 to 'wait_any' (table expected)", 2) end
-    while true do
-      local live = {}
-      for i = 1, #requests do
-        local req = requests[i]
-        if getmetatable(req) == Request and not req.read and req.res ~= CANCELLED then
-          if not req.res and (not req.co or coroutine.status(req.co) == "dead") then
-            req.res = pack(failure("transport", "the request's light thread ended without an answer"))
-          end
-          if req.res then return i end
-          live[#live + 1] = req.co
+  --- transport:wait_any(handles) -> index of a handle whose answer has
+  -- begun to arrive (or that failed), waiting for one if need be; nil if
+  -- none is in flight. See "waiters" above.
+  function self.wait_any(_, handles)
+    check_open("wait_any")
+    if type(handles) ~= "table" then error("bad argument #1 to 'wait_any' (table expected)", 2) end
+    local live, index = {}, {}
+    for i = 1, #handles do
+      local h = handles[i]
+      if type(h) == "table" and h.truto_ngx and not h.read and h.res ~= CANCELLED then
+        if h.res ~= nil or h.err ~= nil then return i end
+        local x = h.x
+        if x then
+          if x.pos <= #x.buf or x.first_done then return i end
+          live[#live + 1] = x
+          index[#live] = i
         end
       end
-      if #live == 0 then return nil end
-      -- Wakes up when one of them ends; its thread stored its answer.
-      if not pcall(ngx.thread.wait, unpack(live)) then ngx.sleep(0.001) end
     end
+    if #live == 0 then return nil end
+    local threads = {}
+    for k = 1, #live do
+      local x = live[k]
+      x.abandon = false
+      local co = x.waiter
+      if not co or coroutine.status(co) == "dead" then
+        co = ngx.thread.spawn(wait_first, x)
+        x.waiter = co
+      end
+      if x.first_done then -- answered at once
+        for j = 1, #live do live[j].abandon = true end
+        return index[k]
+      end
+      threads[#threads + 1] = co
+    end
+    local found
+    repeat
+      if not pcall(ngx.thread.wait, unpack(threads)) then ngx.sleep(0.01) end
+      for k = 1, #live do
+        if live[k].first_done then
+          found = found or index[k]
+        end
+      end
+    until found
+    for k = 1, #live do live[k].abandon = true end -- the others stop within SLICE
+    return found
   end
 
   --- transport:close(): later calls raise.
@@ -650,9 +967,10 @@ function M.new(settings)
     closed = true
   end
 
+  self._conf = conf
   return self
 end
 
-M.Request = Request
+M.Handle = Handle
 M.Transport = Transport
 return M

@@ -6,7 +6,8 @@
 --             connect_timeout, max_body, reuse }
 --     transport:start(req) -> handle; handle:wait() -> answer | nil, failure
 --     answer  = { status, headers = { [lower name] = value }, body, sends }
---     failure = { kind = "transport" | "timeout", message, sends, too_large, stale }
+--     failure = { kind = "transport" | "timeout", message, sends, too_large, stale,
+--                 orphaned, aborted }
 --     handle:done(), handle:cancel(); transport:perform(req), pump(),
 --     wait_any(handles) -> index | nil, close()
 --
@@ -15,7 +16,10 @@
 -- never sends a request twice on its own (libcurl's re-send on a dead reused
 -- connection is the one exception, reported as `sends = 2`); `sends = 0`
 -- means the request provably never left. `reuse = false` asks for a new
--- connection. Which failures are sent again is decided by truto.attempt.
+-- connection. `stale`: a reused idle connection failed before any answer
+-- byte; `orphaned`: the send belonged to an nginx request that has ended;
+-- `aborted`: the nginx client went away (truto.ngx.abort). Which failures
+-- are sent again is decided by truto.attempt.
 --
 -- "curl" is the C one (src/transport_curl.c); "ngx" (module truto.ngx) runs
 -- inside nginx on cosockets. Unless the client names one, each call picks
