@@ -52,6 +52,7 @@ Options:
       --csv-safe          CSV cells that begin with = + - @ get a leading '
                           so a spreadsheet does not run them as formulas
       --profile NAME      the [NAME] section of the config file
+                          (default: $TRUTO_PROFILE)
       --token-file FILE   read the API token from FILE ('-': standard input)
       --token TOKEN       API token (visible to other processes: prefer
                           $TRUTO_API_TOKEN, --token-file or the config file)
