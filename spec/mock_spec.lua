@@ -192,6 +192,21 @@ describe("mock Truto server", function()
       assert.same({ "u003" }, ids(body.result))
     end)
 
+    it("takes several values of a filter, in the documented array form or repeated", function()
+      local invited_or_inactive = { "u003", "u005", "u013", "u015", "u023", "u025", "u033", "u035" }
+      for _, query in ipairs({ "status%5B%5D=inactive&status%5B%5D=invited", "status[]=inactive&status[]=invited",
+        "status=inactive&status=invited", "status%5B%5D=inactive&status=invited" }) do
+        local _, body = get("users", "acct-small", query .. "&limit=100")
+        assert.same(invited_or_inactive, ids(body.result), query)
+      end
+      local _, body = get("users", "acct-small", "status%5B%5D=inactive")
+      assert.same({ "u003", "u013", "u023", "u033" }, ids(body.result))
+      _, body = get("groups", "acct-small", "name%5B%5D=Sales&name%5B%5D=Admins")
+      assert.same({ "g02", "g05" }, ids(body.result))
+      _, body = get("users", "acct-small", "group_id%5B%5D=g06&status%5B%5D=created&limit=100")
+      assert.same({}, ids(body.result)) -- created users are in no group
+    end)
+
     it("lists its 6 groups and 3 organizations", function()
       local items = all_pages("groups", "acct-small")
       assert.same({ "g01", "g02", "g03", "g04", "g05", "g06" }, ids(items))
@@ -249,6 +264,43 @@ describe("mock Truto server", function()
       assert.equal("GET", body.debug.request.method)
       _, body = get("users", "acct-small", "truto_response_format=normalized&limit=1")
       assert.equal("u001", body.result[1].id)
+    end)
+
+    it("streams a whole list as NDJSON with truto_response_format=stream", function()
+      local status, headers, body = request("GET", BASE .. "users?integrated_account_id=acct-small&limit=3"
+        .. "&truto_response_format=stream&truto_exclude_fields%5B%5D=remote_data")
+      assert.equal(200, status)
+      assert.equal("application/x-ndjson", headers["content-type"])
+      local lines = {}
+      for line in body:gmatch("([^\n]*)\n") do lines[#lines + 1] = cjson.decode(line) end
+      assert.equal(40, #lines) -- every user, the limit ignored
+      assert.same(range("u", 1, 40, 3), ids(lines))
+      assert.is_nil(lines[1].remote_data)
+      assert.equal("\n", body:sub(-1))
+      -- from a cursor on
+      local _, page = get("users", "acct-small", "limit=30")
+      local cursor = page.next_cursor:gsub("[^%w]", function(c) return string.format("%%%02X", c:byte()) end)
+      _, _, body = request("GET", BASE .. "users?integrated_account_id=acct-small&truto_response_format=stream"
+        .. "&next_cursor=" .. cursor)
+      lines = {}
+      for line in body:gmatch("([^\n]*)\n") do lines[#lines + 1] = cjson.decode(line).id end
+      assert.same(range("u", 31, 40, 3), lines)
+      -- a looping list ends where its cursor repeats; one object is one line
+      _, _, body = request("GET", BASE .. "users?integrated_account_id=acct-loop&truto_response_format=stream")
+      assert.equal(30, select(2, body:gsub("\n", "")))
+      status, headers, body = request("GET", BASE .. "users/u002?integrated_account_id=acct-small&truto_response_format=stream")
+      assert.equal(200, status)
+      assert.equal("application/x-ndjson", headers["content-type"])
+      assert.equal("u002", cjson.decode(body:match("^(.-)\n$")).id)
+    end)
+
+    it("wraps a single object with truto_response_format=debug", function()
+      local status, body = get("users/u002", "acct-small", "truto_response_format=debug")
+      assert.equal(200, status)
+      assert.equal("u002", body.result.id)
+      assert.equal("GET", body.debug.request.method)
+      assert.equal("/unified/user-directory/users/u002", body.debug.request.path)
+      assert.equal("https://api.vendor.example/users", body.debug.requestUrl)
     end)
 
     it("compresses when asked to", function()
@@ -471,6 +523,116 @@ describe("mock Truto server", function()
     end)
   end)
 
+  describe("rate limits", function()
+    local function user(account, opts)
+      local status, _, headers = get("groups/g01", account, nil, opts)
+      return status, headers
+    end
+
+    it("sends ratelimit-* headers on every answer, with high limits by default", function()
+      local status, headers = user("acct-small")
+      assert.equal(200, status)
+      assert.equal("100000;w=10", headers["ratelimit-limit"])
+      assert.equal("99999", headers["ratelimit-remaining"])
+      local reset = tonumber(headers["ratelimit-reset"])
+      assert.is_true(reset >= 1 and reset <= 10)
+      local _
+      status, _, headers = get("users", "acct-small")
+      assert.equal(200, status)
+      assert.equal("99998", headers["ratelimit-remaining"])
+      status, _, headers = get("users/u999", "acct-small")
+      assert.equal(404, status)
+      assert.equal("99997", headers["ratelimit-remaining"])
+      assert.same({ token = { requests = 1000000, per = 10 }, account = { requests = 100000, per = 10 },
+        accounts = {}, throttled = 0, counted = 3 }, mock.rate())
+    end)
+
+    it("answers 429 with Retry-After past a budget, counts the 429s, and opens the next window", function()
+      mock.limits { token = { requests = 5, per = 1 }, account = { requests = 3, per = 1 },
+        accounts = { ["acct-1k-b"] = { requests = 1, per = 1 } } }
+      -- start right after a window opens, so that all of this falls in one window
+      local t = socket.gettime()
+      socket.sleep(math.ceil(t) - t + 0.02)
+      local seen = {}
+      for _, account in ipairs({ "acct-small", "acct-small", "acct-small", "acct-small", "acct-1k-a", "acct-1k-b",
+        "acct-1k-b" }) do
+        local status, headers = user(account)
+        seen[#seen + 1] = { status, headers["ratelimit-limit"], headers["ratelimit-remaining"], headers["retry-after"] }
+      end
+      assert.same({
+        { 200, "3;w=1", "2" }, { 200, "3;w=1", "1" }, { 200, "3;w=1", "0" },
+        { 429, "3;w=1", "0", "1" }, -- the account's budget is spent
+        { 200, "5;w=1", "0" },      -- acct-1k-a: its own budget (2 left) but the token's 5th
+        { 429, "5;w=1", "0", "1" }, -- acct-1k-b: its first request, but the token's 6th
+        { 429, "1;w=1", "0", "1" }, -- both spent: the later reset wins (a tie: the account)
+      }, seen)
+      local _, body = get("users/u001", "acct-small")
+      assert.same({ statusCode = 429, error = "Too Many Requests", message = "Rate limit exceeded",
+        truto_error_insight = { rate_limit_error = { retry_after_seconds = 1 } } }, body)
+      local report = mock.rate()
+      assert.equal(4, report.throttled)
+      assert.equal(8, report.counted)
+      assert.same({ ["acct-1k-b"] = { requests = 1, per = 1 } }, report.accounts)
+      socket.sleep(1.05)
+      assert.equal(200, (user("acct-small")))
+      assert.equal(200, (user("acct-1k-b")))
+      mock.reset()
+      assert.same({ token = { requests = 1000000, per = 10 }, account = { requests = 100000, per = 10 },
+        accounts = {}, throttled = 0, counted = 0 }, mock.rate())
+    end)
+
+    it("does not count a request refused before its account is known", function()
+      mock.limits { token = { requests = 1, per = 10 } }
+      get("users", "acct-small", nil, { headers = {} })
+      request("GET", BASE .. "users")
+      get("users", "acct-nope")
+      assert.equal(0, mock.rate().counted)
+    end)
+
+    it("starts with Truto's own limits with serve --limits truto, and keeps them after a reset", function()
+      local port = (function()
+        local srv = assert(socket.bind("127.0.0.1", 0))
+        local _, p = srv:getsockname()
+        srv:close()
+        return tonumber(p)
+      end)()
+      local p = assert(io.popen("spec/mock/serve --port " .. port .. " --limits truto 2>&1"))
+      local dir = p:read("*a"):match("([^\n]+)\n*$")
+      p:close()
+      finally(function()
+        os.execute("spec/mock/serve --stop '" .. dir .. "' && rm -rf '" .. dir .. "'")
+      end)
+      local function limits_at(method)
+        local chunks = {}
+        http.request { url = "http://127.0.0.1:" .. port .. (method == "POST" and "/__mock/reset" or "/__mock/limits"),
+          method = method, headers = { ["content-length"] = "0" }, sink = ltn12.sink.table(chunks) }
+        return cjson.decode(table.concat(chunks))
+      end
+      local truto = { token = { requests = 500, per = 10 }, account = { requests = 50, per = 10 }, accounts = {},
+        throttled = 0, counted = 0 }
+      assert.same(truto, limits_at("GET"))
+      limits_at("POST")
+      assert.same(truto, limits_at("GET"))
+      local q = assert(io.popen("spec/mock/serve --port " .. port .. " --limits '{\"token\":{\"requests\":0}}' 2>&1; echo rc=$?"))
+      local out = q:read("*a")
+      q:close()
+      assert.matches("%-%-limits: token%.requests must be an integer from 1 to 1000000000", out)
+      assert.matches("rc=1\n$", out)
+    end)
+
+    it("refuses limits it cannot use", function()
+      for _, body in ipairs({ "[]", '{"token":{"requests":0,"per":1}}', '{"token":{"requests":1.5,"per":1}}',
+        '{"account":{"requests":1,"per":0}}', '{"accounts":{"a":{"requests":1}}}', '{"tokens":{}}', "nope" }) do
+        local status, _, text = request("POST", "/__mock/limits", { headers = {}, body = body })
+        assert.equal(400, status, body)
+        assert.equal("Bad Request", cjson.decode(text).error)
+      end
+      local status, headers = request("PUT", "/__mock/limits", { headers = {} })
+      assert.equal(405, status)
+      assert.equal("GET, POST", headers["allow"])
+    end)
+  end)
+
   describe("the request log", function()
     it("records each request as received", function()
       local path = BASE .. "organizations/org%2Fwith%20space%3A%C3%BC"
@@ -488,6 +650,56 @@ describe("mock Truto server", function()
       assert.equal('{"name":"Z"}', entry.body)
       if compat.integers then assert.equal("integer", math.type(entry.connection)) end
       assert.equal("acct-small", entry.account)
+      assert.equal("matched", entry.token)
+      assert.equal("Bearer test-token", entry.headers.authorization) -- the mock's own public token
+      assert.is_true(math.abs(entry.time - socket.gettime()) < 5)
+    end)
+
+    it("logs whether the token matched, never another token", function()
+      local secret = "tr_live_" .. string.rep("s3cr3t", 6)
+      get("users", "acct-small", nil, { headers = { authorization = "Bearer " .. secret } })
+      get("users", "acct-small", nil, { headers = { authorization = secret } })
+      get("users", "acct-small", nil, { headers = {} })
+      local entries = mock.requests()
+      assert.same({ "mismatched", "mismatched", "missing" }, { entries[1].token, entries[2].token, entries[3].token })
+      assert.same({ "[not logged]", "[not logged]" }, { entries[1].headers.authorization, entries[2].headers.authorization })
+      assert.is_nil(entries[3].headers.authorization)
+      local f = assert(io.open(m.dir .. "/requests.log"))
+      local text = f:read("*a")
+      f:close()
+      assert.is_nil(text:find("s3cr3t", 1, true))
+      local _, _, body = request("GET", "/__mock/log", { headers = {} })
+      assert.is_nil(body:find("s3cr3t", 1, true))
+    end)
+
+    it("answers control requests only for a loopback Host (no DNS rebinding)", function()
+      get("users", "acct-small")
+      for _, host in ipairs({ "evil.example", "evil.example:" .. m.port, "127.0.0.1.evil.example" }) do
+        local status, _, body = request("GET", "/__mock/log", { headers = { host = host } })
+        assert.equal(403, status, host)
+        assert.equal("Control endpoints answer only requests for 127.0.0.1 or localhost", cjson.decode(body).message)
+        status = request("POST", "/__mock/reset", { headers = { host = host, ["content-length"] = "0" } })
+        assert.equal(403, status, host)
+      end
+      assert.equal(1, #mock.requests()) -- not reset
+      for _, host in ipairs({ "localhost:" .. m.port, "127.0.0.1", "LOCALHOST" }) do
+        local status = request("GET", "/__mock/log", { headers = { host = host } })
+        assert.equal(200, status, host)
+      end
+    end)
+
+    it("runs its workers as nobody when started as root", function()
+      local p = assert(io.popen("id -u"))
+      local uid = p:read("*l")
+      p:close()
+      local pid = assert(io.open(m.dir .. "/nginx.pid")):read("*l")
+      p = assert(io.popen("ps -o user= --ppid " .. pid))
+      local users = p:read("*a")
+      p:close()
+      assert.matches("%S", users)
+      for user in users:gmatch("%S+") do
+        if uid == "0" then assert.equal("nobody", user) else assert.is_not.equal("root", user) end
+      end
     end)
 
     it("keeps order, skips control endpoints and empties on reset", function()

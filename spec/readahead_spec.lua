@@ -1,4 +1,4 @@
--- Read-ahead, many accounts at once, and the client-side rate limit.
+-- Read-ahead and many accounts at once (rate budgets: spec/rate_*_spec.lua).
 -- Behaviour only: the speed itself is measured by `make bench`.
 local h = require "spec.helpers.client"
 local compat = require "spec.helpers.compat"
@@ -151,26 +151,5 @@ describe("many accounts at once", function()
     raises("bad argument #3 to 'pages' (integrated_account_id: one account expected)",
       function() client:pages("user-directory", "users", { integrated_account_id = { "a" } }) end)
     assert.equal(0, #mock.requests())
-  end)
-end)
-
-describe("the rate limit", function()
-  before_each(function() mock.reset() end)
-
-  it("waits once `requests` were started within `per` seconds", function()
-    local waits = {}
-    local client = h.client { rate_limit = { requests = 5, per = 2 }, sleep = function(s) waits[#waits + 1] = s end }
-    for _ = 1, 5 do assert(client:get_organization("org-1", { integrated_account_id = "acct-small" })) end
-    assert.same({}, waits)
-    assert(client:get_organization("org-1", { integrated_account_id = "acct-small" }))
-    assert.equal(1, #waits)
-    assert.is_true(waits[1] > 1 and waits[1] <= 2)
-  end)
-
-  it("is 500 requests per 10 s by default and can be turned off", function()
-    local waits = {}
-    local client = h.client { sleep = function(s) waits[#waits + 1] = s end }
-    assert.same({ requests = 500, per = 10 }, { requests = client._rate_limit.requests, per = client._rate_limit.per })
-    assert.is_nil(h.client({ rate_limit = false })._rate_limit)
   end)
 end)

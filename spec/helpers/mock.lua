@@ -3,7 +3,9 @@
 --   local mock = require "spec.helpers.mock"
 --   local m = mock.start()   -- { url = "http://127.0.0.1:PORT", port, token = "test-token", dir }
 --   mock.requests()          -- the request log, oldest first; mock.last(): the newest entry
---   mock.reset()             -- empties the log and forgets all server state
+--   mock.reset()             -- empties the log and forgets all server state (limits too)
+--   mock.limits { token = { requests = 20, per = 2 } }  -- small rate limits for one spec
+--   mock.rate()              -- the limits and the number of 429s they caused
 --   mock.stop()              -- also done at process exit
 --
 -- Plain Lua 5.4 with luasocket and lua-cjson. See spec/mock/README.md for the accounts.
@@ -128,6 +130,35 @@ function mock.reset()
   if code ~= 200 then
     error("mock.reset: " .. tostring(code) .. " " .. table.concat(chunks), 2)
   end
+end
+
+-- A control endpoint call: the decoded JSON answer, or raises with the status and body.
+local function control(method, path, body)
+  local chunks = {}
+  local _, code = http.request({
+    url = running().url .. path,
+    method = method,
+    headers = { ["content-length"] = tostring(body and #body or 0), ["content-type"] = "application/json" },
+    source = body and ltn12.source.string(body),
+    sink = ltn12.sink.table(chunks),
+  })
+  if code ~= 200 then
+    error("mock: " .. method .. " " .. path .. ": " .. tostring(code) .. " " .. table.concat(chunks), 3)
+  end
+  return cjson.decode(table.concat(chunks))
+end
+
+--- Sets the server's rate limits until the next reset (spec/mock/README.md, "Rate limits"):
+-- mock.limits { token = { requests = 20, per = 2 }, account = { ... }, accounts = { [id] = { ... } } }.
+-- A budget left out keeps its (high) default. Returns what GET /__mock/limits returns.
+function mock.limits(config)
+  return control("POST", "/__mock/limits", cjson.encode(config))
+end
+
+--- The limits in force and the counters: { token, account, accounts, throttled = the 429s the
+-- limits caused since the last reset, counted = the requests they counted }.
+function mock.rate()
+  return control("GET", "/__mock/limits")
 end
 
 --- Stops the server and removes its directory. Harmless when it does not run.

@@ -10,6 +10,7 @@ local core = require "truto.core"
 local options = require "truto.options"
 local attempt = require "truto.attempt"
 local transport = require "truto.transport"
+local rate = require "truto.rate"
 
 local M = {}
 
@@ -138,11 +139,8 @@ function M.new(fname, opts)
     local ok, err = pcall(transport.pick, self._transports)
     if not ok then argerror(fname, 1, tostring(err):gsub("^[^:]*:%d+: ", "")) end
   end
-  local ok, rate = pcall(require, "truto.rate")
-  if ok then
-    -- the budget's key names token and base URL without holding the token
-    self._limiter = rate.new(opts.rate_limit, core.fingerprint(token .. "\0" .. base))
-  end
+  -- the budgets' key names token and base URL without holding the token
+  self._limiter = rate.new(opts.rate_limit, core.fingerprint(token .. "\0" .. base))
   return self
 end
 

@@ -185,12 +185,8 @@ local KINDS = {
   key = { function(v) return v == false or (nonblank_string(v) and #v <= 255) end,
     "false or a non-blank string of at most 255 bytes without CR, LF or NUL" },
   big_integers = { function(v) return v == "number" or v == "string" end, '"number" or "string"' },
-  rate_limit = { function(v)
-    local ok, rate = pcall(require, "truto.rate")
-    if ok then return rate.check(v) end
-    return v == false or (type(v) == "table" and math_type(v.requests) == "integer" and v.requests >= 1
-      and finite(v.per) and v.per > 0 and v.per <= MAX_SECONDS)
-  end, "false or { requests = n, per = seconds }" },
+  rate_limit = { function(v) return require("truto.rate").check(v) end,
+    "false or { requests = n, per = seconds, account = ..., shared_dict = ..., store = ... }" },
 }
 
 --- Option name -> kind, for `truto.new`.
@@ -229,6 +225,9 @@ function M.check(fname, n, opts, known)
     local ok, why = test(value)
     if not ok then
       local got = type(value) == "number" and tostring(value) or type(value)
+      if why and (why:sub(1, #key + 1) == key .. "." or why:sub(1, #key + 1) == key .. ":") then
+        argerror(fname, n, format("option %s", why)) -- the checker named the field
+      end
       argerror(fname, n, format("option '%s': %s", key, why or format("%s expected, got %s", expected, got)))
     end
   end

@@ -108,8 +108,29 @@ local function user_matches(user, args)
     and (args.email == nil or has(user.emails, "email", args.email))
 end
 
+-- The filters of a query: `status=a`, `status=a&status=b` and `status[]=a&status[]=b` (the
+-- documented array form) all give the values to match; a key without a value is ignored.
+local FILTERS = { "status", "group_id", "email", "name", "type" }
+
+local function filter_args(args)
+  local out = {}
+  for _, name in ipairs(FILTERS) do
+    local values = {}
+    for _, key in ipairs({ name, name .. "[]" }) do
+      local v = args[key]
+      if type(v) ~= "table" then v = { v } end
+      for _, x in ipairs(v) do
+        if type(x) == "string" then values[#values + 1] = x end
+      end
+    end
+    if #values == 1 then out[name] = values[1] elseif #values > 1 then out[name] = values end
+  end
+  return out
+end
+
 local function filtered(items, keep, args)
   local out = {}
+  args = filter_args(args)
   for _, item in ipairs(items) do
     if keep(item, args) then out[#out + 1] = item end
   end

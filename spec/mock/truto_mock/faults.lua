@@ -15,6 +15,7 @@ local function rate_limited(seconds, headers)
     truto_error_insight = { rate_limit_error = { retry_after_seconds = seconds } },
   }, headers)
 end
+faults.rate_limited = rate_limited
 
 -- Writes `head` and then `body` straight to the client socket, past nginx's filters (no gzip,
 -- no corrected Content-Length), then drops the connection.

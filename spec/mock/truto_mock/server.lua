@@ -8,6 +8,7 @@ local reply = require "truto_mock.reply"
 local data = require "truto_mock.data"
 local faults = require "truto_mock.faults"
 local state = require "truto_mock.state"
+local limits = require "truto_mock.limits"
 
 local server = {}
 
@@ -18,10 +19,12 @@ local STREAM_OVER = 2000 -- a truto_key_by answer with more items than this is s
 
 local config = { dir = ".", latency = 0 }
 
---- Called once from init_by_lua: `dir` holds the request log, `latency` (ms) delays every answer.
+--- Called once from init_by_lua: `dir` holds the request log, `latency` (ms) delays every answer,
+-- `limits` (optional) sets the rate limits a reset comes back to.
 function server.configure(opts)
   config.dir = assert(opts.dir, "dir is required")
   config.latency = tonumber(opts.latency) or 0
+  if opts.limits and opts.limits ~= "" then limits.set_defaults(opts.limits) end
 end
 
 ---------------------------------------------------------------------------------------------
@@ -33,13 +36,32 @@ local function log_path()
   return config.dir .. "/requests.log"
 end
 
+-- Whether the request carried the mock's token: "matched", "mismatched" or "missing".
+local function token_status(headers)
+  local auth = headers["authorization"]
+  if auth == nil then return "missing" end
+  return type(auth) == "string" and auth:match("^[Bb]earer +(.-) *$") == TOKEN and "matched" or "mismatched"
+end
+
+-- The headers as logged: an Authorization header is kept only when it is the mock's own public
+-- token; any other value (a real token sent here by mistake) is never written anywhere.
+local function loggable_headers(headers, token)
+  if headers["authorization"] == nil or token == "matched" then return headers end
+  local out = {}
+  for k, v in pairs(headers) do out[k] = v end
+  out["authorization"] = "[not logged]"
+  return out
+end
+
 -- One JSON line per request, flushed before the answer is sent: a spec that reads the log right
--- after its call must find the call there.
+-- after its call must find the call there. `time`: when it arrived (epoch seconds, ms precision).
 local function log_request(req)
   log_file = log_file or assert(io.open(log_path(), "a"))
+  local token = token_status(req.headers)
   log_file:write(json.encode({
     method = req.method, path = req.path, raw_query = req.raw_query, args = req.args,
-    headers = req.headers, body = req.body, connection = req.connection,
+    headers = loggable_headers(req.headers, token), token = token, body = req.body,
+    connection = req.connection, time = req.time,
     account = type(req.args.integrated_account_id) == "string" and req.args.integrated_account_id
       or nil,
   }), "\n")
@@ -72,6 +94,7 @@ local function read_request(path, raw_query)
     headers = ngx.req.get_headers(0),
     body = request_body(),
     connection = tonumber(ngx.var.connection),
+    time = (function() ngx.update_time() return ngx.now() end)(),
   }
 end
 
@@ -83,7 +106,8 @@ end
 ---------------------------------------------------------------------------------------------
 -- Query options and the shape of items
 
-local FORMATS = { unified = true, normalized = true, raw = true, debug = true }
+local FORMATS = { unified = true, normalized = true, raw = true, debug = true, stream = true }
+local NDJSON = "application/x-ndjson"
 
 local function list_of(v)
   if v == nil then return {} end
@@ -114,7 +138,7 @@ local function options(args)
   end
   opts.format = opts.format or "unified"
   if not FORMATS[opts.format] then
-    return nil, "truto_response_format must be one of unified, normalized, raw, debug"
+    return nil, "truto_response_format must be one of unified, normalized, raw, stream, debug"
   end
   if opts.limit then
     local n = opts.limit:match("^%d+$") and tonumber(opts.limit)
@@ -153,6 +177,8 @@ local function object_reply(req, ctx, status, item)
   local value = shape(item, ctx.opts)
   if ctx.opts.format == "debug" then
     value = { result = value, debug = debug_info(req, ctx) }
+  elseif ctx.opts.format == "stream" then
+    return reply.raw(status, json.encode(value) .. "\n", NDJSON)
   end
   return reply.json(status, value)
 end
@@ -233,8 +259,33 @@ local function keyed_list(req, ctx, c)
   return ngx.exit(ngx.OK)
 end
 
+-- truto_response_format=stream: every item from the cursor on (limit ignored), one unified
+-- JSON object per line (NDJSON, `application/x-ndjson`), sent in chunks as it is produced.
+-- A list whose cursors loop ends where a cursor repeats.
+local function streamed_list(ctx, c)
+  local cursor, seen = ctx.opts.cursor, {}
+  local page
+  page, cursor = data.page(c, ctx.tag, 500, cursor)
+  if not page then return reply.error(400, "Invalid cursor: " .. ctx.opts.cursor) end
+  ngx.status = 200
+  ngx.header["Content-Type"] = NDJSON
+  while page do
+    local lines = {}
+    for i, item in ipairs(page) do lines[i] = json.encode(shape(item, ctx.opts)) .. "\n" end
+    if #lines > 0 then
+      ngx.print(lines)
+      ngx.flush(true)
+    end
+    if type(cursor) ~= "string" or cursor == "" or seen[cursor] then break end
+    seen[cursor] = true
+    page, cursor = data.page(c, ctx.tag, 500, cursor)
+  end
+  return ngx.exit(ngx.OK)
+end
+
 local function list(req, ctx)
   local c = data.collection(ctx.account, ctx.resource, req.args)
+  if ctx.opts.format == "stream" then return streamed_list(ctx, c) end
   if ctx.opts.key_by then return keyed_list(req, ctx, c) end
   local items, next_cursor = data.page(c, ctx.tag, ctx.opts.limit or c.page_size, ctx.opts.cursor)
   if not items then return reply.error(400, "Invalid cursor: " .. ctx.opts.cursor) end
@@ -374,7 +425,16 @@ local function respond(req)
   local account = data.account(id)
   if not account then return reply.error(404, "Integrated account not found") end
 
+  -- Truto's rate limits: a spent budget answers 429; every other answer to this account
+  -- carries the ratelimit-* headers (fault answers that set their own keep theirs).
+  local rate_headers, retry_after = limits.take(account.id)
+  if retry_after then
+    rate_headers["Retry-After"] = tostring(retry_after)
+    return faults.rate_limited(retry_after, rate_headers)
+  end
+
   local function normal()
+    for name, value in pairs(rate_headers) do ngx.header[name] = value end
     local opts, bad = options(req.args)
     if not opts then return reply.error(400, bad) end
     local ctx = { account = account, resource = r.resource, id = r.id, opts = opts,
@@ -408,19 +468,43 @@ local CONTROL = {
     clear_log()
     return reply.json(200, { ok = true })
   end },
+  ["/__mock/limits"] = { method = { GET = true, POST = true }, run = function(method)
+    if method == "POST" then
+      local ok, err = limits.configure(request_body())
+      if not ok then return reply.error(400, err) end
+    end
+    return reply.json(200, limits.report())
+  end },
   ["/__mock/log"] = { method = "GET", run = function()
     return reply.raw(200, read_log(), reply.JSON)
   end },
 }
 
+-- Whether the Host header names this loopback server (127.0.0.1, localhost or [::1], any port):
+-- a web page that rebinds its own name to 127.0.0.1 must not read the log or reset the mock.
+local function loopback_host()
+  local host = ngx.var.http_host
+  if type(host) ~= "string" then return false end
+  host = host:lower():gsub(":%d+$", "")
+  return host == "127.0.0.1" or host == "localhost" or host == "[::1]"
+end
+
 local function control(path)
   local endpoint = CONTROL[path]
   if not endpoint then return reply.error(404, "No control endpoint " .. path) end
-  local method = ngx.req.get_method()
-  if method ~= endpoint.method then
-    return reply.error(405, "Use " .. endpoint.method .. " " .. path, nil, { Allow = endpoint.method })
+  if not loopback_host() then
+    return reply.error(403, "Control endpoints answer only requests for 127.0.0.1 or localhost")
   end
-  return endpoint.run()
+  local method = ngx.req.get_method()
+  local methods = type(endpoint.method) == "table" and endpoint.method or { [endpoint.method] = true }
+  if not methods[method] then
+    local names = {}
+    for name in pairs(methods) do names[#names + 1] = name end
+    table.sort(names)
+    local allow = table.concat(names, ", ")
+    return reply.error(405, "Use " .. table.concat(names, " or ") .. " " .. path, nil, { Allow = allow })
+  end
+  return endpoint.run(method)
 end
 
 local function handle()

@@ -1,0 +1,438 @@
+-- Rate budgets inside nginx (the LuaJIT build, `make LUA=luajit`): ngx threads on one client,
+-- four workers sharing `lua_shared_dict truto_rate`, and two separate nginx instances sharing
+-- one budget in a real redis-server (Debian's redis-server + lua-nginx-redis), which this spec
+-- starts on 127.0.0.1 and stops by its PID. What reached the mock, per window, and how many
+-- 429s it sent (its limits are set to the clients' budget) are the evidence.
+local socket = require "socket"
+local mock = require "spec.helpers.mock"
+local compat = require "spec.helpers.compat"
+
+local function quote(s)
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+local function shell(cmd)
+  local p = assert(compat.popen(cmd .. " 2>&1"))
+  local out = p:read("*a")
+  local ok = p:close()
+  return out, ok
+end
+
+local function write_file(path, text)
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+end
+
+local function read_file(path)
+  local f = io.open(path, "r")
+  if not f then return nil end
+  local text = f:read("*a")
+  f:close()
+  return text
+end
+
+local function free_port()
+  local s = assert(socket.bind("127.0.0.1", 0))
+  local _, port = s:getsockname()
+  s:close()
+  return tonumber(port)
+end
+
+local function accepting(port, seconds)
+  local deadline = socket.gettime() + seconds
+  repeat
+    local c = socket.connect("127.0.0.1", port)
+    if c then
+      c:close()
+      return true
+    end
+    socket.sleep(0.05)
+  until socket.gettime() > deadline
+  return false
+end
+
+local ROOT = shell("pwd"):gsub("%s+$", "")
+local BUILD = (function()
+  local b = os.getenv("TRUTO_NGINX_BUILD") or "build-luajit"
+  return b:sub(1, 1) == "/" and b or ROOT .. "/" .. b
+end)()
+local OWN_PID = assert(tonumber((shell("echo $PPID"))))
+
+local function nginx_modules()
+  for _, dir in ipairs { "/usr/lib/nginx/modules", "/usr/share/nginx/modules" } do
+    if io.open(dir .. "/ngx_http_lua_module.so") then return dir end
+  end
+  error("ngx_http_lua_module.so not found (install libnginx-mod-http-lua)")
+end
+
+-- The handlers, in each nginx's prefix as rate_checks.lua.
+local CHECKS = [==[
+local truto = require "truto"
+local M = {}
+
+-- The rate_limit option from the query: requests, per, and redis (a port) for the Redis store.
+local function budget()
+  local rl = { requests = tonumber(ngx.var.arg_requests), per = tonumber(ngx.var.arg_per), account = false }
+  if ngx.var.arg_redis then
+    rl.store = require("truto.rate.redis").new { port = tonumber(ngx.var.arg_redis) }
+  end
+  return rl
+end
+
+-- One listing with a client made for this request (the README's example): the item count.
+function M.list()
+  local client = truto.new { rate_limit = budget(), max_retries = 0 }
+  local n = 0
+  for _ in client:users { integrated_account_id = ngx.var.arg_account, limit = tonumber(ngx.var.arg_limit) } do
+    n = n + 1
+  end
+  client:close()
+  ngx.say(n)
+end
+
+-- 20 ngx threads on one client, one get_organization each: how many succeeded.
+function M.threads()
+  local client = truto.new { rate_limit = budget(), max_retries = 0 }
+  local threads = {}
+  for i = 1, 20 do
+    threads[i] = ngx.thread.spawn(function()
+      return client:get_organization("org-1", { integrated_account_id = "acct-small" }) ~= nil
+    end)
+  end
+  local n = 0
+  for i = 1, 20 do
+    local ran, got = ngx.thread.wait(threads[i])
+    if ran and got == true then n = n + 1 end
+  end
+  client:close()
+  ngx.say(n)
+end
+
+-- The limiter alone, without a client or a transport: n acquires on a limiter of the key
+-- "spec-key", each start as ngx.now() once acquire returns, one per line. With debug=1, the
+-- debug lines come first, each as "debug: <line>".
+function M.acquire()
+  local rate = require "truto.rate"
+  local limiter = rate.new(budget(), "spec-key")
+  local lines = {}
+  local hooks = { sleep = ngx.sleep, now = function() ngx.update_time() return ngx.now() end }
+  if ngx.var.arg_debug then
+    hooks.debug = function(line) lines[#lines + 1] = "debug: " .. line end
+  end
+  local out = {}
+  for i = 1, tonumber(ngx.var.arg_n) do
+    limiter:acquire(nil, hooks)
+    out[i] = string.format("%.6f", hooks.now())
+  end
+  limiter:close()
+  ngx.say(limiter.where, "\n", table.concat(lines, "\n"), #lines > 0 and "\n" or "", table.concat(out, "\n"))
+end
+
+return M
+]==]
+
+local CONFIG = [[
+load_module "${modules}/ndk_http_module.so";
+load_module "${modules}/ngx_http_lua_module.so";
+${user}
+daemon on;
+worker_processes ${workers};
+pid "${prefix}/nginx.pid";
+error_log "${prefix}/error.log" warn;
+env TRUTO_API_TOKEN;
+env TRUTO_BASE_URL;
+
+events {
+  worker_connections 1024;
+}
+
+http {
+  access_log off;
+  client_body_temp_path "${prefix}/body";
+  proxy_temp_path "${prefix}/proxy";
+  fastcgi_temp_path "${prefix}/fastcgi";
+  uwsgi_temp_path "${prefix}/uwsgi";
+  scgi_temp_path "${prefix}/scgi";
+  lua_package_path "${build}/?.lua;${prefix}/?.lua;;";
+  lua_package_cpath "${build}/?.so;;";
+  lua_socket_log_errors off;
+  ${dict}
+
+  server {
+    listen 127.0.0.1:${port} reuseport;
+    location = /list { content_by_lua_block { require("rate_checks").list() } }
+    location = /threads { content_by_lua_block { require("rate_checks").threads() } }
+    location = /acquire { content_by_lua_block { require("rate_checks").acquire() } }
+  }
+}
+]]
+
+local started = {} -- prefixes of the nginx instances to stop
+
+-- Starts an nginx with `workers` workers (and the truto_rate dict when `dict`); returns its port.
+local function start_nginx(workers, dict)
+  local m = mock.start()
+  local prefix = shell("mktemp -d /tmp/truto-rate-nginx.XXXXXX"):gsub("%s+$", "")
+  local port = free_port()
+  write_file(prefix .. "/rate_checks.lua", CHECKS)
+  local vars = {
+    modules = nginx_modules(), user = shell("id -u"):match("^0%s") and "user root;" or "",
+    workers = workers, prefix = prefix, build = BUILD, port = port,
+    dict = dict and "lua_shared_dict truto_rate 1m;" or "",
+  }
+  write_file(prefix .. "/nginx.conf", (CONFIG:gsub("%${([%w_]+)}", function(k) return tostring(assert(vars[k], k)) end)))
+  local out, ok = shell(("TRUTO_API_TOKEN=test-token TRUTO_BASE_URL=%s nginx -p %s/ -c %s/nginx.conf -e %s/error.log")
+    :format(m.url, prefix, prefix, prefix))
+  assert(ok, "nginx did not start:\n" .. out)
+  started[#started + 1] = prefix
+  -- Stops nginx if this process dies without its teardown.
+  os.execute(("setsid sh -c 'while kill -0 %d 2>/dev/null && [ -f %s/nginx.pid ]; do sleep 0.5; done; "
+    .. "[ -f %s/nginx.pid ] && nginx -p %s/ -c %s/nginx.conf -s stop' </dev/null >/dev/null 2>&1 &")
+    :format(OWN_PID, prefix, prefix, prefix, prefix))
+  assert(accepting(port, 5), "nginx does not accept connections on " .. port)
+  return port, prefix
+end
+
+local function stop_nginx(prefix)
+  os.execute(("nginx -p %s/ -c %s/nginx.conf -s stop >/dev/null 2>&1"):format(prefix, prefix))
+  for _ = 1, 50 do
+    if not io.open(prefix .. "/nginx.pid") then break end
+    socket.sleep(0.1)
+  end
+  os.execute("rm -rf " .. quote(prefix))
+end
+
+-- Runs the GET requests `urls` all at once (curl, in the background); returns their bodies.
+local function concurrently(urls)
+  local dir = shell("mktemp -d /tmp/truto-rate-out.XXXXXX"):gsub("%s+$", "")
+  local cmd = {}
+  for i, url in ipairs(urls) do
+    cmd[#cmd + 1] = ("curl -s -m 120 -o %s/%d %s &"):format(dir, i, quote(url))
+  end
+  cmd[#cmd + 1] = "wait"
+  shell(table.concat(cmd, "\n"))
+  local bodies = {}
+  for i = 1, #urls do bodies[i] = (read_file(dir .. "/" .. i) or ""):gsub("%s+$", "") end
+  os.execute("rm -rf " .. quote(dir))
+  return bodies
+end
+
+-- The largest number of logged requests that arrived within any `per` seconds.
+local function max_in_window(entries, per)
+  local times = {}
+  for _, e in ipairs(entries) do times[#times + 1] = e.time end
+  table.sort(times)
+  local best, j = 0, 1
+  for i = 1, #times do
+    while times[i] - times[j] >= per do j = j + 1 end
+    best = math.max(best, i - j + 1)
+  end
+  return best, times
+end
+
+-- The largest number of logged requests in one of the mock's windows (floor(time / per): the
+-- windows its limits count in, like Truto's). Arrival times carry the network's jitter (a
+-- start kept `per` after another can arrive a little less than `per` later), which the mock's
+-- windows see only across a window's edge; the sliding measure above sees it everywhere.
+local function max_per_mock_window(entries, per)
+  local counts, best = {}, 0
+  for _, e in ipairs(entries) do
+    local w = math.floor(e.time / per)
+    counts[w] = (counts[w] or 0) + 1
+    best = math.max(best, counts[w])
+  end
+  return best
+end
+
+-- The end of an nginx's error log, to show with a failed assertion.
+local function errors_of(prefix)
+  local text = read_file(prefix .. "/error.log") or ""
+  return text:sub(-3000)
+end
+
+local function repeated(value, n)
+  local out = {}
+  for i = 1, n do out[i] = value end
+  return out
+end
+
+-- Starts a redis-server on a free 127.0.0.1 port, stopped by its PID when the test ends.
+local function start_redis()
+  local redis = io.open("/usr/bin/redis-server") and io.open("/usr/share/lua/5.1/nginx/redis.lua")
+  assert(redis, "install redis-server and lua-nginx-redis (Debian) for this spec")
+  local redis_port = free_port()
+  local dir = shell("mktemp -d /tmp/truto-rate-redis.XXXXXX"):gsub("%s+$", "")
+  local pid = tonumber((shell(("cd %s && (redis-server --port %d --bind 127.0.0.1 --save '' --appendonly no "
+    .. "--daemonize no --logfile %s/redis.log </dev/null >/dev/null 2>&1 & echo $!)"):format(quote(dir), redis_port, dir))))
+  assert(pid, "redis-server did not start")
+  finally(function()
+    os.execute("kill " .. pid)
+    for _ = 1, 50 do
+      if not io.open("/proc/" .. pid .. "/stat") then break end
+      socket.sleep(0.1)
+    end
+    os.execute("rm -rf " .. quote(dir))
+  end)
+  assert(accepting(redis_port, 5), "redis-server does not accept connections")
+  return redis_port
+end
+
+-- Runs `callers` concurrent /acquire calls of n acquires each on the given ports (round robin);
+-- returns the stores the limiters used (set of names) and every start time, sorted.
+local function acquire_all(ports, callers, n, query)
+  local urls = {}
+  for i = 1, callers do
+    urls[i] = ("http://127.0.0.1:%d/acquire?n=%d&%s"):format(ports[(i - 1) % #ports + 1], n, query)
+  end
+  local stores, times, debug = {}, {}, {}
+  for _, body in ipairs(concurrently(urls)) do
+    local first = true
+    for line in body:gmatch("[^\n]+") do
+      if first then
+        stores[line] = true
+      elseif line:find("^debug: ") then
+        debug[#debug + 1] = line:sub(8)
+      else
+        times[#times + 1] = tonumber(line)
+      end
+      first = false
+    end
+  end
+  table.sort(times)
+  return stores, times, debug
+end
+
+local function most_within(times, per)
+  local best, j = 0, 1
+  for i = 1, #times do
+    while times[i] - times[j] >= per do j = j + 1 end
+    best = math.max(best, i - j + 1)
+  end
+  return best
+end
+
+describe("rate budgets inside nginx", function()
+  setup(function()
+    mock.start()
+    local out, ok = shell(("cd %s && env -u MAKEFLAGS -u MAKELEVEL -u MFLAGS -u TRUTO_BUILD make -s LUA=luajit BUILD=%s all")
+      :format(quote(ROOT), quote(BUILD)))
+    assert(ok, "make LUA=luajit failed:\n" .. out)
+  end)
+
+  teardown(function()
+    for _, prefix in ipairs(started) do stop_nginx(prefix) end
+    mock.reset()
+  end)
+
+  before_each(function()
+    mock.reset()
+  end)
+
+  describe("the limiter alone (no client, no transport)", function()
+    it("keeps 4 workers with lua_shared_dict truto_rate inside one budget, and 4 without it do not", function()
+      local shared = start_nginx(4, true)
+      local stores, times = acquire_all({ shared }, 8, 10, "requests=20&per=1")
+      assert.same({ truto_rate = true }, stores)
+      assert.equal(80, #times)
+      assert.is_true(most_within(times, 1) <= 20, most_within(times, 1))
+      assert.is_true(times[#times] - times[1] >= 3, times[#times] - times[1]) -- 80 at 20 per second
+      -- the same without the dict: each worker has a budget of its own
+      local apart = start_nginx(4, false)
+      stores, times = acquire_all({ apart }, 8, 10, "requests=20&per=1")
+      assert.same({ process = true }, stores)
+      assert.is_true(most_within(times, 1) > 20, most_within(times, 1))
+    end)
+
+    it("keeps to the budget of the worker, and says so, when Redis cannot be reached", function()
+      local port = start_nginx(1, false)
+      local closed = free_port()
+      local stores, times, debug = acquire_all({ port }, 1, 30, "requests=10&per=1&debug=1&redis=" .. closed)
+      assert.same({ store = true }, stores)
+      assert.equal(30, #times)
+      assert.is_true(most_within(times, 1) <= 10, most_within(times, 1))
+      assert.is_true(times[#times] - times[1] >= 2, times[#times] - times[1])
+      assert.equal("rate limit: rate_limit.store failed (redis: connection refused); "
+        .. "this request keeps to the budget of this process", debug[1])
+    end)
+
+    it("keeps two nginx instances inside one budget through truto.rate.redis", function()
+      local redis_port = start_redis()
+      local a = start_nginx(2, false)
+      local b = start_nginx(2, false)
+      local stores, times = acquire_all({ a, b }, 8, 10, "requests=20&per=1&redis=" .. redis_port)
+      assert.same({ store = true }, stores)
+      assert.equal(80, #times)
+      assert.is_true(most_within(times, 1) <= 20, most_within(times, 1))
+      assert.is_true(times[#times] - times[1] >= 3, times[#times] - times[1])
+    end)
+  end)
+
+  it("spread 20 ngx threads on one client evenly: 5 at 0, 2, 4 and 6 s with { requests = 5, per = 2 }", function()
+    local port, prefix = start_nginx(1, false)
+    mock.limits { token = { requests = 5, per = 2 } }
+    local t0 = socket.gettime()
+    local body = concurrently { ("http://127.0.0.1:%d/threads?requests=5&per=2"):format(port) }
+    local elapsed = socket.gettime() - t0
+    assert.same({ "20" }, body, errors_of(prefix))
+    local entries = mock.requests()
+    local most, times = max_in_window(entries, 2)
+    assert.equal(20, #times)
+    assert.equal(5, most)
+    -- four groups of five, each 2 s (+ the 50 ms margin) after the one before
+    for g = 1, 3 do
+      local gap = times[g * 5 + 1] - times[g * 5 - 4]
+      assert.is_true(gap >= 2 and gap < 2.6, "group " .. g .. ": " .. gap)
+      assert.is_true(times[g * 5 + 5] - times[g * 5 + 1] < 0.5, "group " .. g .. " spread")
+    end
+    assert.is_true(elapsed >= 6, elapsed)
+    assert.equal(0, mock.rate().throttled)
+  end)
+
+  it("share one budget between 4 workers through lua_shared_dict truto_rate: 40 listings, zero 429s", function()
+    local port, prefix = start_nginx(4, true)
+    mock.limits { token = { requests = 20, per = 1 } }
+    local urls = {}
+    for i = 1, 40 do
+      urls[i] = ("http://127.0.0.1:%d/list?requests=20&per=1&account=acct-small&limit=20"):format(port)
+    end
+    local t0 = socket.gettime()
+    local bodies = concurrently(urls)
+    local elapsed = socket.gettime() - t0
+    assert.same(repeated("40", 40), bodies, errors_of(prefix))
+    local entries = mock.requests()
+    local sliding, times = max_in_window(entries, 1)
+    assert.equal(80, #times)
+    local most = max_per_mock_window(entries, 1)
+    assert.is_true(most <= 20, most)
+    assert.equal(0, mock.rate().throttled)
+    assert.is_true(elapsed >= 3, elapsed) -- 80 requests at 20 per second
+    print(string.format("\n  4 workers, shared dict: 80 requests in %.2f s, at most %d in a mock window (%d in any 1 s), "
+      .. "0 429s", elapsed, most, sliding))
+  end)
+
+  it("keep two nginx instances inside one budget through a Redis store", function()
+    local redis_port = start_redis()
+    local a, prefix_a = start_nginx(2, false)
+    local b, prefix_b = start_nginx(2, false)
+    mock.limits { token = { requests = 10, per = 1 } }
+    local urls = {}
+    for i = 1, 20 do
+      urls[i] = ("http://127.0.0.1:%d/list?requests=10&per=1&account=acct-small&limit=20&redis=%d")
+        :format(i % 2 == 0 and a or b, redis_port)
+    end
+    local t0 = socket.gettime()
+    local bodies = concurrently(urls)
+    local elapsed = socket.gettime() - t0
+    assert.same(repeated("40", 20), bodies, errors_of(prefix_a) .. errors_of(prefix_b))
+    local entries = mock.requests()
+    local sliding, times = max_in_window(entries, 1)
+    assert.equal(40, #times)
+    local most = max_per_mock_window(entries, 1)
+    assert.is_true(most <= 10, most)
+    assert.equal(0, mock.rate().throttled)
+    assert.is_true(elapsed >= 3, elapsed) -- 40 requests at 10 per second
+    print(string.format("\n  2 nginx, 1 Redis budget: 40 requests in %.2f s, at most %d in a mock window (%d in any 1 s), "
+      .. "0 429s", elapsed, most, sliding))
+  end)
+end)

@@ -1,0 +1,474 @@
+-- Rate budgets: how many requests may start, per API token and per integrated account.
+--
+-- Truto allows 500 requests per 10 s per token and 50 per 10 s per integrated account. A budget
+-- is "at most `requests` starts in any window of `per` seconds". Every client with the same
+-- token and base URL uses the same budgets (a module-level registry of the limiters, released
+-- when the last one is closed or collected). A request reserves its start slot in every budget it
+-- draws on (atomically) before it waits, so concurrent waiters spread out instead of starting
+-- together.
+--
+-- Where the budgets live (the "store"):
+--   * in this process (the default);
+--   * inside nginx, when the shared dict `shared_dict` (default "truto_rate") is declared: all
+--     workers share it through ngx.shared's atomic operations;
+--   * anywhere else: `rate_limit.store`, an object with
+--       store:reserve(budgets, now) -> wait, binding | nil, err
+--         budgets = { { name = "...", requests = n, per = seconds }, ... } (one or two).
+--         Atomically over all of them: the earliest start s >= now such that, for each budget,
+--         fewer than `requests` starts recorded for it lie in (s - per, s], and no hold of it
+--         lasts past s; record s in each; return s - now (seconds, >= 0) and the index of the
+--         budget that decided s (nil when none had to wait). `now` is the caller's clock;
+--         a store with its own shared clock (Redis' TIME) may use that instead.
+--       store:hold(name, seconds, now) -> true | nil, err
+--         The server said budget `name` is spent: no start before `seconds` from now.
+--     truto.rate.redis is one, for OpenResty fleets (lua-resty-redis and a redis-server).
+--
+-- The server is the one shared truth: limiter:observe() reads `ratelimit-remaining` and
+-- `ratelimit-reset` after every answer and holds the budget until the reset when the window is
+-- spent, so processes that know nothing of each other still converge.
+--
+-- Runs on Lua 5.1 (LuaJIT, inside nginx) to 5.4: no integer operators.
+
+local M = {}
+
+local floor, huge, min = math.floor, math.huge, math.min
+local format, tostring, type = string.format, tostring, type
+
+M.DEFAULTS = { requests = 500, per = 10, account = { requests = 50, per = 10 }, shared_dict = "truto_rate" }
+
+local MAX_REQUESTS = 1000000 -- a ring of this many start times at most
+local MAX_PER = 86400        -- a day
+local REPORT_AT = 0.1        -- seconds: holds this long or longer are reported (on_wait, debug)
+
+-- A start is kept `per` plus this much after the start `requests` places before it: answers and
+-- requests are not timed at the same instant by client and server (loopback under load: a few
+-- ms), and a start that arrives a hair early at the server would be one too many.
+local function margin(per)
+  return min(0.05, per * 0.05)
+end
+
+---------------------------------------------------------------------------------------------
+-- Checking the option
+
+local FIELDS = { requests = true, per = true, account = true, shared_dict = true, store = true }
+local BUDGET_FIELDS = { requests = true, per = true }
+
+local function describe(v)
+  if type(v) == "number" then return tostring(v) end
+  if type(v) == "string" then return format("%q", v) end
+  return type(v)
+end
+
+local function check_requests(where, v)
+  if v == nil then return true end
+  if type(v) ~= "number" or v ~= v or v < 1 or v > MAX_REQUESTS or floor(v) ~= v then
+    return nil, format("%s.requests: integer from 1 to %d expected, got %s", where, MAX_REQUESTS, describe(v))
+  end
+  return true
+end
+
+local function check_per(where, v)
+  if v == nil then return true end
+  if type(v) ~= "number" or v ~= v or v <= 0 or v > MAX_PER then
+    return nil, format("%s.per: seconds > 0 and at most %d expected, got %s", where, MAX_PER, describe(v))
+  end
+  return true
+end
+
+local function check_budget(where, t, fields)
+  for k in pairs(t) do
+    if not fields[k] then return nil, format("%s: unknown field %s", where, describe(k)) end
+  end
+  local ok, why = check_requests(where, t.requests)
+  if not ok then return nil, why end
+  return check_per(where, t.per)
+end
+
+--- Checks a `rate_limit` client option value.
+-- nil (the defaults), false (off) or a table
+-- `{ requests, per, account = { requests, per } | false, shared_dict = name, store = object }`;
+-- a missing field takes its default.
+-- @return true, or nil and why (a message naming the field)
+function M.check(value)
+  if value == nil or value == false then return true end
+  if type(value) ~= "table" then
+    return nil, "rate_limit: false or a table expected, got " .. describe(value)
+  end
+  local ok, why = check_budget("rate_limit", value, FIELDS)
+  if not ok then return nil, why end
+  local account = value.account
+  if account ~= nil and account ~= false then
+    if type(account) ~= "table" then
+      return nil, "rate_limit.account: false or a table { requests, per } expected, got " .. describe(account)
+    end
+    ok, why = check_budget("rate_limit.account", account, BUDGET_FIELDS)
+    if not ok then return nil, why end
+  end
+  local dict = value.shared_dict
+  if dict ~= nil and (type(dict) ~= "string" or dict == "") then
+    return nil, "rate_limit.shared_dict: the name of a lua_shared_dict expected, got " .. describe(dict)
+  end
+  local store = value.store
+  if store ~= nil then
+    local t = type(store)
+    local reserve = (t == "table" or t == "userdata") and store.reserve
+    local hold = (t == "table" or t == "userdata") and store.hold
+    if type(reserve) ~= "function" or type(hold) ~= "function" then
+      return nil, "rate_limit.store: an object with reserve and hold methods expected, got " .. describe(store)
+    end
+  end
+  return true
+end
+
+---------------------------------------------------------------------------------------------
+-- Names. The key the client gives names its token and base URL; it never goes into a store
+-- as it is (a store may be Redis, readable by others): a digest of it does.
+
+local function digest(s)
+  local ngx = rawget(_G, "ngx")
+  if type(ngx) == "table" and type(ngx.md5) == "function" then return ngx.md5(s) end
+  -- Two 31-bit polynomial hashes, exact in doubles (Lua 5.1 has no integers).
+  local a, b = 7, 11
+  for i = 1, #s do
+    local c = s:byte(i)
+    a = (a * 31 + c) % 2147483647
+    b = (b * 131 + c + i) % 2147483629
+  end
+  return format("%08x%08x", a, b)
+end
+
+local function budget_name(kind, prefix, requests, per, account)
+  return format("%s:%s:%d/%.17g%s", kind, prefix, requests, per, account and ":" .. account or "")
+end
+
+---------------------------------------------------------------------------------------------
+-- The process-local store: for each budget name, a ring of the last `requests` start times.
+
+local PRUNE_EVERY = 1000 -- reservations between two sweeps of the rings nobody needs any more
+
+local function local_store()
+  local store = { rings = {}, holds = {}, count = 0 }
+
+  -- Drops the rings whose newest start is more than `per` ago (an account read once, long ago):
+  -- a process that fans out over many accounts keeps only those still in a window.
+  local function prune(self, now)
+    for name, ring in pairs(self.rings) do
+      if ring.last + ring.per <= now then self.rings[name] = nil end
+    end
+    for name, deadline in pairs(self.holds) do
+      if deadline <= now then self.holds[name] = nil end
+    end
+  end
+
+  function store.reserve(self, budgets, now)
+    local start, binding = now, nil
+    local rings = self.rings
+    for i = 1, #budgets do
+      local b = budgets[i]
+      local ring = rings[b.name]
+      if not ring then
+        ring = { next = 1 }
+        rings[b.name] = ring
+      end
+      local oldest = ring[ring.next]
+      if oldest and oldest + b.per > start then start, binding = oldest + b.per, i end
+      local hold = self.holds[b.name]
+      if hold then
+        if hold > start then start, binding = hold, i end
+        if hold <= now then self.holds[b.name] = nil end
+      end
+    end
+    for i = 1, #budgets do
+      local b = budgets[i]
+      local ring = rings[b.name]
+      ring[ring.next] = start
+      ring.next = ring.next % b.requests + 1
+      ring.last, ring.per = start, b.per
+    end
+    self.count = self.count + 1
+    if self.count % PRUNE_EVERY == 0 then prune(self, now) end
+    return start - now, binding
+  end
+
+  function store.hold(self, name, seconds, now)
+    local deadline = now + seconds
+    if (self.holds[name] or -huge) < deadline then self.holds[name] = deadline end
+    return true
+  end
+
+  -- Forgets every budget whose name holds `prefix` (no limiter of that token is left).
+  function store.forget(self, prefix)
+    local mark = ":" .. prefix .. ":"
+    for _, t in ipairs { self.rings, self.holds } do
+      for name in pairs(t) do
+        if name:find(mark, 1, true) then t[name] = nil end
+      end
+    end
+  end
+
+  return store
+end
+
+---------------------------------------------------------------------------------------------
+-- The nginx shared dict store: the same ring, under a lock (a dict key added with a short
+-- expiry) so that a reservation over two budgets is atomic across workers. One dict value per
+-- budget: the next slot's index, then the start times in fixed-width fields (an account's 50
+-- take 1 KB, so `lua_shared_dict truto_rate 1m` holds about 500 accounts). Times are
+-- ngx.now() (epoch seconds, the same for every worker). A budget's value expires once its
+-- newest start is older than `per`.
+
+local LOCK_TTL = 0.5 -- seconds: a worker that dies holding the lock blocks the others this long
+
+local function yieldable(ngx)
+  local phase = ngx.get_phase()
+  return phase == "rewrite" or phase == "access" or phase == "content" or phase == "timer"
+end
+
+local function dict_store(ngx, dict)
+  local store = {}
+
+  local key = "truto_rate:lock"
+
+  -- Returns true once this worker holds the lock; the work under it never yields.
+  local function lock()
+    for _ = 1, 10000 do
+      if dict:add(key, true, LOCK_TTL) then return true end
+      if yieldable(ngx) then ngx.sleep(0.001) end
+    end
+    return nil
+  end
+
+  local function clock()
+    ngx.update_time()
+    return ngx.now()
+  end
+
+  -- A ring value: "%8d" next index, then "%20.6f" per start time.
+  local HEAD, W = 8, 20
+
+  local function read_ring(value)
+    if type(value) ~= "string" or #value < HEAD then return 1, "" end
+    return tonumber(value:sub(1, HEAD)) or 1, value:sub(HEAD + 1)
+  end
+
+  local function slot(times, n)
+    local field = times:sub((n - 1) * W + 1, n * W)
+    return #field == W and tonumber(field) or nil
+  end
+
+  function store.reserve(_, budgets)
+    if not lock() then return nil, "the shared dict lock stays taken" end
+    local now = clock()
+    local start, binding = now, nil
+    local rings = {}
+    for i = 1, #budgets do
+      local b = budgets[i]
+      local n, times = read_ring(dict:get(b.name))
+      if n > b.requests then n = 1 end
+      rings[i] = { n = n, times = times }
+      local oldest = slot(times, n)
+      if oldest and oldest + b.per > start then start, binding = oldest + b.per, i end
+      local hold = dict:get(b.name .. "#hold")
+      if hold and hold > start then start, binding = hold, i end
+    end
+    local ok, err = true, nil
+    for i = 1, #budgets do
+      local b, ring = budgets[i], rings[i]
+      local n, times = ring.n, ring.times
+      times = times:sub(1, (n - 1) * W) .. format("%20.6f", start) .. times:sub(n * W + 1)
+      local set_ok, set_err = dict:set(b.name, format("%8d", n % b.requests + 1) .. times, start - now + b.per + 1)
+      if not set_ok then ok, err = nil, set_err end
+    end
+    dict:delete(key)
+    if not ok then return nil, "shared dict: " .. tostring(err) end
+    return start - now, binding
+  end
+
+  function store.hold(_, name, seconds)
+    if not lock() then return nil, "the shared dict lock stays taken" end
+    local deadline = clock() + seconds
+    local current = dict:get(name .. "#hold")
+    local ok, err = true, nil
+    if not current or current < deadline then ok, err = dict:set(name .. "#hold", deadline, seconds + 1) end
+    dict:delete(key)
+    if not ok then return nil, "shared dict: " .. tostring(err) end
+    return true
+  end
+
+  return store
+end
+
+---------------------------------------------------------------------------------------------
+-- The registry: one local store for the process, one dict store per dict name, and how many
+-- limiters use each token's budgets.
+
+local process_store = local_store()
+local dict_stores = {}
+-- prefix -> the open limiters of that token (a weak set: a limiter never closed still lets go
+-- of its budgets once it is collected, at the next sweep)
+local users = {}
+
+-- Forgets the budgets of every token whose limiters are all closed or collected.
+local function sweep()
+  for prefix, set in pairs(users) do
+    if next(set) == nil then
+      users[prefix] = nil
+      process_store:forget(prefix)
+    end
+  end
+end
+
+local function nginx_dict(name)
+  local ngx = rawget(_G, "ngx")
+  if type(ngx) ~= "table" or type(ngx.shared) ~= "table" then return nil end
+  local dict = ngx.shared[name]
+  if not dict then return nil end
+  local store = dict_stores[name]
+  if not store then
+    store = dict_store(ngx, dict)
+    dict_stores[name] = store
+  end
+  return store, name
+end
+
+--- How many limiters use the budgets of `key` in this process (for specs).
+function M.users(key)
+  local n = 0
+  for _ in pairs(users[digest(key)] or {}) do n = n + 1 end
+  return n
+end
+
+local Limiter = {}
+Limiter.__index = Limiter
+
+local function budget_of(t, default)
+  return { requests = t.requests or default.requests, per = t.per or default.per }
+end
+
+--- A limiter for the client whose token and base URL `key` names.
+-- @param value the `rate_limit` option (checked by M.check): nil, false or a table
+-- @param key string naming the token and the base URL (only a digest of it is kept)
+-- @return a limiter, or nil when value is false
+function M.new(value, key)
+  local ok, why = M.check(value)
+  if not ok then error(why, 2) end
+  if value == false then return nil end
+  if type(key) ~= "string" then error("rate.new: key must be a string", 2) end
+  value = value or {}
+  local prefix = digest(key)
+  local token = budget_of(value, M.DEFAULTS)
+  local account = value.account
+  if account == nil then account = M.DEFAULTS.account end
+  if account then account = budget_of(account, M.DEFAULTS.account) end
+  local store, where = value.store, "store"
+  if not store then
+    store, where = nginx_dict(value.shared_dict or M.DEFAULTS.shared_dict)
+    if not store then store, where = process_store, "process" end
+  end
+  sweep()
+  local limiter = setmetatable({
+    prefix = prefix, store = store, where = where,
+    token = token, account = account,
+    token_name = budget_name("t", prefix, token.requests, token.per),
+  }, Limiter)
+  users[prefix] = users[prefix] or setmetatable({}, { __mode = "k" })
+  users[prefix][limiter] = true
+  return limiter
+end
+
+-- The budgets a request of `account_id` draws on (token first).
+function Limiter:budgets(account_id)
+  local t = self.token
+  local list = { { name = self.token_name, requests = t.requests, per = t.per + margin(t.per), kind = "token" } }
+  local a = self.account
+  if a and account_id ~= nil then
+    list[2] = { name = budget_name("a", self.prefix, a.requests, a.per, tostring(account_id)),
+      requests = a.requests, per = a.per + margin(a.per), kind = "account" }
+  end
+  return list
+end
+
+local function report(hooks, info)
+  if hooks.on_wait then hooks.on_wait(info) end
+  if hooks.debug then
+    local what = info.budget == "account"
+      and format("the account budget of %s (%d per %s s)", tostring(info.account), info.requests, tostring(info.per))
+      or format("the %s budget (%d per %s s)", info.budget, info.requests, tostring(info.per))
+    hooks.debug(format("rate limit: holding the request %.2f s for %s", info.wait, what))
+  end
+end
+
+--- Reserves the start of one request (one attempt) of `account_id` (nil: the token budget
+-- only) in every budget, then sleeps until that start. Reports holds of REPORT_AT s or more
+-- through hooks.on_wait(info) and hooks.debug(line).
+-- @param hooks { sleep = fn(s), now = fn() -> s, on_wait = fn | nil, debug = fn | nil }
+-- @return the seconds waited
+function Limiter:acquire(account_id, hooks)
+  if self.closed then error("rate limiter used after close", 2) end
+  local budgets = self:budgets(account_id)
+  self.now = hooks.now
+  local now = hooks.now()
+  local wait, binding = self.store:reserve(budgets, now)
+  if not wait then
+    -- The shared store failed (Redis down, dict full): keep to the budget of this process.
+    if hooks.debug then
+      local which = self.where == "store" and "rate_limit.store" or "the shared dict " .. self.where
+      hooks.debug("rate limit: " .. which .. " failed (" .. tostring(binding)
+        .. "); this request keeps to the budget of this process")
+    end
+    wait, binding = process_store:reserve(budgets, now)
+  end
+  if wait <= 0 then return 0 end
+  if wait >= REPORT_AT then
+    local b = budgets[binding or 1]
+    local limit = b.kind == "account" and self.account or self.token
+    report(hooks, { wait = wait, budget = b.kind, account = account_id, requests = limit.requests,
+      per = limit.per, store = self.where })
+  end
+  hooks.sleep(wait)
+  return wait
+end
+
+-- A header value as a number, or nil (several values: the first one).
+local function header_number(headers, name)
+  local v = headers[name]
+  if type(v) == "table" then v = v[1] end
+  if type(v) == "number" then return v end
+  if type(v) ~= "string" then return nil end
+  v = tonumber(v:match("^%s*([%d%.]+)"))
+  if v and v == v and v < huge then return v end
+  return nil
+end
+
+--- Reads an answer's rate headers. When an answer that went through says the window is spent
+-- (`ratelimit-remaining: 0` and `ratelimit-reset: <seconds>`), no request of this budget starts
+-- before the window reopens: the hold goes on the account's budget when there is one, else on
+-- the token's. An answer with `Retry-After` (a 429) holds nothing: the retry loop waits that
+-- long for its own request, and the budgets keep the others in step.
+function Limiter:observe(account_id, headers)
+  if self.closed or type(headers) ~= "table" or headers["retry-after"] ~= nil then return end
+  local remaining = header_number(headers, "ratelimit-remaining")
+  if not remaining or remaining > 0 then return end
+  local seconds = header_number(headers, "ratelimit-reset")
+  if not seconds or seconds <= 0 then return end
+  seconds = min(seconds, MAX_PER)
+  local budgets = self:budgets(account_id)
+  local name = budgets[#budgets].name
+  local now = self.now and self.now() or 0
+  local ok = self.store:hold(name, seconds, now)
+  if not ok then process_store:hold(name, seconds, now) end
+end
+
+--- Releases this limiter's share of its budgets (the last one forgets them). Idempotent.
+-- A limiter that is collected without close() is released at the next rate.new().
+function Limiter:close()
+  if self.closed then return end
+  self.closed = true
+  local set = users[self.prefix]
+  if set then set[self] = nil end
+  sweep()
+end
+
+M.local_store = local_store -- a fresh process-local store (specs; a base for custom stores)
+
+return M

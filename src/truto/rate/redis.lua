@@ -1,0 +1,142 @@
+-- A rate budget store in Redis, for a fleet of OpenResty / nginx machines with one token:
+--
+--   local store = require("truto.rate.redis").new { host = "10.0.0.5", port = 6379 }
+--   local client = truto.new { rate_limit = { store = store } }
+--
+-- It talks to Redis through lua-resty-redis (Debian: lua-nginx-redis, module "nginx.redis";
+-- OpenResty: "resty.redis"), so it runs inside nginx, in phases that may use cosockets
+-- (rewrite, access, content, timer). Each reservation is one EVAL: the script reads Redis' own
+-- clock (TIME), so the machines' clocks do not matter, and runs atomically. A budget is a Redis
+-- list of its last `requests` start times (newest first) and a key holding the server's hold.
+-- Keys expire once they no longer matter. When Redis cannot be reached, the limiter keeps the
+-- budget of its own process for that request and says so through `debug`.
+
+local M = {}
+
+local format = string.format
+local unpack = table.unpack or rawget(_G, "unpack")
+
+local RESERVE = [[
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local start, binding = now, 0
+local n = #KEYS / 2
+for i = 1, n do
+  local requests, per = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
+  local oldest = redis.call('LINDEX', KEYS[2 * i - 1], requests - 1)
+  if oldest and tonumber(oldest) + per > start then start, binding = tonumber(oldest) + per, i end
+  local hold = redis.call('GET', KEYS[2 * i])
+  if hold and tonumber(hold) > start then start, binding = tonumber(hold), i end
+end
+for i = 1, n do
+  local requests, per = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
+  local ring = KEYS[2 * i - 1]
+  redis.call('LPUSH', ring, string.format('%.6f', start))
+  redis.call('LTRIM', ring, 0, requests - 1)
+  redis.call('PEXPIRE', ring, math.ceil((start - now + per) * 1000) + 1000)
+end
+return { string.format('%.6f', start - now), binding }
+]]
+
+local HOLD = [[
+local t = redis.call('TIME')
+local seconds = tonumber(ARGV[1])
+local deadline = tonumber(t[1]) + tonumber(t[2]) / 1000000 + seconds
+local current = redis.call('GET', KEYS[1])
+if not current or tonumber(current) < deadline then
+  redis.call('SET', KEYS[1], string.format('%.6f', deadline), 'PX', math.ceil(seconds * 1000) + 1000)
+end
+return 1
+]]
+
+local function redis_library()
+  for _, name in ipairs { "resty.redis", "nginx.redis" } do
+    local ok, lib = pcall(require, name)
+    if ok then return lib end
+  end
+  return nil
+end
+
+--- A Redis store.
+-- @tparam table opts `host` ("127.0.0.1"), `port` (6379), `password`, `db` (0), `timeout`
+--   (seconds, 1), `prefix` ("truto_rate:"), `keepalive` (idle seconds, 60), `pool_size` (16)
+-- @return the store, for `rate_limit = { store = ... }`
+-- @raise outside nginx (no lua-resty-redis), or on a bad option
+function M.new(opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then error("bad argument #1 to 'new' (table expected, got " .. type(opts) .. ")", 2) end
+  local lib = redis_library()
+  if not lib then
+    error("truto.rate.redis needs lua-resty-redis inside nginx (Debian: lua-nginx-redis)", 2)
+  end
+  local store = {
+    host = opts.host or "127.0.0.1", port = opts.port or 6379, password = opts.password,
+    db = opts.db, timeout = opts.timeout or 1, prefix = opts.prefix or "truto_rate:",
+    keepalive = opts.keepalive or 60, pool_size = opts.pool_size or 16,
+  }
+  for _, k in ipairs { "port", "timeout", "keepalive", "pool_size" } do
+    local v = store[k]
+    if type(v) ~= "number" or v ~= v or v <= 0 or v == math.huge then
+      error(format("bad argument #1 to 'new' (%s: a number > 0 expected, got %s)", k, tostring(v)), 2)
+    end
+  end
+  if type(store.host) ~= "string" or type(store.prefix) ~= "string" then
+    error("bad argument #1 to 'new' (host and prefix must be strings)", 2)
+  end
+
+  -- Runs fn(red) on a connection; returns its results, or nil and an error.
+  local function with_connection(fn)
+    local red = lib:new()
+    red:set_timeout(store.timeout * 1000)
+    local ok, err = red:connect(store.host, store.port)
+    if not ok then return nil, "redis: " .. tostring(err) end
+    if red:get_reused_times() == 0 then
+      if store.password then
+        ok, err = red:auth(store.password)
+        if not ok then red:close() return nil, "redis auth: " .. tostring(err) end
+      end
+      if store.db then
+        ok, err = red:select(store.db)
+        if not ok then red:close() return nil, "redis select: " .. tostring(err) end
+      end
+    end
+    local res
+    res, err = fn(red)
+    if res == nil then
+      red:close()
+      return nil, "redis: " .. tostring(err)
+    end
+    red:set_keepalive(store.keepalive * 1000, store.pool_size)
+    return res
+  end
+
+  function store.reserve(self, budgets)
+    local args = { RESERVE, 2 * #budgets }
+    for _, b in ipairs(budgets) do
+      args[#args + 1] = self.prefix .. b.name
+      args[#args + 1] = self.prefix .. b.name .. ":hold"
+    end
+    for _, b in ipairs(budgets) do
+      args[#args + 1] = format("%d", b.requests)
+      args[#args + 1] = format("%.6f", b.per)
+    end
+    local res, err = with_connection(function(red) return red:eval(unpack(args)) end)
+    if type(res) ~= "table" then return nil, err or "redis: unexpected answer" end
+    local wait = tonumber(res[1])
+    if not wait then return nil, "redis: unexpected answer" end
+    local binding = tonumber(res[2])
+    return wait, binding ~= 0 and binding or nil
+  end
+
+  function store.hold(self, name, seconds)
+    local res, err = with_connection(function(red)
+      return red:eval(HOLD, 1, self.prefix .. name .. ":hold", format("%.6f", seconds))
+    end)
+    if res == nil then return nil, err end
+    return true
+  end
+
+  return store
+end
+
+return M
