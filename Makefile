@@ -55,11 +55,11 @@ LUA_MODS := $(LUA_SRCS:src/%=$(BUILD)/%)
 # What the module, the command line, `make test` and `make demo` need: the
 # compiler and headers, lua-cjson, busted and LuaSocket for the specs, nginx
 # with its Lua module and Redis for the mock, openssl for the TLS spec,
-# luarocks for the install spec, and LuaJIT (luajit2) because the nginx spec
-# builds the module for OpenResty's LuaJIT.
+# luarocks for the install spec, LuaJIT (luajit2) because the nginx spec
+# builds the module for OpenResty's LuaJIT, and procps (ps) for the mock spec.
 DEB_PACKAGES := lua5.4 liblua5.4-dev lua-cjson libcurl4-openssl-dev pkg-config gcc make libc6-dev \
                 lua-busted lua-socket nginx-light libnginx-mod-http-lua lua-nginx-redis redis-server \
-                openssl ca-certificates luarocks luajit2 libluajit2-5.1-dev curl
+                openssl ca-certificates luarocks luajit2 libluajit2-5.1-dev curl procps
 # Developer tools on top: lint, docs, formatting, sanitizers, valgrind, fuzzing.
 DEV_DEB_PACKAGES := lua-check lua-ldoc lua-markdown clang-format clang-tidy clang libclang-rt-14-dev \
                     valgrind
