@@ -193,3 +193,42 @@ format-check:
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)
+
+# ---- JSON: the lua-cjson compatibility file and the current lua-cjson ----
+# src/json_compat.c (decoding with Debian's lua-cjson 2.1.0) is part of the core.
+SRCS += src/json_compat.c
+OBJS += $(BUILD)/obj/json_compat.o
+$(CORE): $(BUILD)/obj/json_compat.o
+
+# test-cjson: the whole suite again with the current lua-cjson (openresty
+# 2.1.0.17, what LuaRocks and OpenResty ship), built from the unmodified
+# source in CJSON_SRC into private directories (the source tree is copied
+# first and stays untouched): one for Lua 5.4, on LUA_CPATH_5_4 after the
+# module's build (Lua 5.4 reads that variable before LUA_CPATH, so every
+# lua5.4 a spec starts finds both), and one for LuaJIT, first on LUA_CPATH,
+# which then only LuaJIT (the nginx specs) reads. The JSON specs check that the module uses lua-cjson's own
+# values (TRUTO_CJSON=current).
+CJSON_SRC   ?= ../shared/vendor/lua-cjson-2.1.0.17
+CJSON_BUILD ?= build-cjson
+CJSON_SO    := $(CJSON_BUILD)/cjson.so
+CJSON_JIT   := $(CJSON_BUILD)/luajit/cjson.so
+.PHONY: test-cjson cjson-current
+cjson-current: $(CJSON_SO) $(CJSON_JIT)
+# $(1): target .so, $(2): pkg-config name of the Lua it is for
+define build_cjson
+	rm -rf $(dir $(1))src
+	@mkdir -p $(dir $(1))
+	cp -R $(CJSON_SRC) $(dir $(1))src
+	$(MAKE) -s -C $(dir $(1))src LUA_INCLUDE_DIR=$(patsubst -I%,%,$(firstword $(shell pkg-config --cflags-only-I $(2)))) \
+	  CFLAGS="-O2 -g -fPIC" cjson.so
+	cp $(dir $(1))src/cjson.so $(1)
+endef
+$(CJSON_SO):
+	$(call build_cjson,$@,lua5.4)
+$(CJSON_JIT):
+	$(call build_cjson,$@,luajit)
+
+test-cjson: all $(TESTPOSIX) $(CJSON_SO) $(CJSON_JIT)
+	$(MAKE) all LUA=luajit BUILD=build-luajit TRUTO_BUILD=build-luajit
+	LUA_CPATH_5_4="$(abspath $(BUILD))/?.so;$(abspath $(CJSON_BUILD))/?.so;;" \
+	  LUA_CPATH="$(abspath $(CJSON_BUILD))/luajit/?.so;;" TRUTO_CJSON=current $(BUSTED)

@@ -1,11 +1,16 @@
-/* json.c - body encoding and number fix-ups around lua-cjson, see json.h. */
+/* json.c - the JSON encoder, lua-cjson as the decoder, and the text scan, see json.h. */
 #include "json.h"
+#include "json_compat.h"
 #include "value.h"
 
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 /* ---- encoding ---------------------------------------------------------- */
 
@@ -81,6 +86,17 @@ static int encode_string(jstate *j, const char *s, size_t len)
 }
 
 static int encode_any(jstate *j, int idx, int depth);
+
+/* Whether idx is cjson.empty_array (a light userdata of lua-cjson's own). */
+static int is_empty_array(lua_State *L, int idx)
+{
+    if (lua_type(L, idx) != LUA_TLIGHTUSERDATA)
+        return 0;
+    lua_getfield(L, LUA_REGISTRYINDEX, TRUTO_EMPTY_ARRAY);
+    int same = lua_rawequal(L, -1, idx);
+    lua_pop(L, 1);
+    return same;
+}
 
 static int encode_array(jstate *j, int idx, size_t n, int depth)
 {
@@ -174,6 +190,10 @@ static int encode_any(jstate *j, int idx, int depth)
             tbuf_adds(j->out, "null");
             return 1;
         }
+        if (is_empty_array(L, idx)) {
+            tbuf_adds(j->out, "[]");
+            return 1;
+        }
         return jfail(j, luaL_typename(L, idx), " cannot be encoded as JSON");
     }
 }
@@ -189,53 +209,57 @@ int tj_encode(lua_State *L, int idx, tbuf *out, tbuf *err)
     return ok;
 }
 
-/* ---- big integers ------------------------------------------------------ */
+/* ---- the text scan ----------------------------------------------------- */
 
-/* The marker cjson decodes to "\0i:<digits>"; JSON text can contain the
- * same string only through "\u0000", and we do not rewrite such bodies. */
-#define MARKER "\"\\u0000i:"
-#define MARKER_PREFIX "\0i:"
-#define MARKER_PREFIX_LEN 3
+/* Bytes that end the fast loop inside a string: the quote, the backslash,
+ * and every byte from 0xC0 up (the odd bytes are among them). */
+static unsigned char string_stop[256];
 
-/* Integers of 16+ digits may exceed 2^53; only those are worth a look. */
-static int has_long_digit_run(const char *s, size_t len)
+static void init_tables(void)
 {
-    size_t run = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] >= '0' && s[i] <= '9') {
-            if (++run >= 16)
-                return 1;
-        } else {
-            run = 0;
-        }
+    for (int c = 0; c < 256; c++)
+        string_stop[c] = (unsigned char)(c == '"' || c == '\\' || c >= 0xC0);
+}
+
+/* The first byte at or after i that ends the plain run inside a string
+ * (string_stop), or len. Sixteen bytes at a time where SSE2 is there: the
+ * text is mostly strings, and this loop is most of the scan. */
+static size_t skip_plain(const unsigned char *s, size_t i, size_t len)
+{
+#if defined(__SSE2__)
+    const __m128i quote = _mm_set1_epi8('"');
+    const __m128i backslash = _mm_set1_epi8('\\');
+    const __m128i high = _mm_set1_epi8((char)0xC0);
+    while (i + 16 <= len) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
+        __m128i stop = _mm_or_si128(_mm_cmpeq_epi8(x, quote), _mm_cmpeq_epi8(x, backslash));
+        stop = _mm_or_si128(stop, _mm_cmpeq_epi8(_mm_max_epu8(x, high), x)); /* x >= 0xC0 */
+        unsigned mask = (unsigned)_mm_movemask_epi8(stop);
+        if (mask)
+            return i + (size_t)__builtin_ctz(mask);
+        i += 16;
     }
-    return 0;
+#endif
+    while (i < len && !string_stop[s[i]])
+        i++;
+    return i;
 }
 
-/* Whether the integer literal [s, s+len) is exact in int64 but not in a double. */
-static int needs_protection(const char *s, size_t len)
-{
-    char tmp[24];
-    size_t digits = len - (s[0] == '-');
-    if (digits < 16 || len >= sizeof tmp)
-        return 0;
-    memcpy(tmp, s, len);
-    tmp[len] = 0;
-    errno = 0;
-    long long v = strtoll(tmp, NULL, 10);
-    if (errno == ERANGE)
-        return 0;
-    return v > 9007199254740992LL || v < -9007199254740992LL;
-}
-
-static int is_digit(char c)
+static int is_digit(unsigned char c)
 {
     return c >= '0' && c <= '9';
 }
 
-/* Where a number token stands: enough of the JSON grammar to know that a
- * token is a value (top level, array element, or after a key's ':'), never
- * an object key, which no marker may turn into a valid string. */
+/* Bytes a number token runs over (more than JSON allows, as cjson does). */
+static int is_number_char(unsigned char c)
+{
+    return is_digit(c) || c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-' || c == 'x' ||
+           c == 'X';
+}
+
+/* Where a token stands: enough of the grammar to know that it is a value
+ * (top level, array element, or after a key's ':'), never an object key,
+ * which no rewrite may turn into a valid string. */
 typedef struct {
     char open[TJ_SCAN_DEPTH]; /* '[' or '{' for each enclosing container */
     size_t depth;
@@ -265,163 +289,452 @@ static int at_value_position(const jscan *j)
     return j->prev == ':';
 }
 
-/* Length of the strict JSON integer at s (-?(0|[1-9][0-9]*)) when the number
- * token there is exactly that, else 0. */
-static size_t json_integer(const char *s, size_t len)
+enum { NUM_OTHER, NUM_INTEGER, NUM_FLOAT };
+
+/* What the number token [s, s+n) is under RFC 8259: an integer literal,
+ * one with a fraction or exponent, or something only cjson might take. */
+static int classify_number(const unsigned char *s, size_t n)
 {
     size_t i = s[0] == '-';
-    if (i >= len || !is_digit(s[i]) || (s[i] == '0' && i + 1 < len && is_digit(s[i + 1])))
-        return 0;
-    while (i < len && is_digit(s[i]))
+    int kind = NUM_INTEGER;
+    if (i >= n)
+        return NUM_OTHER;
+    if (s[i] == '0')
         i++;
-    /* a fraction, exponent or stray sign makes it something else */
-    if (i < len && (s[i] == '.' || s[i] == 'e' || s[i] == 'E' || s[i] == '+' || s[i] == '-' ||
-                    s[i] == 'x' || s[i] == 'X'))
-        return 0;
-    return i;
+    else if (s[i] >= '1' && s[i] <= '9')
+        while (i < n && is_digit(s[i]))
+            i++;
+    else
+        return NUM_OTHER;
+    if (i < n && s[i] == '.') {
+        size_t d = ++i;
+        while (i < n && is_digit(s[i]))
+            i++;
+        if (i == d)
+            return NUM_OTHER;
+        kind = NUM_FLOAT;
+    }
+    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+        i++;
+        if (i < n && (s[i] == '+' || s[i] == '-'))
+            i++;
+        size_t d = i;
+        while (i < n && is_digit(s[i]))
+            i++;
+        if (i == d)
+            return NUM_OTHER;
+        kind = NUM_FLOAT;
+    }
+    return i == n ? kind : NUM_OTHER;
 }
 
-/* Walks the JSON text outside strings and finds the integer literals that
- * need protection; with out, writes the protected text there. Returns how
- * many it found. Sets *ambiguous when a string of the text itself starts
- * like a marker, so that markers could not be told from data. */
-static size_t scan_bigints(const char *s, size_t len, tbuf *out, int *ambiguous)
+/* Compares the digits [s, s+n) (no sign, no leading zero) with the
+ * decimal number lim: <0, 0 or >0. */
+static int compare_digits(const unsigned char *s, size_t n, const char *lim)
 {
-    size_t found = 0, copied = 0, i = 0;
+    size_t m = strlen(lim);
+    if (n != m)
+        return n < m ? -1 : 1;
+    return memcmp(s, lim, n);
+}
+
+/* For an integer literal: whether |n| > 2^53 (a double cannot carry
+ * every such integer) and whether n fits in int64. */
+static void integer_range(const unsigned char *s, size_t n, int *past53, int *fits64)
+{
+    int neg = s[0] == '-';
+    s += neg, n -= (size_t)neg;
+    *past53 = compare_digits(s, n, "9007199254740992") > 0;
+    *fits64 = compare_digits(s, n, neg ? "9223372036854775808" : "9223372036854775807") <= 0;
+}
+
+/* For a literal with fraction or exponent: whether its double is integral
+ * and in int64 range (the values the compatibility path would otherwise
+ * turn into integers, where current lua-cjson keeps a float). */
+static int integral_float(const unsigned char *s, size_t n)
+{
+    char small[64];
+    char *tmp = n < sizeof small ? small : malloc(n + 1);
+    if (!tmp)
+        return 1; /* a marker is always right, only slower */
+    memcpy(tmp, s, n);
+    tmp[n] = 0;
+    double d = strtod(tmp, NULL);
+    if (tmp != small)
+        free(tmp);
+    return d == floor(d) && d >= -9223372036854775808.0 && d < 9223372036854775808.0;
+}
+
+/* Copies the text up to s+upto to out (the part not copied yet). */
+static void copy_upto(tbuf *out, const unsigned char *s, size_t *copied, size_t upto)
+{
+    tbuf_add(out, s + *copied, upto - *copied);
+    *copied = upto;
+}
+
+static void add_marker(tbuf *out, const tj_scan *sc, char kind)
+{
+    tbuf_addc(out, '"');
+    tbuf_add(out, sc->marker, sc->marker_len);
+    tbuf_addc(out, kind);
+}
+
+/* What to do with the number token [start, start+n) at a value position:
+ * returns the marker kind ('i', 'f'), 's' for a plain string, or 0. */
+static char number_rewrite(const tj_scan *sc, const unsigned char *s, size_t n)
+{
+    int kind = classify_number(s, n);
+    if (kind == NUM_INTEGER) {
+        int past53, fits64;
+        integer_range(s, n, &past53, &fits64);
+        if (past53 && sc->big_strings)
+            return 's';
+        if (past53 && fits64 && sc->mark_numbers)
+            return 'i';
+    } else if (kind == NUM_FLOAT && sc->mark_numbers && integral_float(s, n)) {
+        return 'f';
+    }
+    return 0;
+}
+
+size_t tj_scan_text(const char *text, size_t len, tj_scan *sc, tbuf *out)
+{
+    const unsigned char *s = (const unsigned char *)text;
+    size_t edits = 0, copied = 0, i = 0, values = 0;
+    size_t max = sc->max_values;
+    int numbers = sc->big_strings || sc->mark_numbers;
+    int arrays = sc->mark_arrays && sc->marker_len > 0;
     jscan j;
     j.depth = 0;
     j.prev = 0;
+    sc->too_many = 0;
+    sc->odd_bytes = 0;
+#define COUNT_VALUE()                                                                              \
+    do {                                                                                           \
+        if (max && ++values > max) {                                                               \
+            sc->too_many = 1;                                                                      \
+            goto done;                                                                             \
+        }                                                                                          \
+    } while (0)
     while (i < len) {
-        char c = s[i];
+        unsigned char c = s[i];
         if (c == '"') {
-            if (len - i > 9 && memcmp(s + i + 1, &MARKER[1], 8) == 0)
-                *ambiguous = 1;
-            for (i++; i < len && s[i] != '"'; i++)
+            if (max && at_value_position(&j) && ++values > max) {
+                sc->too_many = 1;
+                goto done;
+            }
+            for (i++; i < len; i++) {
+                i = skip_plain(s, i, len);
+                if (i >= len || s[i] == '"')
+                    break;
                 if (s[i] == '\\')
                     i++;
+                else if (TJ_IS_ODD_BYTE(s[i]))
+                    sc->odd_bytes = 1;
+            }
             i++;
             j.prev = '"';
         } else if (c == '-' || is_digit(c)) {
-            size_t start = i, n = json_integer(s + i, len - i);
-            if (n && at_value_position(&j) && needs_protection(s + start, n)) {
-                found++;
-                if (out) {
-                    tbuf_add(out, s + copied, start - copied);
-                    tbuf_adds(out, MARKER);
-                    tbuf_add(out, s + start, n);
+            size_t start = i;
+            int plain = 1; /* digits only so far */
+            for (i++; i < len && is_number_char(s[i]); i++)
+                plain = plain && is_digit(s[i]);
+            COUNT_VALUE();
+            /* up to 15 digits and nothing else: exact in a double, nothing to do */
+            int look = numbers && !(plain && i - start < 16) && at_value_position(&j);
+            char kind = (char)(look ? number_rewrite(sc, s + start, i - start) : 0);
+            if (kind) {
+                edits++;
+                copy_upto(out, s, &copied, start);
+                if (kind == 's')
                     tbuf_addc(out, '"');
-                    copied = start + n;
+                else
+                    add_marker(out, sc, kind);
+                copy_upto(out, s, &copied, i);
+                tbuf_addc(out, '"');
+            }
+            j.prev = '0';
+        } else if (c == '[' || c == '{' || c == ']' || c == '}' || c == ',' || c == ':') {
+            if (c == '[' || c == '{')
+                COUNT_VALUE();
+            note_structure(&j, (char)c);
+            i++;
+            if (c == '[' && arrays) {
+                size_t k = i;
+                while (k < len && (s[k] == ' ' || s[k] == '\t' || s[k] == '\r' || s[k] == '\n'))
+                    k++;
+                if (k < len && s[k] == ']') {
+                    edits++;
+                    copy_upto(out, s, &copied, i);
+                    add_marker(out, sc, 'a');
+                    tbuf_addc(out, '"');
+                    copied = k;
                 }
             }
-            /* skip the whole number token, whatever it is */
-            for (i++; i < len && (is_digit(s[i]) || (s[i] && strchr(".eE+-xX", s[i]))); i++)
-                ;
-            j.prev = '0';
         } else {
-            if (c == '[' || c == '{' || c == ']' || c == '}' || c == ',' || c == ':')
-                note_structure(&j, c);
-            else if (c != ' ' && c != '\t' && c != '\r' && c != '\n')
-                j.prev = c; /* true, false, null, or junk cjson will refuse */
+            if (c != ' ' && c != '\t' && c != '\r' && c != '\n') {
+                /* true, false, null, or junk cjson will refuse: one token */
+                COUNT_VALUE();
+                j.prev = (char)c;
+                for (i++; i < len && s[i] >= 'a' && s[i] <= 'z'; i++)
+                    ;
+                continue;
+            }
             i++;
         }
     }
-    if (out && found)
-        tbuf_add(out, s + copied, len - copied);
-    return found;
+done:
+#undef COUNT_VALUE
+    sc->values = values;
+    if (edits && !sc->too_many)
+        copy_upto(out, s, &copied, len);
+    return sc->too_many ? 0 : edits;
 }
 
-int tj_protect_bigints(const char *text, size_t len, tbuf *out)
-{
-    int ambiguous = 0;
-    if (!has_long_digit_run(text, len))
-        return 0;
-    /* a raw NUL could start a string that reads like a marker, too */
-    if (memchr(text, '\0', len) || !scan_bigints(text, len, NULL, &ambiguous) || ambiguous)
-        return 0;
-    tbuf_reset(out);
-    scan_bigints(text, len, out, &ambiguous);
-    return !out->oom;
-}
+/* ---- options ----------------------------------------------------------- */
 
-/* ---- normalizing decoded values ---------------------------------------- */
-
-/* Replaces the number on top of the stack by an integer when it is one.
- * Returns whether it did. */
-static int integer_from_float(lua_State *L)
+void tj_opts_check(lua_State *L, int idx, tj_opts *o)
 {
-#if LUA_VERSION_NUM >= 503
-    if (lua_isinteger(L, -1))
-        return 0;
-    lua_Number d = lua_tonumber(L, -1);
-    if (d != floor(d) || d < -9223372036854775808.0 || d >= 9223372036854775808.0)
-        return 0;
+    o->big_strings = 0;
+    o->max_values = 0;
+    o->text_idx = 0;
+    if (lua_isnoneornil(L, idx))
+        return;
+    luaL_checktype(L, idx, LUA_TTABLE);
+    lua_getfield(L, idx, "big_integers");
+    if (!lua_isnil(L, -1)) {
+        const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
+        if (strcmp(v, "string") != 0 && strcmp(v, "number") != 0)
+            luaL_argerror(L, idx, "big_integers must be \"number\", \"string\" or nil");
+        o->big_strings = v[0] == 's';
+    }
     lua_pop(L, 1);
-    lua_pushinteger(L, (lua_Integer)d);
-    return 1;
-#else
-    (void)L;
-    return 0; /* no integer subtype: numbers stay doubles */
-#endif
-}
-
-/* Replaces a marker string on top of the stack by its number. */
-static int integer_from_marker(lua_State *L)
-{
-    size_t len;
-    const char *s = lua_tolstring(L, -1, &len);
-    char digits[32];
-    if (len <= MARKER_PREFIX_LEN || len - MARKER_PREFIX_LEN >= sizeof digits ||
-        memcmp(s, MARKER_PREFIX, MARKER_PREFIX_LEN) != 0)
-        return 0;
-    memcpy(digits, s + MARKER_PREFIX_LEN, len - MARKER_PREFIX_LEN);
-    digits[len - MARKER_PREFIX_LEN] = 0;
+    lua_getfield(L, idx, "max_values");
+    if (!lua_isnil(L, -1)) {
+        lua_Number n = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : 0;
+        if (!(n >= 1 && n == floor(n)))
+            luaL_argerror(L, idx, "max_values must be a positive integer or nil");
+        o->max_values = n < 1e18 ? (size_t)n : (size_t)1e18;
+    }
     lua_pop(L, 1);
-#if LUA_VERSION_NUM >= 503
-    if (!lua_stringtonumber(L, digits))
-        lua_pushnil(L);
-#else
-    lua_pushnumber(L, strtod(digits, NULL));
-#endif
-    return 1;
 }
 
-/* Normalizes the value on top of the stack; returns whether it was
- * replaced (tables are changed in place and never replaced). */
-static int normalize_value(lua_State *L, int markers, int depth)
+/* ---- decoding ---------------------------------------------------------- */
+
+#define TRUTO_JSON_CAPS "truto.json.caps"
+
+int tj_run_decode(lua_State *L, const char *s, size_t len, int idx)
 {
-    switch (lua_type(L, -1)) {
-    case LUA_TNUMBER:
-        return integer_from_float(L);
-    case LUA_TSTRING:
-        return markers && integer_from_marker(L);
-    case LUA_TTABLE:
-        if (depth >= 1000)
-            return 0; /* cjson refuses deeper documents anyway */
-        luaL_checkstack(L, 4, "JSON nested too deeply");
-        lua_pushnil(L);
-        while (lua_next(L, -2)) {
-            if (normalize_value(L, markers, depth + 1)) {
-                lua_pushvalue(L, -2); /* table key value key */
-                lua_insert(L, -2);    /* table key key value */
-                lua_rawset(L, -4);    /* assigning an existing key is safe in next() */
-            } else {
-                lua_pop(L, 1);
-            }
+    lua_getfield(L, LUA_REGISTRYINDEX, TRUTO_DECODE);
+    if (idx)
+        lua_pushvalue(L, idx);
+    else
+        lua_pushlstring(L, s, len);
+    /* cjson raises on bad input; catch it so a bad text is a value, not a throw. */
+    return lua_pcall(L, 1, 1, 0) == 0;
+}
+
+static tj_caps no_caps;
+
+const tj_caps *tj_capabilities(lua_State *L)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, TRUTO_JSON_CAPS);
+    const tj_caps *caps = lua_touserdata(L, -1);
+    lua_pop(L, 1); /* the registry keeps it alive */
+    return caps ? caps : &no_caps;
+}
+
+/* Only 16+ digit runs can be integers past 2^53. */
+static int has_long_digit_run(const char *s, size_t len)
+{
+    size_t run = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] >= '0' && s[i] <= '9') {
+            if (++run >= 16)
+                return 1;
+        } else {
+            run = 0;
         }
-        return 0;
-    default:
+    }
+    return 0;
+}
+
+void tj_too_many(lua_State *L, size_t max)
+{
+    char msg[80];
+    snprintf(msg, sizeof msg, "JSON text has more than %zu values (max_values)", max);
+    lua_pushstring(L, msg);
+}
+
+int tj_decode(lua_State *L, const char *s, size_t len, const tj_opts *o)
+{
+    const tj_caps *caps = tj_capabilities(L);
+    if (!caps->array_mt || !caps->integers)
+        return tjc_decode(L, s, len, o, caps);
+
+    /* Current lua-cjson: its value as it is; the text is looked at only
+     * for the options. Values need at least a byte each. */
+    int count = o->max_values && len > o->max_values;
+    if (!count && !(o->big_strings && has_long_digit_run(s, len)))
+        return tj_run_decode(L, s, len, o->text_idx);
+    tj_scan sc;
+    memset(&sc, 0, sizeof sc);
+    sc.big_strings = o->big_strings;
+    sc.max_values = count ? o->max_values : 0;
+    tbuf text;
+    tbuf_init(&text);
+    size_t edits = tj_scan_text(s, len, &sc, &text);
+    int ok;
+    if (sc.too_many) {
+        tj_too_many(L, o->max_values);
+        ok = 0;
+    } else if (text.oom) {
+        lua_pushliteral(L, "out of memory");
+        ok = 0;
+    } else {
+        ok = edits ? tj_run_decode(L, text.data, text.len, 0)
+                   : tj_run_decode(L, s, len, o->text_idx);
+    }
+    tbuf_free(&text);
+    return ok;
+}
+
+/* ---- what lua-cjson can do --------------------------------------------- */
+
+/* Calls t[name](args on the stack) protected; leaves one result or nil. */
+static int try_call(lua_State *L, int t, const char *name, int nargs)
+{
+    lua_getfield(L, t, name);
+    if (!lua_isfunction(L, -1)) {
+        lua_pop(L, 1 + nargs);
+        lua_pushnil(L);
         return 0;
     }
+    lua_insert(L, -1 - nargs);
+    if (lua_pcall(L, nargs, 1, 0) != 0) {
+        lua_pop(L, 1);
+        lua_pushnil(L);
+        return 0;
+    }
+    return 1;
 }
 
-void tj_normalize(lua_State *L, int idx, int markers)
+/* Whether the table at idx has the metatable at mt. */
+static int has_mt(lua_State *L, int idx, int mt)
 {
-    idx = lua_absindex(L, idx);
-    if (LUA_VERSION_NUM < 503 && !markers)
-        return;
-    lua_pushvalue(L, idx);
-    if (normalize_value(L, markers, 0))
-        lua_replace(L, idx);
+    if (lua_type(L, idx) != LUA_TTABLE || !lua_getmetatable(L, idx))
+        return 0;
+    int same = lua_rawequal(L, -1, mt);
+    lua_pop(L, 1);
+    return same;
+}
+
+static int detect_array_mt(lua_State *L, int inst, int mt)
+{
+    lua_pushboolean(L, 1);
+    try_call(L, inst, "decode_array_with_array_mt", 1);
+    lua_pop(L, 1);
+    lua_pushliteral(L, "[[],[1],{}]");
+    if (lua_isnil(L, mt) || !try_call(L, inst, "decode", 1)) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    int t = lua_gettop(L);
+    int ok = has_mt(L, t, mt);
+    for (int i = 1; i <= 3; i++) {
+        lua_rawgeti(L, t, i);
+        ok = ok && (i < 3 ? has_mt(L, -1, mt) : !lua_getmetatable(L, -1));
+        lua_settop(L, t);
+    }
+    lua_pop(L, 1);
+    return ok;
+}
+
+static int detect_integers(lua_State *L, int inst)
+{
+#if LUA_VERSION_NUM >= 503
+    static const lua_Integer want[] = {9007199254740993LL, -9223372036854775807LL - 1, 1};
+    lua_pushliteral(L, "[9007199254740993,-9223372036854775808,1]");
+    if (!try_call(L, inst, "decode", 1) || !lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    int ok = 1;
+    for (int i = 0; i < 3; i++) {
+        lua_rawgeti(L, -1, i + 1);
+        ok = ok && lua_isinteger(L, -1) && lua_tointeger(L, -1) == want[i];
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    return ok;
+#else
+    (void)L, (void)inst;
+    return 1; /* no integer type: every lua-cjson gives the same doubles */
+#endif
+}
+
+void tj_init(lua_State *L)
+{
+    init_tables();
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "cjson");
+    lua_call(L, 1, 1);
+    int cjson = lua_gettop(L);
+
+    /* A private instance, so no setting of ours reaches other cjson users. */
+    lua_getfield(L, cjson, "new");
+    if (lua_isfunction(L, -1)) {
+        lua_call(L, 0, 1);
+    } else {
+        lua_pop(L, 1);
+        lua_pushvalue(L, cjson);
+    }
+    int inst = lua_gettop(L);
+    if (!lua_rawequal(L, inst, cjson)) {
+        /* RFC 8259 numbers only: no hex, NaN or infinity */
+        lua_pushboolean(L, 0);
+        try_call(L, inst, "decode_invalid_numbers", 1);
+        lua_pop(L, 1);
+    }
+    lua_getfield(L, inst, "decode");
+    if (!lua_isfunction(L, -1))
+        luaL_error(L, "truto: cjson.decode not found");
+    lua_setfield(L, LUA_REGISTRYINDEX, TRUTO_DECODE);
+
+    /* The array metatable: lua-cjson's where it has one, else ours. */
+    lua_getfield(L, cjson, "array_mt");
+    if (lua_istable(L, -1)) {
+        lua_pushvalue(L, -1);
+        lua_setfield(L, LUA_REGISTRYINDEX, TRUTO_ARRAY_MT);
+    } else {
+        lua_pop(L, 1);
+        luaL_newmetatable(L, TRUTO_ARRAY_MT);
+    }
+    int mt = lua_gettop(L);
+    lua_getfield(L, cjson, "empty_array_mt");
+    lua_setfield(L, LUA_REGISTRYINDEX, TRUTO_EMPTY_ARRAY_MT);
+    lua_getfield(L, cjson, "empty_array");
+    if (lua_type(L, -1) == LUA_TLIGHTUSERDATA)
+        lua_setfield(L, LUA_REGISTRYINDEX, TRUTO_EMPTY_ARRAY);
     else
         lua_pop(L, 1);
+
+    tj_caps *caps = lua_newuserdatauv(L, sizeof *caps, 0);
+    caps->array_mt = detect_array_mt(L, inst, mt);
+    caps->integers = detect_integers(L, inst);
+    lua_setfield(L, LUA_REGISTRYINDEX, TRUTO_JSON_CAPS);
+    lua_settop(L, cjson - 1);
+}
+
+int tj_info(lua_State *L)
+{
+    const tj_caps *caps = tj_capabilities(L);
+    lua_createtable(L, 0, 3);
+    lua_pushboolean(L, caps->array_mt);
+    lua_setfield(L, -2, "array_mt");
+    lua_pushboolean(L, caps->integers);
+    lua_setfield(L, -2, "integers");
+    lua_pushboolean(L, !caps->array_mt || !caps->integers);
+    lua_setfield(L, -2, "compat");
+    return 1;
 }

@@ -9,21 +9,8 @@
 
 int tresp_decode(lua_State *L, const char *s, size_t len)
 {
-    tbuf protected;
-    tbuf_init(&protected);
-    int markers = tj_protect_bigints(s, len, &protected);
-
-    lua_getfield(L, LUA_REGISTRYINDEX, TRUTO_DECODE);
-    if (markers)
-        lua_pushlstring(L, protected.data, protected.len);
-    else
-        lua_pushlstring(L, s, len);
-    tbuf_free(&protected);
-    /* cjson raises on bad input; catch it so a bad body is a value, not a throw. */
-    if (lua_pcall(L, 1, 1, 0) != 0)
-        return 0;
-    tj_normalize(L, -1, markers);
-    return 1;
+    tj_opts o = {0, 0, 0};
+    return tj_decode(L, s, len, &o);
 }
 
 static int is_success(lua_Integer status)
@@ -46,6 +33,9 @@ int tresp_read(lua_State *L)
     const char *body = luaL_checklstring(L, 3, &len);
     const char *method = luaL_optstring(L, 4, NULL);
     const char *url = luaL_optstring(L, 5, NULL);
+    tj_opts o;
+    tj_opts_check(L, 6, &o);
+    o.text_idx = 3; /* the body: lua-cjson reads it without a copy */
     char msg[64];
     terr_desc d = {"http", (int)status, NULL, method, url, 0, 2};
 
@@ -54,7 +44,7 @@ int tresp_read(lua_State *L)
             lua_newtable(L);
             return 1;
         }
-        if (tresp_decode(L, body, len))
+        if (tj_decode(L, body, len, &o))
             return 1;
         /* cjson's message names the position; keep it, drop the prefix. */
         lua_pushfstring(L, "response is not valid JSON (%s)", lua_tostring(L, -1));
@@ -67,7 +57,7 @@ int tresp_read(lua_State *L)
     }
 
     d.message = status_message(msg, sizeof msg, status);
-    if (len > 0 && tresp_decode(L, body, len)) {
+    if (len > 0 && tj_decode(L, body, len, &o)) {
         d.body = lua_gettop(L);
     } else {
         d.body = len > 0 ? 3 : 0;
@@ -81,9 +71,28 @@ int tresp_decode_lua(lua_State *L)
 {
     size_t len;
     const char *s = luaL_checklstring(L, 1, &len);
-    if (tresp_decode(L, s, len))
+    tj_opts o;
+    tj_opts_check(L, 2, &o);
+    o.text_idx = 1;
+    if (tj_decode(L, s, len, &o))
         return 1;
     lua_pushnil(L);
     lua_insert(L, -2);
+    return 2;
+}
+
+int tresp_decode_json(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    tj_opts o;
+    tj_opts_check(L, 2, &o);
+    o.text_idx = 1;
+    if (tj_decode(L, s, len, &o))
+        return 1;
+    lua_pushfstring(L, "not valid JSON (%s)", lua_tostring(L, -1));
+    terr_desc d = {"decode", 0, lua_tostring(L, -1), NULL, NULL, 0, 0};
+    lua_pushnil(L);
+    terr_push(L, &d);
     return 2;
 }

@@ -2,28 +2,30 @@
  * response.h - turning an HTTP answer into a Lua value or an error object.
  *
  * Input: status, response headers (a table with lower-case names), body
- * bytes, and the method and URL for error messages. 2xx bodies are JSON
- * decoded with lua-cjson and their numbers normalized (json.h); an empty
- * body gives {}. Anything else becomes an error object (error.h).
+ * bytes, the method and URL for error messages, and the decoding options
+ * (json.h). 2xx bodies are JSON decoded (json.h: lua-cjson, exact integers,
+ * arrays marked); an empty body gives {}. Anything else becomes an error
+ * object (error.h).
  */
 #ifndef TRUTO_RESPONSE_H
 #define TRUTO_RESPONSE_H
 
 #include "compat.h"
-
-/* Registry key of cjson.decode, cached at module load. */
-#define TRUTO_DECODE "truto.cjson.decode"
+#include "json.h"
 
 /*
- * Decodes the JSON text [s, s+len) with numbers normalized. Pushes the value
- * and returns 1, or pushes cjson's message and returns 0.
+ * Decodes the JSON text [s, s+len) with the default options. Pushes the
+ * value and returns 1, or pushes a message and returns 0.
  */
 int tresp_decode(lua_State *L, const char *s, size_t len);
 
-/* core.read_response(status, headers, body, method, url) -> value | nil, err */
+/* core.read_response(status, headers, body, method, url[, opts]) -> value | nil, err */
 int tresp_read(lua_State *L);
 
-/* core.decode(text) -> value | nil, message */
+/* core.decode(text[, opts]) -> value | nil, message */
 int tresp_decode_lua(lua_State *L);
+
+/* core.decode_json(text[, opts]) -> value | nil, err (kind "decode") */
+int tresp_decode_json(lua_State *L);
 
 #endif

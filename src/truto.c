@@ -7,8 +7,10 @@
  *   encode_query(params)        -> query string | nil, message
  *   segment(id)                 -> escaped path segment | nil, message
  *   encode_json(value)          -> JSON text | nil, message
- *   decode(text)                -> value | nil, message
- *   read_response(status, headers, body, method, url) -> value | nil, err
+ *   decode(text[, opts])        -> value | nil, message
+ *   decode_json(text[, opts])   -> value | nil, err (a "decode" error object)
+ *   json_info()                 -> { array_mt, integers, compat } (json.h)
+ *   read_response(status, headers, body, method, url[, opts]) -> value | nil, err
  *   retry_after(retry_after, ratelimit_reset) -> seconds | nil
  *   sleep(seconds), now() -> monotonic seconds
  *   error(fields)               -> error object
@@ -162,19 +164,6 @@ static int l_fingerprint(lua_State *L)
     return 1;
 }
 
-/* Caches cjson.decode in the registry: required once, never per call. */
-static void cache_cjson_decode(lua_State *L)
-{
-    lua_getglobal(L, "require");
-    lua_pushliteral(L, "cjson");
-    lua_call(L, 1, 1);
-    lua_getfield(L, -1, "decode");
-    if (!lua_isfunction(L, -1))
-        luaL_error(L, "truto: cjson.decode not found");
-    lua_setfield(L, LUA_REGISTRYINDEX, TRUTO_DECODE);
-    lua_pop(L, 1);
-}
-
 int luaopen_truto_core(lua_State *L)
 {
     static const luaL_Reg functions[] = {
@@ -182,6 +171,8 @@ int luaopen_truto_core(lua_State *L)
         {"encode_json", l_encode_json},
         {"segment", l_segment},
         {"decode", tresp_decode_lua},
+        {"decode_json", tresp_decode_json},
+        {"json_info", tj_info},
         {"read_response", tresp_read},
         {"retry_after", l_retry_after},
         {"sleep", l_sleep},
@@ -193,7 +184,7 @@ int luaopen_truto_core(lua_State *L)
         {"curl", tcurl_new},
         {NULL, NULL},
     };
-    cache_cjson_decode(L);
+    tj_init(L); /* lua-cjson: private instance, capabilities, array metatable */
     terr_register(L);
     tpager_register(L);
     tcurl_register(L);

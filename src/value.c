@@ -51,6 +51,11 @@ int tv_is_marked_array(lua_State *L, int idx)
         return 0;
     luaL_getmetatable(L, TRUTO_ARRAY_MT);
     int marked = lua_rawequal(L, -1, -2);
+    if (!marked) {
+        lua_getfield(L, LUA_REGISTRYINDEX, TRUTO_EMPTY_ARRAY_MT);
+        marked = lua_rawequal(L, -1, -3);
+        lua_pop(L, 1);
+    }
     lua_pop(L, 2);
     return marked;
 }

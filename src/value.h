@@ -9,8 +9,12 @@
 #include "compat.h"
 #include <stddef.h>
 
-/* Registry key of the metatable that truto.array() puts on a table. */
+/* Registry key of the array metatable: the one truto.array() puts on a
+ * table and every decoded array carries (cjson.array_mt where lua-cjson
+ * has one, json.c). cjson.empty_array_mt, when there is one, is under the
+ * second key; both mark a table as an array. */
 #define TRUTO_ARRAY_MT "truto.array"
+#define TRUTO_EMPTY_ARRAY_MT "truto.cjson.empty_array_mt"
 
 typedef enum {
     TV_EMPTY,  /* no entries at all */
@@ -24,7 +28,7 @@ typedef enum {
 /* Shape of the table at idx; *n receives the array length or key count. */
 tv_shape tv_shape_of(lua_State *L, int idx, size_t *n);
 
-/* Whether the table at idx was marked by truto.array(). */
+/* Whether the table at idx carries an array metatable (see above). */
 int tv_is_marked_array(lua_State *L, int idx);
 
 /*

@@ -11,7 +11,8 @@
 -- Keys: accounts (comma-separated), limit (page size), max (items per account, 0 = all),
 -- every + work_ms (sleep work_ms after every `every`-th item), cursor (where each account's
 -- walk starts), prefetch (on / off: the client option; default: not passed), rate_limit (off:
--- rate_limit = false; default: not passed), calls, org, sample_pages, page_size.
+-- rate_limit = false; default: not passed), calls, org, sample_pages, page_size, ca_file (the
+-- client option, for https).
 --
 -- Prints key=value lines on stdout: items=N always, and what the mode measures. A feature the
 -- module does not have yet (an option or call it rejects as misuse) prints na=<why>, exits 3.
@@ -56,6 +57,7 @@ local function new_client()
   local o = {}
   if opt.prefetch == "off" then o.prefetch = false elseif opt.prefetch == "on" then o.prefetch = true end
   if opt.rate_limit == "off" then o.rate_limit = false end
+  if opt.ca_file then o.ca_file = opt.ca_file end
   local ok, client = pcall(truto.new, o)
   if not ok and is_misuse(client) and client:find('"rate_limit"', 1, true) then
     o.rate_limit = nil
