@@ -32,7 +32,7 @@ build = {
   install = { bin = { ["lua-truto"] = "lua-truto" } },
   copy_directories = { "spec/mock" },
   modules = {
-    -- every Lua module under src/ (spec/install_spec.lua checks the list)
+    -- every Lua module and C file under src/ (spec/install_spec.lua checks the lists)
     truto = "src/truto.lua",
     ["truto.attempt"] = "src/truto/attempt.lua",
     ["truto.cli.args"] = "src/truto/cli/args.lua",
@@ -56,6 +56,7 @@ build = {
       sources = {
         "src/buf.c", "src/value.c", "src/query.c", "src/json.c", "src/retry.c",
         "src/error.c", "src/response.c", "src/pager.c", "src/transport_curl.c", "src/truto.c",
+        "src/json_compat.c",
       },
       defines = { "_GNU_SOURCE" },
       libraries = { "curl", "m" },

@@ -1,7 +1,7 @@
 -- `luarocks make`, exactly as the README prints it, installs the module and
 -- the command line (into a fresh tree named by a LuaRocks config of ours),
 -- and that installed copy works on its own against the mock server. The
--- rockspec names every Lua module under src/.
+-- rockspec names every Lua module and every C file under src/.
 local h = require "spec.helpers.client"
 local run = require "spec.helpers.run"
 
@@ -29,7 +29,7 @@ describe("a LuaRocks install", function()
     run.write(tmp .. "/luarocks-config.lua", ("rocks_trees = { { name = \"system\", root = %q } }\n"):format(tree))
   end)
 
-  it("names every Lua module under src/ in the rockspec", function()
+  it("names every Lua module and C file under src/ in the rockspec", function()
     local rockspec = run.read(run.ROOT .. "/rockspec/lua-truto-scm-1.rockspec")
     local files = sh("cd " .. run.quote(run.ROOT) .. " && find src -name '*.lua' | sort")
     local n = 0
@@ -40,6 +40,10 @@ describe("a LuaRocks install", function()
       n = n + 1
     end
     assert.is_true(n >= 2)
+    -- and every C file of the core
+    for file in sh("cd " .. run.quote(run.ROOT) .. " && ls src/*.c"):gmatch("[^\n]+") do
+      assert.truthy(rockspec:find('"' .. file .. '"', 1, true), file .. " is not in the rockspec")
+    end
   end)
 
   it("installs with the README's command; the module and lua-truto then list an account", function()
