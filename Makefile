@@ -43,7 +43,7 @@ ALL_CFLAGS  = -std=c11 -D_GNU_SOURCE -fPIC $(WARN) $(CFLAGS) $(PC_CFLAGS)
 LDLIBS      = $(PC_LIBS) -lm
 LDFLAGS    ?=
 
-SRCS := src/buf.c src/value.c src/query.c src/json.c src/retry.c src/error.c \
+SRCS := src/buf.c src/value.c src/query.c src/json.c src/json_compat.c src/retry.c src/error.c \
         src/response.c src/pager.c src/transport_curl.c src/truto.c
 OBJS := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
 CORE := $(BUILD)/truto/core.so
@@ -195,11 +195,6 @@ clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)
 
 # ---- JSON: the lua-cjson compatibility file and the current lua-cjson ----
-# src/json_compat.c (decoding with Debian's lua-cjson 2.1.0) is part of the core.
-SRCS += src/json_compat.c
-OBJS += $(BUILD)/obj/json_compat.o
-$(CORE): $(BUILD)/obj/json_compat.o
-
 # test-cjson: the whole suite again with the current lua-cjson (openresty
 # 2.1.0.17, what LuaRocks and OpenResty ship), built from the unmodified
 # source in CJSON_SRC into private directories (the source tree is copied

@@ -20,7 +20,7 @@ description = {
 -- spec; PUC Lua 5.1 to 5.3 are not tested, so not claimed.
 dependencies = {
   "lua == 5.4",
-  "lua-cjson",
+  "lua-cjson >= 2.1.0.14",
 }
 external_dependencies = {
   -- Only the library is probed: Debian keeps curl.h in a multiarch include
@@ -54,9 +54,8 @@ build = {
     ["truto.transport"] = "src/truto/transport.lua",
     ["truto.core"] = {
       sources = {
-        "src/buf.c", "src/value.c", "src/query.c", "src/json.c", "src/retry.c",
+        "src/buf.c", "src/value.c", "src/query.c", "src/json.c", "src/json_compat.c", "src/retry.c",
         "src/error.c", "src/response.c", "src/pager.c", "src/transport_curl.c", "src/truto.c",
-        "src/json_compat.c",
       },
       defines = { "_GNU_SOURCE" },
       libraries = { "curl", "m" },

@@ -292,10 +292,10 @@ end
 -- @tparam[opt] table opts `big_integers`, `max_values` (as the client options)
 -- @treturn[1] any the value
 -- @treturn[2] nil
--- @treturn[2] string why the text is not JSON
+-- @treturn[2] error an error object of kind "decode" saying why the text is not JSON
 function M.decode_json(text, opts)
   if type(text) ~= "string" then options.typeerror("decode_json", 1, "string", text) end
-  return core.decode(text, opts)
+  return core.decode_json(text, opts)
 end
 
 --- Whether v is a lua-truto error object.

@@ -28,6 +28,7 @@ local MAX_QUERY = 64 * 1024
 M.MAX_QUERY = MAX_QUERY
 local DEFAULT_TIMEOUT, DEFAULT_CONNECT_TIMEOUT = 30, 10
 local DEFAULT_MAX_BODY = 64 * 1024 * 1024
+local DEFAULT_MAX_VALUES = 10000000
 
 local Client = {}
 Client.__index = Client
@@ -107,10 +108,12 @@ function M.new(fname, opts)
     local _, err = core.segment(account)
     if err then argerror(fname, 1, "option 'integrated_account_id': " .. err) end
   end
-  local decode
-  if opts.big_integers or opts.max_values then
-    decode = { big_integers = opts.big_integers ~= "number" and opts.big_integers or nil, max_values = opts.max_values }
-  end
+  -- A bound on decoded values: max_body bounds bytes, but a 60 MB body of
+  -- 20 million `{}` would take about 2 GB once decoded.
+  local decode = {
+    big_integers = opts.big_integers ~= "number" and opts.big_integers or nil,
+    max_values = opts.max_values or DEFAULT_MAX_VALUES,
+  }
   local self = setmetatable({
     base_url = base,
     integrated_account_id = account,
