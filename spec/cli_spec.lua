@@ -18,7 +18,9 @@ local LUA_ENV = "LUA_PATH=" .. quote(ROOT .. "/build/?.lua;" .. ROOT .. "/build/
 -- fallback while the module's decoder loses []), for a text it refuses.
 local function decode_error(text)
   local e = helper.shell("cd " .. quote(ROOT) .. " && " .. LUA_ENV .. " lua5.4 -e "
-    .. quote(("local _, e = require('truto.cli.json').decode(%q) io.write(e)"):format(text)))
+    .. quote(("local _, e = require('truto.cli.json').decode(%q) io.write(type(e) == 'table' and e.message or e)")
+      :format(text)))
+  e = e:gsub("^not valid JSON", "invalid JSON")
   assert(e:match("%d"), "no position in the decoder's message: " .. e)
   return e
 end
@@ -420,9 +422,9 @@ describe("lua-truto", function()
         { { "users", "get", "a", "b", "-a", "x" }, usage("unexpected argument 'b'", "get") },
         { { "users", "call", "a/b", "-a", "x" }, usage("'a/b' is not a method name (letters, digits, '-', '_')", "call") },
         { { "users", "update", "u1", "-a", "x" }, usage("update needs --body JSON (or --body - to read stdin)", "update") },
-        { { "users", "create", "-a", "x", "--body", "[1," }, usage("--body: invalid JSON: " .. decode_error("[1,"), "create") },
-        { { "users", "create", "-a", "x", "--body", '{"a":01}' }, usage("--body: invalid JSON: " .. decode_error('{"a":01}'), "create") },
-        { { "users", "create", "-a", "x", "--body", '{"a":1} x' }, usage("--body: invalid JSON: " .. decode_error('{"a":1} x'), "create") },
+        { { "users", "create", "-a", "x", "--body", "[1," }, usage("--body: " .. decode_error("[1,"), "create") },
+        { { "users", "create", "-a", "x", "--body", '{"a":01}' }, usage("--body: " .. decode_error('{"a":01}'), "create") },
+        { { "users", "create", "-a", "x", "--body", '{"a":1} x' }, usage("--body: " .. decode_error('{"a":1} x'), "create") },
         { { "users", "create", "-a", "x", "--body", '"text"' }, usage("--body must be a JSON object or array", "create") },
         { { "users", "create", "-a", "x", "--body", "@/nonexistent.json" },
           usage("--body: /nonexistent.json: No such file or directory", "create") },

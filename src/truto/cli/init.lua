@@ -90,7 +90,8 @@ local function read_body(sys, spec, topic)
     if not source and (body_text:match("%.json$") or file_type(body_text)) then
       hint = format(" (to send the file, write --body @%s)", body_text)
     end
-    sys:usage("--body: invalid JSON: " .. tostring(err) .. hint, topic)
+    local why = type(err) == "table" and err.message or tostring(err) -- a decode error object, or text
+    sys:usage("--body: " .. tostring(why):gsub("^not valid JSON", "invalid JSON") .. hint, topic)
   end
   if type(body) ~= "table" then sys:usage("--body must be a JSON object or array", topic) end
   return body
