@@ -1,5 +1,9 @@
 # lua-truto: build, test, install, mock, demo.
-# `make deps` installs the Debian packages; everything else assumes them.
+# `make deps` installs the Debian packages the module, the command line, the
+# tests and the mock need; `make dev-deps` adds the developer tools (lint,
+# sanitizers, valgrind, fuzzing). `make deps test` works as one command on a
+# fresh Debian 12: nothing below asks pkg-config anything before a recipe
+# runs (recursive `=` variables, computed once on first use).
 
 # The runtime: LUA=5.4 (the default), 5.3, 5.1 or luajit. One C source for
 # all; the differences are in src/compat.h. Every runtime but 5.4 builds into
@@ -29,8 +33,14 @@ BUSTED     ?= $(LUA_BIN) /usr/bin/busted
 CC         ?= cc
 WARN       := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes
 CFLAGS     ?= -O2 -g
-ALL_CFLAGS := -std=c11 -D_GNU_SOURCE -fPIC $(WARN) $(CFLAGS) $(shell pkg-config --cflags $(LUA_PC) libcurl)
-LDLIBS     := $(shell pkg-config --libs libcurl) -lm
+# Asked of pkg-config when a recipe first needs them (after `make deps`),
+# then kept: `X = $(eval X := value)$(X)` runs the shell once.
+PC_CFLAGS   = $(eval PC_CFLAGS := $$(shell pkg-config --cflags $(LUA_PC) libcurl))$(PC_CFLAGS)
+PC_LUA_CFLAGS = $(eval PC_LUA_CFLAGS := $$(shell pkg-config --cflags $(LUA_PC)))$(PC_LUA_CFLAGS)
+PC_LUA_LIBS = $(eval PC_LUA_LIBS := $$(shell pkg-config --libs $(LUA_PC)))$(PC_LUA_LIBS)
+PC_LIBS     = $(eval PC_LIBS := $$(shell pkg-config --libs libcurl))$(PC_LIBS)
+ALL_CFLAGS  = -std=c11 -D_GNU_SOURCE -fPIC $(WARN) $(CFLAGS) $(PC_CFLAGS)
+LDLIBS      = $(PC_LIBS) -lm
 LDFLAGS    ?=
 
 SRCS := src/buf.c src/value.c src/query.c src/json.c src/json_compat.c src/retry.c src/error.c \
@@ -42,12 +52,19 @@ CORE := $(BUILD)/truto/core.so
 LUA_SRCS := src/truto.lua $(sort $(shell find src/truto -name '*.lua'))
 LUA_MODS := $(LUA_SRCS:src/%=$(BUILD)/%)
 
-DEB_PACKAGES := redis-server lua-nginx-redis valgrind openssl lua5.4 liblua5.4-dev lua-cjson libcurl4-openssl-dev lua-busted lua-socket \
-                nginx-light libnginx-mod-http-lua luarocks pkg-config gcc make \
-                lua-check lua-ldoc lua-markdown clang-format clang-tidy clang libclang-rt-14-dev \
-                luajit2 libluajit2-5.1-dev curl
+# What the module, the command line, `make test` and `make demo` need: the
+# compiler and headers, lua-cjson, busted and LuaSocket for the specs, nginx
+# with its Lua module and Redis for the mock, openssl for the TLS spec,
+# luarocks for the install spec, LuaJIT (luajit2) because the nginx spec
+# builds the module for OpenResty's LuaJIT, and procps (ps) for the mock spec.
+DEB_PACKAGES := lua5.4 liblua5.4-dev lua-cjson libcurl4-openssl-dev pkg-config gcc make libc6-dev \
+                lua-busted lua-socket nginx-light libnginx-mod-http-lua lua-nginx-redis redis-server \
+                openssl ca-certificates luarocks luajit2 libluajit2-5.1-dev curl procps
+# Developer tools on top: lint, docs, formatting, sanitizers, valgrind, fuzzing.
+DEV_DEB_PACKAGES := lua-check lua-ldoc lua-markdown clang-format clang-tidy clang libclang-rt-14-dev \
+                    valgrind
 
-.PHONY: all deps test test-asan test-valgrind test-luajit mock demo demo-nginx install clean examples docs lint format-check bench fuzz
+.PHONY: all deps dev-deps check-fresh test test-asan test-valgrind test-luajit mock demo demo-nginx install clean examples docs lint format-check bench fuzz
 
 all: $(CORE) $(LUA_MODS)
 
@@ -69,13 +86,27 @@ $(BUILD)/%.lua: src/%.lua
 	@mkdir -p $(dir $@)
 	cp $< $@
 
-# Installs whatever of DEB_PACKAGES is missing (needs root on Debian 12).
-deps:
-	@missing=$$(for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+# Installs whatever of the packages is missing (needs root on Debian 12).
+define install_missing
+	@missing=$$(for p in $(1); do dpkg -s $$p 2>/dev/null | grep -q '^Status: install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
-	  echo "installing: $$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  echo "installing:" $$missing; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $$missing; \
 	fi
+endef
+
+deps:
+	$(call install_missing,$(DEB_PACKAGES))
+
+dev-deps: deps
+	$(call install_missing,$(DEV_DEB_PACKAGES))
+
+# The README's two commands (`make deps demo`, `make deps test`), each on a
+# fresh minimal Debian 12 root (debootstrap --variant=minbase bookworm, plus
+# only make, git and ca-certificates) holding a clone of HEAD. Needs root
+# and Debian's mirror; installs debootstrap when missing. .ci/check-fresh.
+check-fresh:
+	.ci/check-fresh
 
 test: all $(TESTPOSIX)
 	$(BUSTED)
@@ -86,8 +117,8 @@ SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-o
 ASAN_BUILD := build-asan
 test-asan:
 	$(MAKE) BUILD=$(ASAN_BUILD) CFLAGS="-O1 -g $(SAN_FLAGS)" LDFLAGS="$(SAN_FLAGS)" all $(ASAN_BUILD)/testposix.so
-	$(CC) -O1 -g $(SAN_FLAGS) $(shell pkg-config --cflags $(LUA_PC)) spec/tools/lua_host.c \
-	  -o $(ASAN_BUILD)/lua_host $(shell pkg-config --libs $(LUA_PC)) -lm
+	$(CC) -O1 -g $(SAN_FLAGS) $(PC_LUA_CFLAGS) spec/tools/lua_host.c \
+	  -o $(ASAN_BUILD)/lua_host $(PC_LUA_LIBS) -lm
 	TRUTO_BUILD=$(ASAN_BUILD) TRUTO_SOAK_REQUESTS=5000 TRUTO_SOAK_CHECK_RSS=0 \
 	  ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
@@ -143,7 +174,7 @@ docs:
 # luacheck with .luacheckrc; clang-tidy with .clang-tidy.
 lint: all
 	luacheck $(LUA_SRCS) lua-truto spec examples
-	clang-tidy --quiet --warnings-as-errors="*" $(SRCS) -- -std=c11 -D_GNU_SOURCE $(shell pkg-config --cflags $(LUA_PC) libcurl)
+	clang-tidy --quiet --warnings-as-errors="*" $(SRCS) -- -std=c11 -D_GNU_SOURCE $(PC_CFLAGS)
 
 # Side-by-side benchmark against the clients a user would otherwise pick
 # (Node fetch, Python requests, LuaSocket, curl + jq); writes bench/RESULTS.md.

@@ -14,8 +14,12 @@ description = {
   ]],
   license = "MIT",
 }
+-- What CI proves through LuaRocks: Lua 5.4 (spec/install_spec.lua runs the
+-- README's `luarocks --lua-version 5.4 make` line). LuaJIT (OpenResty) is
+-- built with `make LUA=luajit` and tested by `make test-luajit` and the nginx
+-- spec; PUC Lua 5.1 to 5.3 are not tested, so not claimed.
 dependencies = {
-  "lua >= 5.1",
+  "lua == 5.4",
   "lua-cjson >= 2.1.0.14",
 }
 external_dependencies = {
@@ -28,15 +32,26 @@ build = {
   install = { bin = { ["lua-truto"] = "lua-truto" } },
   copy_directories = { "spec/mock" },
   modules = {
+    -- every Lua module and C file under src/ (spec/install_spec.lua checks the lists)
     truto = "src/truto.lua",
-    ["truto.options"] = "src/truto/options.lua",
-    ["truto.client"] = "src/truto/client.lua",
     ["truto.attempt"] = "src/truto/attempt.lua",
+    ["truto.cli.args"] = "src/truto/cli/args.lua",
+    ["truto.cli.commands"] = "src/truto/cli/commands.lua",
+    ["truto.cli.config"] = "src/truto/cli/config.lua",
+    ["truto.cli.help"] = "src/truto/cli/help.lua",
+    ["truto.cli"] = "src/truto/cli/init.lua",
+    ["truto.cli.json"] = "src/truto/cli/json.lua",
+    ["truto.cli.output"] = "src/truto/cli/output.lua",
+    ["truto.cli.progress"] = "src/truto/cli/progress.lua",
+    ["truto.cli.sys"] = "src/truto/cli/sys.lua",
+    ["truto.cli.text"] = "src/truto/cli/text.lua",
+    ["truto.client"] = "src/truto/client.lua",
     ["truto.iterate"] = "src/truto/iterate.lua",
-    ["truto.transport"] = "src/truto/transport.lua",
+    ["truto.ngx"] = "src/truto/ngx.lua",
+    ["truto.options"] = "src/truto/options.lua",
     ["truto.rate"] = "src/truto/rate.lua",
     ["truto.rate.redis"] = "src/truto/rate/redis.lua",
-    ["truto.ngx"] = "src/truto/ngx.lua",
+    ["truto.transport"] = "src/truto/transport.lua",
     ["truto.core"] = {
       sources = {
         "src/buf.c", "src/value.c", "src/query.c", "src/json.c", "src/json_compat.c", "src/retry.c",

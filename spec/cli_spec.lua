@@ -1,5 +1,6 @@
--- The lua-truto command: runs the real script against the mock server and
--- checks its exact stdout, stderr and exit code.
+-- The lua-truto command: runs the real script (a process, as a user runs it)
+-- against the mock server and checks its exact stdout, stderr and exit code.
+-- The specs of issue 13 (spec/cli_*_spec.lua) drive it in-process.
 local mock = require "spec.helpers.mock"
 local fixtures = require "spec.mock.truto_mock.fixtures"
 local compat = require "spec.helpers.compat"
@@ -7,33 +8,22 @@ local encode_json = require("truto.core").encode_json
 local truto = require "truto"
 local socket = require "socket"
 
-local function quote(s)
-  return "'" .. s:gsub("'", "'\\''") .. "'"
-end
-
-local function read_file(path)
-  local f = assert(io.open(path, "rb"))
-  local text = f:read("a")
-  f:close()
-  return text
-end
-
-local function write_file(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
-
-local function shell_line(cmd)
-  local p = assert(io.popen(cmd))
-  local line = p:read("l")
-  p:close()
-  return line
-end
-
-local ROOT = shell_line("pwd")
+local helper = require "spec.helpers.run"
+local quote, read_file, write_file, ROOT = helper.quote, helper.read, helper.write, helper.ROOT
+local function shell_line(cmd) return (helper.shell(cmd):match("^[^\n]*")) end
 local LUA_ENV = "LUA_PATH=" .. quote(ROOT .. "/build/?.lua;" .. ROOT .. "/build/?/init.lua;;")
   .. " LUA_CPATH=" .. quote(ROOT .. "/build/?.so;;")
+
+-- The message of the JSON decoder lua-truto uses (the module's, or its
+-- fallback while the module's decoder loses []), for a text it refuses.
+local function decode_error(text)
+  local e = helper.shell("cd " .. quote(ROOT) .. " && " .. LUA_ENV .. " lua5.4 -e "
+    .. quote(("local _, e = require('truto.cli.json').decode(%q) io.write(type(e) == 'table' and e.message or e)")
+      :format(text)))
+  e = e:gsub("^not valid JSON", "invalid JSON")
+  assert(e:match("%d"), "no position in the decoder's message: " .. e)
+  return e
+end
 
 local m, tmp
 
@@ -75,6 +65,13 @@ local function expect(args, o, out, err, code)
   assert.equal(code, got_code)
 end
 
+-- JSON of an item as lua-truto writes it: id first, then the other keys.
+local function item_json(v)
+  local rest = {}
+  for k, x in pairs(v) do if k ~= "id" then rest[k] = x end end
+  return '{"id":' .. encode_json(v.id) .. "," .. encode_json(rest):sub(2)
+end
+
 local function usage(msg, topic)
   return "lua-truto: " .. msg .. "\nTry 'lua-truto" .. (topic and " " .. topic or "") .. " --help'.\n"
 end
@@ -114,16 +111,16 @@ describe("lua-truto", function()
       assert.equal(0, code)
       assert.equal("Usage: lua-truto RESOURCE [ACTION [ID|METHOD]] -a ACCOUNT [options]\n",
         out:match("^[^\n]*\n"))
-      assert.truthy(out:find("Exit codes: 0 ok, 1 API error, 2 usage error, 3 network failure.", 1, true))
+      assert.truthy(out:find("Exit codes: 0 ok, 1 API error, 2 usage error, 3 network failure,\n130 interrupted.", 1, true))
       assert.equal(out, (run { "help" }))
 
       local firsts = {
         list = "Usage: lua-truto RESOURCE [list] -a ACCOUNT [-q KEY=VALUE]... [--limit N]\n",
         get = "Usage: lua-truto RESOURCE get ID -a ACCOUNT [-q KEY=VALUE]... [--fields A,B] [-o FORMAT]\n",
-        create = "Usage: lua-truto RESOURCE create -a ACCOUNT --body JSON|-|@FILE [-q KEY=VALUE]... [-o FORMAT]\n",
-        update = "Usage: lua-truto RESOURCE update ID -a ACCOUNT --body JSON|-|@FILE [-q KEY=VALUE]... [-o FORMAT]\n",
-        delete = "Usage: lua-truto RESOURCE delete ID -a ACCOUNT [-q KEY=VALUE]... [-o FORMAT]\n",
-        call = "Usage: lua-truto RESOURCE call METHOD -a ACCOUNT [--body JSON|-|@FILE] [-q KEY=VALUE]... [-o FORMAT]\n",
+        create = "Usage: lua-truto RESOURCE create -a ACCOUNT --body JSON|-|@FILE [-q KEY=VALUE]...\n",
+        update = "Usage: lua-truto RESOURCE update ID -a ACCOUNT --body JSON|-|@FILE [-q KEY=VALUE]...\n",
+        delete = "Usage: lua-truto RESOURCE delete ID -a ACCOUNT [-q KEY=VALUE]... [--yes] [--dry-run] [-o FORMAT]\n",
+        call = "Usage: lua-truto RESOURCE call METHOD -a ACCOUNT [--body JSON|-|@FILE] [-q KEY=VALUE]...\n",
       }
       for action, first in pairs(firsts) do
         local text, e, c = run { "users", action, "--help" }
@@ -155,13 +152,13 @@ describe("lua-truto", function()
   describe("list", function()
     it("writes a JSON array, one item per line, when stdout is not a terminal", function()
       local items = {}
-      for i, g in ipairs(fixtures.groups()) do items[i] = encode_json(g) end
+      for i, g in ipairs(fixtures.groups()) do items[i] = item_json(g) end
       expect({ "groups", "-a", "acct-small" }, nil, "[\n" .. table.concat(items, ",\n") .. "\n]\n", "", 0)
     end)
 
     it("writes ndjson page after page, and follows the cursor", function()
       local items = {}
-      for i, g in ipairs(fixtures.groups()) do items[i] = encode_json(g) end
+      for i, g in ipairs(fixtures.groups()) do items[i] = item_json(g) end
       expect({ "groups", "list", "-a", "acct-small", "-o", "ndjson", "--limit", "4" }, nil,
         lines(items), "", 0)
       local log = mock.requests()
@@ -198,7 +195,7 @@ describe("lua-truto", function()
       }, "", 0)
     end)
 
-    it("writes CSV with CRLF, the header from the first item's scalar fields", function()
+    it("writes CSV with CRLF, the header from the first page's scalar fields", function()
       expect({ "groups", "-a", "acct-small", "-o", "csv" }, nil, crlf {
         "id,created_at,description,members,name,type,updated_at",
         "g01,2022-07-06T09:00:00Z,Engineering (department),10,Engineering,department,2022-07-17T09:00:00Z",
@@ -207,7 +204,7 @@ describe("lua-truto", function()
         "g04,2022-10-04T09:00:00Z,Design Ünit (team),7,Design Ünit,team,2022-11-17T09:00:00Z",
         "g05,2022-11-03T09:00:00Z,Admins (group),8,Admins,group,2022-12-28T09:00:00Z",
         "g06,2022-12-03T09:00:00Z,Contractors (group),6,Contractors,group,2023-02-07T09:00:00Z",
-      }, "", 0)
+      }, "lua-truto: CSV columns are the fields of the first page; --fields A,B,... fixes them\n", 0)
     end)
 
     it("quotes CSV fields with a comma, a quote or a line break (RFC 4180)", function()
@@ -251,7 +248,7 @@ describe("lua-truto", function()
       end
       expect(with "-ojson", nil, "[]\n", "", 0)
       expect(with "-ondjson", nil, "", "", 0)
-      expect(with "-otable", nil, "", "", 0)
+      expect(with "-otable", nil, "no users\n", "", 0)
       expect(with "-ocsv", nil, "", "", 0)
       expect(with("-ocsv", "--fields", "id,name"), nil, "id,name\r\n", "", 0)
       expect(with("-otable", "--fields", "id,name"), nil, "ID  NAME\n", "", 0)
@@ -314,7 +311,7 @@ describe("lua-truto", function()
       assert.equal("", err)
       assert.equal(0, code)
       assert.truthy(out:find('"employee_number":9007199254740993,', 1, true))
-      assert.equal('{"created_at":"', out:sub(1, 15))
+      assert.equal('{"id":"u040","created_at":"', out:sub(1, 27))
     end)
 
     it("percent-encodes an id", function()
@@ -411,7 +408,8 @@ describe("lua-truto", function()
     it("exits 2 on usage errors, having sent nothing", function()
       local cases = {
         { {}, "Usage: lua-truto RESOURCE [ACTION [ID|METHOD]] -a ACCOUNT [options]\n"
-          .. "       lua-truto mock --port N\n       lua-truto help [RESOURCE|ACTION|mock]\n"
+          .. "       lua-truto mock --port N\n       lua-truto completion bash|zsh\n"
+          .. "       lua-truto help [RESOURCE|ACTION|mock]\n"
           .. usage("a resource is required, e.g. users, groups or organizations") },
         { { "users" }, usage("an account is required: -a ACCOUNT (or set TRUTO_ACCOUNT)", "list") },
         { { "users", "-a", "" }, usage("-a must not be empty", "list") },
@@ -424,12 +422,12 @@ describe("lua-truto", function()
         { { "users", "get", "a", "b", "-a", "x" }, usage("unexpected argument 'b'", "get") },
         { { "users", "call", "a/b", "-a", "x" }, usage("'a/b' is not a method name (letters, digits, '-', '_')", "call") },
         { { "users", "update", "u1", "-a", "x" }, usage("update needs --body JSON (or --body - to read stdin)", "update") },
-        { { "users", "create", "-a", "x", "--body", "[1," }, usage("--body: invalid JSON: unexpected end of input at byte 4") },
-        { { "users", "create", "-a", "x", "--body", '{"a":01}' }, usage("--body: invalid JSON: bad number at byte 6") },
-        { { "users", "create", "-a", "x", "--body", '{"a":1} x' }, usage("--body: invalid JSON: trailing characters at byte 9") },
-        { { "users", "create", "-a", "x", "--body", '"text"' }, usage("--body must be a JSON object or array") },
+        { { "users", "create", "-a", "x", "--body", "[1," }, usage("--body: " .. decode_error("[1,"), "create") },
+        { { "users", "create", "-a", "x", "--body", '{"a":01}' }, usage("--body: " .. decode_error('{"a":01}'), "create") },
+        { { "users", "create", "-a", "x", "--body", '{"a":1} x' }, usage("--body: " .. decode_error('{"a":1} x'), "create") },
+        { { "users", "create", "-a", "x", "--body", '"text"' }, usage("--body must be a JSON object or array", "create") },
         { { "users", "create", "-a", "x", "--body", "@/nonexistent.json" },
-          usage("--body: /nonexistent.json: No such file or directory") },
+          usage("--body: /nonexistent.json: No such file or directory", "create") },
         { { "users", "-a", "x", "--body", "{}" }, usage("option '--body' does not apply to list", "list") },
         { { "users", "get", "u1", "-a", "x", "--limit", "3" }, usage("option '--limit' does not apply to get", "get") },
         { { "users", "-a", "x", "--port", "3" }, usage("option '--port' does not apply to list", "list") },
@@ -441,8 +439,8 @@ describe("lua-truto", function()
         { { "users", "-a", "x", "-o", "xml" }, usage("-o must be table, json, ndjson or csv, got 'xml'", "list") },
         { { "users", "-a", "x", "--limit", "0" }, usage("--limit expects a positive integer, got '0'") },
         { { "users", "-a", "x", "--max-items", "1.5" }, usage("--max-items expects a positive integer, got '1.5'") },
-        { { "users", "-a", "x", "--timeout", "-1" }, usage("--timeout expects a positive number of seconds, got '-1'", "list") },
-        { { "users", "-a", "x", "--retries", "x" }, usage("--retries expects an integer >= 0, got 'x'", "list") },
+        { { "users", "-a", "x", "--timeout", "-1" }, usage("--timeout expects a positive number of seconds, got '-1'") },
+        { { "users", "-a", "x", "--retries", "x" }, usage("--retries expects an integer >= 0, got 'x'") },
         { { "users", "-a", "x", "--fields", "id,,name" }, usage("--fields: empty field name in 'id,,name'") },
         { { "users", "-a", "x", "--fields", "id,id" }, usage("--fields: 'id' given twice") },
         { { "users", "-a", "x", "--response-format", "xml" },
@@ -456,10 +454,10 @@ describe("lua-truto", function()
         { { "users", "-a", "x", "-q", "a=1", "-q", "a[b]=2" }, usage("-q 'a[b]=2': a already has a plain value") },
         { { "users", "-a", "x", "-q", "a[]=1", "-q", "a[b]=2" },
           usage("-q 'a[b]=2': a is used both as a list (a[]=...) and with names") },
-        { { "users", "-a", "x", "--base-url", "http://example.com" }, usage("base_url must use https:// "
-          .. "(http:// is allowed for loopback hosts, or with allow_insecure = true)", "list") },
+        { { "users", "-a", "x", "--base-url", "http://example.com" }, usage("--base-url must use https:// "
+          .. "(http:// only for 127.0.0.1, ::1 or localhost)") },
         { { "users", "-a", "x" }, { token = false },
-          usage("no API token: set TRUTO_API_TOKEN, pass --token, or put 'token = ...' in " .. tmp
+          usage("no API token: set TRUTO_API_TOKEN, pass --token-file FILE, or put 'token = ...' in " .. tmp
             .. "/empty-home/.config/lua-truto/config") },
         { { "mock" }, usage("mock needs --port N", "mock") },
         { { "mock", "--port", "70000" }, usage("--port must be at most 65535", "mock") },
@@ -504,7 +502,9 @@ describe("lua-truto", function()
         "lua-truto: 401 Unauthorized: Invalid API token\n", 1)
       local args = { compat.unpack(groups) }
       args[#args + 1] = "--token=" .. m.token
-      expect(args, { home = home, token = "wrong", base_url = false }, '{"id":"g01"}\n', "", 0)
+      expect(args, { home = home, token = "wrong", base_url = false }, '{"id":"g01"}\n',
+        "lua-truto: warning: --token is visible to other processes (/proc/PID/cmdline); "
+        .. "use $TRUTO_API_TOKEN, --token-file FILE or the config file\n", 0)
       expect({ "groups", "-a", "acct-small", "--base-url", "http://127.0.0.1:9", "--retries", "0" },
         { home = home }, "", nil, 3)
     end)
@@ -512,7 +512,7 @@ describe("lua-truto", function()
     it("refuses a profile that group or others can read", function()
       os.execute("chmod 644 " .. quote(config))
       expect(groups, { home = home, token = false, base_url = false }, "",
-        "lua-truto: refusing to use " .. config .. ": it holds the API token but is open to group or "
+        "lua-truto: refusing to use " .. config .. ": it holds the API token but it is open to group or "
         .. "others (mode 644); run: chmod 600 " .. quote(config) .. "\n", 2)
       -- Not read at all when the environment gives everything.
       expect(groups, { home = home }, '{"id":"g01"}\n', "", 0)
@@ -521,14 +521,14 @@ describe("lua-truto", function()
     it("refuses a malformed profile", function()
       write_file(config, "token: abc\n")
       expect(groups, { home = home, token = false }, "",
-        "lua-truto: " .. config .. ":1: expected 'token = ...' or 'base_url = ...'\n", 2)
+        "lua-truto: " .. config .. ":1: expected 'token = ...', 'base_url = ...', 'account = ...' or '[profile]'\n", 2)
     end)
   end)
 
   describe("on a terminal", function()
     local has_script = compat.execute("command -v script >/dev/null 2>&1")
 
-    it("defaults to a table and shows progress on stderr", function()
+    it("defaults to a table, and shows no progress line while stdout is that terminal", function()
       if not has_script then
         pending("needs script(1) from util-linux")
         return
@@ -538,8 +538,7 @@ describe("lua-truto", function()
       local out = p:read("a")
       local _, _, code = p:close()
       assert.equal(0, code)
-      assert.equal("\r\27[Klua-truto: 4 items, 1 page\r\27[Klua-truto: 6 items, 2 pages\r\27[K"
-        .. "ID   NAME         TYPE        MEMBERS\r\n", out:match("^.-\r\n"))
+      assert.equal("ID   NAME         TYPE        MEMBERS\r\n", out:match("^.-\r\n"))
       assert.equal("g06  Contractors  group       6\r\n", out:sub(-33))
     end)
   end)

@@ -4,26 +4,9 @@
 local mock = require "spec.helpers.mock"
 local fixtures = require "spec.mock.truto_mock.fixtures"
 local compat = require "spec.helpers.compat"
+local run_helper = require "spec.helpers.run"
 
-local function quote(s)
-  return "'" .. s:gsub("'", "'\\''") .. "'"
-end
-
-local function read_file(path)
-  local f = assert(io.open(path, "rb"))
-  local text = f:read("a")
-  f:close()
-  return text
-end
-
-local function shell_line(cmd)
-  local p = assert(io.popen(cmd))
-  local line = p:read("l")
-  p:close()
-  return line
-end
-
-local ROOT = shell_line("pwd")
+local quote, read_file, ROOT = run_helper.quote, run_helper.read, run_helper.ROOT
 local m, tmp
 
 -- Runs examples/<name>.lua with `args`; o.account (default acct-small, false:
@@ -59,12 +42,9 @@ end
 describe("examples", function()
   setup(function()
     m = mock.start()
-    tmp = shell_line("mktemp -d")
+    tmp = run_helper.tmpdir()
   end)
-  teardown(function()
-    os.execute("rm -rf " .. quote(tmp))
-    mock.reset()
-  end)
+  teardown(function() mock.reset() end)
   before_each(function() mock.reset() end)
 
   it("active_users_csv.lua writes the active users as CSV", function()

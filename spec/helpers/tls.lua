@@ -3,6 +3,7 @@
 -- TLS on a free loopback port and proxies to the mock. It also serves
 -- /redirect, a 302 to the plain mock, to prove redirects are not followed.
 local socket = require "socket"
+local helper = require "spec.helpers.run"
 
 local M = {}
 
@@ -17,12 +18,6 @@ local function write(path, text)
   f:close()
 end
 
-local function free_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return tonumber(port)
-end
 
 local function make_certificates(dir)
   run(("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=lua-truto-test-ca "
@@ -65,24 +60,14 @@ http {
 
 -- Starts the front for a mock on mock_port; returns { url, ca_file, dir }.
 function M.start(mock_port)
-  local p = assert(io.popen("mktemp -d /tmp/truto-tls.XXXXXX"))
-  local dir = p:read("*l")
-  p:close()
+  local dir = helper.tmpdir()
   make_certificates(dir)
-  local port = free_port()
+  local port = helper.free_port()
   local is_root = io.popen("id -u"):read("*l") == "0"
   write(dir .. "/nginx.conf", CONFIG:format(is_root and "user root;" or "", dir, dir, dir, dir, dir, dir, dir,
     port, dir, dir, mock_port, mock_port))
   run(("nginx -p %s/ -c %s/nginx.conf -e %s/error.log"):format(dir, dir, dir))
-  local deadline = socket.gettime() + 5
-  while socket.gettime() < deadline do
-    local c = socket.connect("127.0.0.1", port)
-    if c then
-      c:close()
-      break
-    end
-    socket.sleep(0.05)
-  end
+  helper.wait_port(port, 5)
   M.dir = dir
   return {
     url = "https://localhost:" .. port, ip_url = "https://127.0.0.1:" .. port,
@@ -94,7 +79,6 @@ function M.stop()
   if not M.dir then return end
   os.execute(("nginx -p %s/ -c %s/nginx.conf -e %s/error.log -s stop >/dev/null 2>&1"):format(M.dir, M.dir, M.dir))
   socket.sleep(0.2)
-  os.execute("rm -rf " .. M.dir)
   M.dir = nil
 end
 

@@ -1,0 +1,76 @@
+-- The README documents what exists: every public function (a doc-commented
+-- `function M.name` of src/truto.lua, and the doc-commented methods of the
+-- objects a caller holds, `Client:name` and `Iterator:name`, wherever they
+-- are defined) and every client option (the backquoted names in the doc
+-- comment of truto.new) appears in README.md.
+local run = require "spec.helpers.run"
+
+-- { kind, name, file } for each documented public function and client option.
+local function documented()
+  local found = {}
+  local files = run.shell("cd " .. run.quote(run.ROOT) .. " && ls src/truto.lua src/truto/*.lua 2>/dev/null")
+  for file in files:gmatch("[^\n]+") do
+    local block = {}
+    for line in io.lines(run.ROOT .. "/" .. file) do
+      if line:match("^%-%-%-") or (#block > 0 and line:match("^%-%-")) then
+        block[#block + 1] = line
+      else
+        local name = #block > 0 and (line:match("^function Client[.:]([%w_]+)%s*%(")
+          or line:match("^function Iterator[.:]([%w_]+)%s*%(")
+          or (file == "src/truto.lua" and line:match("^function M%.([%w_]+)%s*%(")))
+        if name and not name:match("^_") then
+          found[#found + 1] = { kind = "function", name = name, file = file }
+          if name == "new" and file == "src/truto.lua" then
+            for option in table.concat(block, "\n"):gmatch("`([%l_][%l%d_]*)`") do
+              found[#found + 1] = { kind = "client option", name = option, file = file }
+            end
+          end
+        end
+        block = {}
+      end
+    end
+  end
+  return found
+end
+
+describe("README.md", function()
+  it("names every public function and client option", function()
+    local readme = run.read(run.ROOT .. "/README.md")
+    local list = documented()
+    assert.is_true(#list > 20, "found only " .. #list .. " documented names")
+    local missing = {}
+    for _, d in ipairs(list) do
+      if not readme:find("%f[%w_]" .. d.name .. "%f[^%w_]") then
+        missing[#missing + 1] = ("%s %s (%s)"):format(d.kind, d.name, d.file)
+      end
+    end
+    assert.same({}, missing)
+  end)
+
+  it("documents the many-accounts iterator, prefetch, transport and client:close", function()
+    local readme = run.read(run.ROOT .. "/README.md")
+    for _, text in ipairs { "integrated_account_id = {", "concurrency", 'on_error = "skip"', "state.errors",
+      "prefetch", "transport", "client:close()" } do
+      assert.truthy(readme:find(text, 1, true), text)
+    end
+  end)
+
+  it("shows two commands that make can run as one: nothing asks pkg-config before `deps` has run", function()
+    -- A pkg-config that logs its calls: reading the Makefile (make -n deps,
+    -- which expands no compile recipe) must not call it, or `make deps test`
+    -- would compile with the flags of a machine that had no Lua headers yet.
+    -- make check-fresh runs both commands for real on a fresh Debian 12.
+    local dir = run.tmpdir()
+    run.write(dir .. "/pkg-config", "#!/bin/sh\necho \"$@\" >>" .. dir .. "/calls\nexit 1\n")
+    run.shell("chmod +x " .. run.quote(dir .. "/pkg-config"))
+    for _, goals in ipairs { "deps", "deps LUA=luajit" } do
+      local _, code = run.shell(("cd %s && PATH=%s:$PATH make -n %s >/dev/null 2>&1")
+        :format(run.quote(run.ROOT), run.quote(dir), goals))
+      assert.equal(0, code)
+      assert.is_nil(io.open(dir .. "/calls"), "make called pkg-config while reading the Makefile")
+    end
+    local readme = run.read(run.ROOT .. "/README.md")
+    assert.truthy(readme:find("\nmake deps demo ", 1, true))
+    assert.truthy(readme:find("\nmake deps test ", 1, true))
+  end)
+end)

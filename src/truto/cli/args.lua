@@ -1,0 +1,195 @@
+--- Command-line arguments: the options, their parsing, and the query
+-- parameters built from -q KEY=VALUE.
+local M = {}
+
+local format = string.format
+
+-- Option -> { field, takes a value, repeatable }.
+M.OPTIONS = {
+  ["-a"] = { "account", true }, ["--account"] = { "account", true },
+  ["--model"] = { "model", true },
+  ["-q"] = { "query", true, true }, ["--query"] = { "query", true, true },
+  ["--body"] = { "body", true },
+  ["-H"] = { "header", true, true }, ["--header"] = { "header", true, true },
+  ["--idempotency-key"] = { "idempotency_key", true },
+  ["--dry-run"] = { "dry_run", false },
+  ["-y"] = { "yes", false }, ["--yes"] = { "yes", false },
+  ["--limit"] = { "limit", true },
+  ["--max-items"] = { "max_items", true },
+  ["--cursor"] = { "cursor", true },
+  ["--fields"] = { "fields", true },
+  ["--response-format"] = { "response_format", true },
+  ["-o"] = { "output", true }, ["--output"] = { "output", true },
+  ["--csv-safe"] = { "csv_safe", false },
+  ["--profile"] = { "profile", true },
+  ["--token"] = { "token", true },
+  ["--token-file"] = { "token_file", true },
+  ["--base-url"] = { "base_url", true },
+  ["--timeout"] = { "timeout", true },
+  ["--retries"] = { "retries", true },
+  ["-v"] = { "verbose", false }, ["--verbose"] = { "verbose", false },
+  ["--port"] = { "port", true },
+  ["--dir"] = { "dir", true },
+  ["-h"] = { "help", false }, ["--help"] = { "help", false },
+  ["-V"] = { "version", false }, ["--version"] = { "version", false },
+}
+
+-- Options every API command accepts; their errors point to `--help`.
+M.COMMON = { help = true, account = true, model = true, query = true, token = true, token_file = true,
+  profile = true, base_url = true, timeout = true, retries = true, verbose = true, output = true,
+  fields = true, response_format = true, header = true, csv_safe = true, version = true }
+local WRITE = { body = true, idempotency_key = true, dry_run = true }
+M.ACCEPTS = {
+  list = { limit = true, max_items = true, cursor = true },
+  get = {},
+  create = WRITE,
+  update = WRITE,
+  delete = { idempotency_key = true, dry_run = true, yes = true },
+  call = WRITE,
+  mock = { port = true, dir = true, help = true },
+  completion = { help = true },
+}
+M.ACTIONS = { list = true, get = true, create = true, update = true, delete = true, call = true }
+M.ARGUMENT = { get = "ID", update = "ID", delete = "ID", call = "METHOD" }
+
+--- Splits argv into options, positional arguments and the name each option
+-- was given as.
+function M.parse(sys, argv)
+  local opts, positional, seen = { query = {}, header = {} }, {}, {}
+  local i, n = 1, #argv
+  while i <= n do
+    local a = argv[i]
+    if a == "--" then
+      for j = i + 1, n do positional[#positional + 1] = argv[j] end
+      break
+    end
+    local name, inline = a:match("^(%-%-[^=]+)=(.*)$")
+    if not name then
+      name, inline = a:match("^(%-%a)(.+)$") -- -aACCOUNT, -ojson
+      if not (name and M.OPTIONS[name] and M.OPTIONS[name][2]) then name, inline = a, nil end
+    end
+    if name:sub(1, 1) == "-" and name ~= "-" then
+      local spec = M.OPTIONS[name]
+      if not spec then sys:usage(format("unknown option '%s'", name)) end
+      local field, takes, repeatable = spec[1], spec[2], spec[3]
+      local value = true
+      if takes then
+        if inline then
+          value = inline
+        else
+          i = i + 1
+          value = argv[i]
+          if value == nil then sys:usage(format("option '%s' needs a value", name)) end
+        end
+      elseif inline then
+        sys:usage(format("option '%s' takes no value", name))
+      end
+      if repeatable then
+        opts[field][#opts[field] + 1] = value
+      else
+        if seen[field] and takes then sys:usage(format("option '%s' given twice", name)) end
+        opts[field] = value
+      end
+      seen[field] = name
+    else
+      positional[#positional + 1] = a
+    end
+    i = i + 1
+  end
+  return opts, positional, seen
+end
+
+function M.positive_integer(sys, value, name, topic)
+  local n = math.tointeger(tonumber(value))
+  if not n or n < 1 or not value:match("^%d+$") then
+    sys:usage(format("%s expects a positive integer, got '%s'", name, value), topic)
+  end
+  return n
+end
+
+--- -q KEY=VALUE into the query table: KEY[SUB]=V nests, KEY[]=V appends.
+-- `kinds` remembers whether each nested table is a list or a map.
+function M.add_query(sys, query, kinds, spec)
+  local key, value = spec:match("^([^=]*)=(.*)$")
+  if not key or key == "" then
+    sys:usage(format("-q expects KEY=VALUE, got '%s'", spec))
+  end
+  local path = { key:match("^([^%[%]]+)") }
+  if #path == 0 then sys:usage(format("-q '%s': the key must start with a name", spec)) end
+  local rest = key:sub(#path[1] + 1)
+  while rest ~= "" do
+    local sub, after = rest:match("^%[([^%[%]]*)%](.*)$")
+    if not sub then sys:usage(format("-q '%s': expected [NAME] or [] after '%s'", spec, path[1])) end
+    path[#path + 1] = sub
+    rest = after
+  end
+  local t, prefix = query, ""
+  for k, name in ipairs(path) do
+    local label = k == 1 and name or prefix .. "[" .. name .. "]"
+    if k > 1 then
+      local want = name == "" and "list" or "map"
+      if kinds[t] and kinds[t] ~= want then
+        sys:usage(format("-q '%s': %s is used both as a list (%s[]=...) and with names", spec, prefix, prefix))
+      end
+      kinds[t] = want
+    end
+    local last = k == #path
+    if name == "" then
+      if last then
+        t[#t + 1] = value
+      else
+        local new = {}
+        t[#t + 1] = new
+        t = new
+      end
+    else
+      local cur = t[name]
+      if last then
+        if cur ~= nil then
+          sys:usage(format("-q '%s': %s given twice (use %s[]=VALUE for a list)", spec, label, label))
+        end
+        t[name] = value
+      elseif cur == nil then
+        t[name] = {}
+        t = t[name]
+      elseif type(cur) == "table" then
+        t = cur
+      else
+        sys:usage(format("-q '%s': %s already has a plain value", spec, label))
+      end
+    end
+    prefix = label
+  end
+end
+
+function M.split_fields(sys, spec)
+  local fields, seen = {}, {}
+  for f in (spec .. ","):gmatch("([^,]*),") do
+    f = f:match("^%s*(.-)%s*$")
+    if f == "" then sys:usage("--fields: empty field name in '" .. spec .. "'") end
+    if seen[f] then sys:usage("--fields: '" .. f .. "' given twice") end
+    seen[f] = true
+    fields[#fields + 1] = f
+  end
+  return fields
+end
+
+--- -H 'Name: value' lines into a headers table.
+function M.headers(sys, lines)
+  local headers, seen = {}, {}
+  for _, line in ipairs(lines) do
+    local name, value = line:match("^%s*([!#$%%&'*+%-.^_`|~%w]+)%s*:%s*(.-)%s*$")
+    if not name then sys:usage(format("-H expects 'Name: value', got '%s'", line)) end
+    if value:find("[%z\1-\31\127]") then sys:usage(format("-H '%s': control character in the value", name)) end
+    local lower = name:lower()
+    if lower == "authorization" or lower == "host" or lower == "content-length" then
+      sys:usage(format("-H: %s is set by lua-truto itself", name))
+    end
+    if seen[lower] then sys:usage(format("-H: %s given twice", name)) end
+    seen[lower] = true
+    headers[name] = value
+  end
+  return headers
+end
+
+return M

@@ -1,0 +1,279 @@
+--- Output formats: table, json, ndjson, csv. A list streams through a
+-- writer ({ item, page_done, finish }); a single answer goes through
+-- `single`. Everything shown on a terminal is cleaned of control characters.
+local json = require "truto.cli.json"
+local text = require "truto.cli.text"
+local truto = require "truto"
+
+local M = {}
+
+local concat = table.concat
+
+M.FORMATS = { table = true, json = true, ndjson = true, csv = true }
+
+-- Columns shown by `-o table` when --fields is not given.
+local TABLE_COLUMNS = {
+  users = { "id", "name", "username", "status" },
+  groups = { "id", "name", "type", "members" },
+  organizations = { "id", "name", "pricing_plan" },
+}
+
+local MAX_CELL, MIN_CELL = 48, 6
+
+--- item[field], or the value at a dotted path ("emails.1.email") when the
+-- item has no key by that very name. `false` stays `false`.
+function M.field_value(item, field)
+  if type(item) ~= "table" then return nil end
+  local v = item[field]
+  if v ~= nil or not field:find(".", 1, true) then return v end
+  v = item
+  for part in field:gmatch("[^.]+") do
+    if type(v) ~= "table" then return nil end
+    local index = math.tointeger(tonumber(part))
+    if index ~= nil and v[index] ~= nil then v = v[index] else v = v[part] end
+  end
+  return v
+end
+
+local function encode(sys, v, as_item)
+  local t, err = (as_item and json.item or json.text)(v)
+  if not t then sys:fail(1, "cannot write the answer as JSON: " .. tostring(err)) end
+  return t
+end
+
+--- A value as text for a table cell or a CSV field: "" for nil and null,
+-- "true"/"false" for booleans, exact integers, tables as JSON.
+function M.cell_text(sys, v)
+  if v == nil or v == truto.null then return "" end
+  local t = type(v)
+  if t == "string" then return v end
+  if t == "boolean" then return tostring(v) end
+  return encode(sys, v)
+end
+
+local function is_scalar(v)
+  local t = type(v)
+  return t == "string" or t == "number" or t == "boolean"
+end
+
+--- The scalar fields of some items: id first, then by name.
+function M.scalar_fields(items)
+  local set, fields, has_id = {}, {}, false
+  for _, item in ipairs(items) do
+    if type(item) == "table" then
+      for k, v in pairs(item) do
+        if type(k) == "string" and is_scalar(v) then
+          if k == "id" then has_id = true
+          elseif not set[k] then set[k] = true fields[#fields + 1] = k end
+        end
+      end
+    end
+  end
+  table.sort(fields)
+  if has_id then table.insert(fields, 1, "id") end
+  return fields
+end
+
+-- One item as JSON: as is (id first), or projected onto `fields` in their
+-- order, a missing field giving null.
+local function item_json(sys, item, fields)
+  if not fields or type(item) ~= "table" then return encode(sys, item, true) end
+  local parts = {}
+  for i, f in ipairs(fields) do
+    local v = M.field_value(item, f)
+    parts[i] = encode(sys, f) .. ":" .. (v == nil and "null" or encode(sys, v))
+  end
+  return "{" .. concat(parts, ",") .. "}"
+end
+
+local FORMULA = { ["="] = true, ["+"] = true, ["-"] = true, ["@"] = true }
+
+local function csv_row(values, safe)
+  local parts = {}
+  for i, s in ipairs(values) do
+    if safe and FORMULA[s:sub(1, 1)] then s = "'" .. s end
+    if s:find('[,"\r\n]') then s = '"' .. s:gsub('"', '""') .. '"' end
+    parts[i] = s
+  end
+  return concat(parts, ",") .. "\r\n"
+end
+
+-- A cell for a terminal: one line, control characters dropped.
+local function table_cell(sys, v)
+  return text.clean(M.cell_text(sys, v))
+end
+
+-- Column widths from rows of cells, each at most MAX_CELL, then narrowed
+-- until the line fits `columns` (nil: no limit).
+local function column_widths(rows, columns, max)
+  local widths = {}
+  for _, row in ipairs(rows) do
+    for c, cell in ipairs(row) do
+      local w = math.min(text.width(cell), max)
+      if not widths[c] or w > widths[c] then widths[c] = w end
+    end
+  end
+  if columns then
+    local function total()
+      local sum = 2 * (#widths - 1)
+      for _, w in ipairs(widths) do sum = sum + w end
+      return sum
+    end
+    while total() > columns do
+      local widest = 1
+      for c, w in ipairs(widths) do if w > widths[widest] then widest = c end end
+      if widths[widest] <= MIN_CELL then break end
+      widths[widest] = widths[widest] - 1
+    end
+  end
+  return widths
+end
+
+local function table_line(row, widths)
+  local parts = {}
+  for c, cell in ipairs(row) do
+    local s, w = text.cut(cell, widths[c] or MAX_CELL)
+    parts[c] = c < #row and s .. string.rep(" ", (widths[c] or w) - w) or s
+  end
+  return (concat(parts, "  "):gsub("%s+$", "")) .. "\n"
+end
+
+--- A list writer for `format`: item(item), page_done(), finish().
+-- `o`: fields, resource, csv_safe.
+function M.list_writer(sys, format, o)
+  local fields = o.fields
+  local n = 0
+  if format == "json" then
+    return {
+      item = function(item)
+        sys:write(n == 0 and "[\n" or ",\n", item_json(sys, item, fields))
+        n = n + 1
+      end,
+      page_done = function() sys:flush() end,
+      finish = function() sys:write(n == 0 and "[]\n" or "\n]\n") end,
+    }
+  elseif format == "ndjson" then
+    return {
+      item = function(item) sys:write(item_json(sys, item, fields), "\n") end,
+      page_done = function() sys:flush() end,
+      finish = function() end,
+    }
+  end
+
+  -- csv and table: the first page fixes the columns, then rows stream.
+  local columns, pending = fields, {}
+  local emit_header, emit_row
+  if format == "csv" then
+    emit_header = function() if #columns > 0 then sys:write(csv_row(columns, o.csv_safe)) end end
+    emit_row = function(item)
+      local values = {}
+      for i, f in ipairs(columns) do values[i] = M.cell_text(sys, M.field_value(item, f)) end
+      if #columns > 0 then sys:write(csv_row(values, o.csv_safe)) end
+    end
+  else
+    local widths
+    local function cells(item)
+      local row = {}
+      for i, f in ipairs(columns) do row[i] = table_cell(sys, M.field_value(item, f)) end
+      return row
+    end
+    local function head()
+      local row = {}
+      for i, f in ipairs(columns) do row[i] = text.clean(f:upper()) end
+      return row
+    end
+    emit_header = function()
+      local rows = { head() }
+      for i, item in ipairs(pending) do rows[i + 1] = cells(item) end
+      widths = column_widths(rows, sys:width(), MAX_CELL)
+      sys:write(table_line(rows[1], widths))
+      for i = 2, #rows do sys:write(table_line(rows[i], widths)) end
+      pending = nil
+    end
+    emit_row = function(item) sys:write(table_line(cells(item), widths)) end
+  end
+
+  local started = false
+  local function start()
+    if started then return end
+    started = true
+    if not columns then
+      if format == "table" then
+        columns = {}
+        local first = pending[1]
+        for _, f in ipairs(TABLE_COLUMNS[o.resource] or { "id", "name" }) do
+          for _, item in ipairs(pending) do
+            if type(item) == "table" and item[f] ~= nil then columns[#columns + 1] = f break end
+          end
+        end
+        if #columns == 0 then columns = M.scalar_fields({ first }) end
+      else
+        columns = M.scalar_fields(pending)
+        if #columns > 0 then
+          sys:say("CSV columns are the fields of the first page; --fields A,B,... fixes them")
+        end
+      end
+    end
+    if format == "csv" then
+      emit_header()
+      for _, item in ipairs(pending) do emit_row(item) end
+      pending = nil
+    else
+      emit_header()
+    end
+  end
+
+  return {
+    item = function(item)
+      if started then emit_row(item) else pending[#pending + 1] = item end
+    end,
+    page_done = function()
+      if not started and #pending > 0 then start() end
+      sys:flush()
+    end,
+    finish = function()
+      if started then return end
+      if #pending > 0 then start() return end
+      -- Nothing listed: a header when the columns are known.
+      if columns then
+        start()
+      elseif format == "table" then
+        sys:write("no ", text.clean(o.resource or "items"), "\n")
+      end
+    end,
+  }
+end
+
+--- One object (get, create, update, delete, call).
+function M.single(sys, format, value, o)
+  local fields = o.fields
+  if format == "json" or format == "ndjson" then
+    sys:write(item_json(sys, value, fields), "\n")
+  elseif format == "csv" then
+    local header = fields or M.scalar_fields({ value })
+    if #header == 0 and type(value) == "table" then -- e.g. { result = {...} }: every key
+      for k in pairs(value) do header[#header + 1] = tostring(k) end
+      table.sort(header)
+    end
+    local values = {}
+    for i, f in ipairs(header) do values[i] = M.cell_text(sys, M.field_value(value, f)) end
+    if #header > 0 then sys:write(csv_row(header, o.csv_safe), csv_row(values, o.csv_safe)) end
+  else
+    if type(value) ~= "table" then
+      sys:write(table_cell(sys, value), "\n")
+      return
+    end
+    local keys = fields
+    if not keys then
+      keys = {}
+      for k in pairs(value) do keys[#keys + 1] = tostring(k) end
+      table.sort(keys)
+    end
+    local rows = {}
+    for i, k in ipairs(keys) do rows[i] = { text.clean(k), table_cell(sys, M.field_value(value, k)) } end
+    local widths = column_widths(rows, sys:width(), math.huge)
+    for _, row in ipairs(rows) do sys:write(table_line(row, widths)) end
+  end
+end
+
+return M
