@@ -7,41 +7,12 @@
 -- which logs every request it read, byte for byte, and answers as the named behaviour says.
 local socket = require "socket"
 local cjson = require "cjson"
-local compat = require "spec.helpers.compat"
 
-local function quote(s)
-  return "'" .. s:gsub("'", "'\\''") .. "'"
-end
+local process = require "spec.helpers.run"
+local quote, shell, write_file, read_file, free_port = process.quote, process.sh, process.write, process.slurp,
+  process.free_port
 
-local function shell(cmd)
-  local p = assert(compat.popen(cmd .. " 2>&1"))
-  local out = p:read("*a")
-  local ok = p:close()
-  return out, ok
-end
-
-local function write_file(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-end
-
-local function read_file(path)
-  local f = io.open(path, "r")
-  if not f then return "" end
-  local text = f:read("*a")
-  f:close()
-  return text
-end
-
-local function free_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return tonumber(port)
-end
-
-local ROOT = shell("pwd"):gsub("%s+$", "")
+local ROOT = process.ROOT
 
 -- The scripted server, inside nginx: one handler per connection, which reads request after
 -- request itself (raw socket) and answers as the behaviour in the shared dict says.

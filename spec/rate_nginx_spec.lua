@@ -5,39 +5,9 @@
 -- 429s it sent (its limits are set to the clients' budget) are the evidence.
 local socket = require "socket"
 local mock = require "spec.helpers.mock"
-local compat = require "spec.helpers.compat"
 
-local function quote(s)
-  return "'" .. s:gsub("'", "'\\''") .. "'"
-end
-
-local function shell(cmd)
-  local p = assert(compat.popen(cmd .. " 2>&1"))
-  local out = p:read("*a")
-  local ok = p:close()
-  return out, ok
-end
-
-local function write_file(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-end
-
-local function read_file(path)
-  local f = io.open(path, "r")
-  if not f then return nil end
-  local text = f:read("*a")
-  f:close()
-  return text
-end
-
-local function free_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return tonumber(port)
-end
+local run = require "spec.helpers.run"
+local quote, shell, write_file, read_file, free_port = run.quote, run.sh, run.write, run.slurp, run.free_port
 
 local function accepting(port, seconds)
   local deadline = socket.gettime() + seconds
@@ -52,7 +22,7 @@ local function accepting(port, seconds)
   return false
 end
 
-local ROOT = shell("pwd"):gsub("%s+$", "")
+local ROOT = run.ROOT
 local BUILD = (function()
   local b = os.getenv("TRUTO_NGINX_BUILD") or "build-luajit"
   return b:sub(1, 1) == "/" and b or ROOT .. "/" .. b
@@ -213,7 +183,7 @@ local function concurrently(urls)
   cmd[#cmd + 1] = "wait"
   shell(table.concat(cmd, "\n"))
   local bodies = {}
-  for i = 1, #urls do bodies[i] = (read_file(dir .. "/" .. i) or ""):gsub("%s+$", "") end
+  for i = 1, #urls do bodies[i] = read_file(dir .. "/" .. i):gsub("%s+$", "") end
   os.execute("rm -rf " .. quote(dir))
   return bodies
 end
@@ -247,7 +217,7 @@ end
 
 -- The end of an nginx's error log, to show with a failed assertion.
 local function errors_of(prefix)
-  local text = read_file(prefix .. "/error.log") or ""
+  local text = read_file(prefix .. "/error.log")
   return text:sub(-3000)
 end
 

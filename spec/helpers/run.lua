@@ -27,10 +27,25 @@ function run.shell(cmd, o)
   return out, code
 end
 
+-- A command's output with its stderr, and whether it exited with 0.
+function run.sh(cmd)
+  local out, code = run.shell(cmd, { merge = true })
+  return out, code == 0
+end
+
 run.ROOT = (run.shell("pwd"):gsub("\n$", ""))
 
 function run.read(path)
   local f = assert(io.open(path, "rb"))
+  local text = f:read("*a")
+  f:close()
+  return text
+end
+
+-- A file's text, or "" when there is none (yet).
+function run.slurp(path)
+  local f = io.open(path, "rb")
+  if not f then return "" end
   local text = f:read("*a")
   f:close()
   return text
