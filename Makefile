@@ -178,8 +178,16 @@ lint: all
 
 # Side-by-side benchmark against the clients a user would otherwise pick
 # (Node fetch, Python requests, LuaSocket, curl + jq); writes bench/RESULTS.md.
-bench: all
+# Then the client alone against static files on both lua-cjson versions
+# (S6, S7), and inside nginx: worker CPU against lua-resty-http, /fast
+# latency while 20 listings run on 4 workers, and the shared rate budget.
+bench: all cjson-current
+	$(MAKE) all LUA=luajit BUILD=build-luajit TRUTO_BUILD=build-luajit
 	bench/run
+	bench/static.sh
+	bench/nginx_cpu.sh 20 20000 180 4
+	bench/nginx_concurrency.sh 20 500 1 4
+	bench/rate_budget.sh 50 2 10 25
 
 # libFuzzer targets for the pure core (fuzz/README.md): replay the known
 # findings, then fuzz each target for FUZZ_SECONDS.
