@@ -51,15 +51,18 @@ describe("a LuaRocks install", function()
     assert.equal("luarocks --lua-version 5.4 make --deps-mode=none rockspec/lua-truto-scm-1.rockspec", cmd)
     local out, code = sh(("cd %s && LUAROCKS_CONFIG=%s/luarocks-config.lua %s"):format(tmp, tmp, cmd))
     assert.equal(0, code, out)
-    local env = ("LUA_PATH='%s/share/lua/5.4/?.lua;%s/share/lua/5.4/?/init.lua;;' LUA_CPATH='%s/lib/lua/5.4/?.so;;' ")
-      :format(tree, tree, tree)
+    -- Lua 5.4 reads LUA_PATH_5_4 / LUA_CPATH_5_4 before LUA_PATH / LUA_CPATH (make test-cjson sets
+    -- them): both are set, so the installed tree is what is found
+    local paths = ("'%s/share/lua/5.4/?.lua;%s/share/lua/5.4/?/init.lua;;'"):format(tree, tree)
+    local cpaths = ("'%s/lib/lua/5.4/?.so;;'"):format(tree)
+    local env = ("LUA_PATH=%s LUA_PATH_5_4=%s LUA_CPATH=%s LUA_CPATH_5_4=%s "):format(paths, paths, cpaths, cpaths)
     local where = sh(env .. [[lua5.4 -e 'print(package.searchpath("truto.core", package.cpath));]]
       .. [[ print(require("truto").VERSION); print(package.searchpath("truto.cli", package.path))']])
     assert.equal(tree .. "/lib/lua/5.4/truto/core.so\n0.1.0\n" .. tree .. "/share/lua/5.4/truto/cli/init.lua\n", where)
 
     local m = h.server()
     -- The installed command alone: no LUA_PATH, run from a directory without the checkout.
-    local list, lcode = sh(("cd / && env -u LUA_PATH -u LUA_CPATH TRUTO_API_TOKEN=%s TRUTO_BASE_URL=%s "
+    local list, lcode = sh(("cd / && env -u LUA_PATH -u LUA_CPATH -u LUA_PATH_5_4 -u LUA_CPATH_5_4 TRUTO_API_TOKEN=%s TRUTO_BASE_URL=%s "
       .. "%s/bin/lua-truto users -a acct-small -o csv --fields id"):format(m.token, m.url, tree))
     assert.equal(0, lcode, list)
     assert.equal(41, select(2, list:gsub("\r\n", "")))
