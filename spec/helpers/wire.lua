@@ -9,6 +9,7 @@
 --                                   -- volatile values (Host, User-Agent, keys) named
 -- The server stops when this Lua process exits.
 local socket = require "socket"
+local free_port = require("spec.helpers.run").free_port
 local cjson = require "cjson"
 
 local wire = {}
@@ -22,12 +23,6 @@ local SERVER = (function()
   return (source:match("^@(.*)/[^/]*$") or ".") .. "/wire_server.lua"
 end)()
 
-local function free_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return tonumber(port)
-end
 
 local function own_pid()
   local p = assert(io.popen("echo $PPID"))
