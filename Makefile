@@ -35,16 +35,16 @@ WARN       := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes
 CFLAGS     ?= -O2 -g
 # Asked of pkg-config when a recipe first needs them (after `make deps`),
 # then kept: `X = $(eval X := value)$(X)` runs the shell once.
-PC_CFLAGS   = $(eval PC_CFLAGS := $$(shell pkg-config --cflags $(LUA_PC) libcurl))$(PC_CFLAGS)
+PC_CFLAGS   = $(eval PC_CFLAGS := $$(shell pkg-config --cflags $(LUA_PC) libcurl libcrypto))$(PC_CFLAGS)
 PC_LUA_CFLAGS = $(eval PC_LUA_CFLAGS := $$(shell pkg-config --cflags $(LUA_PC)))$(PC_LUA_CFLAGS)
 PC_LUA_LIBS = $(eval PC_LUA_LIBS := $$(shell pkg-config --libs $(LUA_PC)))$(PC_LUA_LIBS)
-PC_LIBS     = $(eval PC_LIBS := $$(shell pkg-config --libs libcurl))$(PC_LIBS)
+PC_LIBS     = $(eval PC_LIBS := $$(shell pkg-config --libs libcurl libcrypto))$(PC_LIBS)
 ALL_CFLAGS  = -std=c11 -D_GNU_SOURCE -fPIC $(WARN) $(CFLAGS) $(PC_CFLAGS)
 LDLIBS      = $(PC_LIBS) -lm
 LDFLAGS    ?=
 
 SRCS := src/buf.c src/value.c src/query.c src/json.c src/json_compat.c src/retry.c src/error.c \
-        src/response.c src/pager.c src/transport_curl.c src/truto.c
+        src/response.c src/pager.c src/transport_curl.c src/hmac.c src/truto.c
 OBJS := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
 CORE := $(BUILD)/truto/core.so
 # Every Lua module of the package: src/truto.lua and src/truto/**/*.lua,
@@ -59,7 +59,7 @@ LUA_MODS := $(LUA_SRCS:src/%=$(BUILD)/%)
 # builds the module for OpenResty's LuaJIT, and procps (ps) for the mock spec.
 DEB_PACKAGES := lua5.4 liblua5.4-dev lua-cjson libcurl4-openssl-dev pkg-config gcc make libc6-dev \
                 lua-busted lua-socket nginx-light libnginx-mod-http-lua lua-nginx-redis redis-server \
-                openssl ca-certificates luarocks luajit2 libluajit2-5.1-dev curl procps
+                openssl ca-certificates luarocks luajit2 libluajit2-5.1-dev curl procps libssl-dev
 # Developer tools on top: lint, docs, formatting, sanitizers, valgrind, fuzzing.
 DEV_DEB_PACKAGES := lua-check lua-ldoc lua-markdown clang-format clang-tidy clang libclang-rt-14-dev \
                     valgrind

@@ -26,6 +26,8 @@ external_dependencies = {
   -- Only the library is probed: Debian keeps curl.h in a multiarch include
   -- directory that LuaRocks does not search, and the compiler finds it anyway.
   CURL = { library = "curl" },
+  -- HMAC-SHA256 of webhook signatures (Debian: libssl-dev).
+  CRYPTO = { header = "openssl/hmac.h", library = "crypto" },
 }
 build = {
   type = "builtin",
@@ -52,14 +54,15 @@ build = {
     ["truto.rate"] = "src/truto/rate.lua",
     ["truto.rate.redis"] = "src/truto/rate/redis.lua",
     ["truto.transport"] = "src/truto/transport.lua",
+    ["truto.webhook"] = "src/truto/webhook.lua",
     ["truto.core"] = {
       sources = {
         "src/buf.c", "src/value.c", "src/query.c", "src/json.c", "src/json_compat.c", "src/retry.c",
-        "src/error.c", "src/response.c", "src/pager.c", "src/transport_curl.c", "src/truto.c",
+        "src/error.c", "src/response.c", "src/pager.c", "src/transport_curl.c", "src/hmac.c", "src/truto.c",
       },
       defines = { "_GNU_SOURCE" },
-      libraries = { "curl", "m" },
-      libdirs = { "$(CURL_LIBDIR)" },
+      libraries = { "curl", "crypto", "m" },
+      libdirs = { "$(CURL_LIBDIR)", "$(CRYPTO_LIBDIR)" },
     },
   },
 }

@@ -16,11 +16,13 @@
  *   error(fields)               -> error object
  *   pager([cursor])             -> pager (pager.h)
  *   curl(opts)                  -> libcurl transport (transport_curl.h)
+ *   hmac_sha256(key, msg), hmac_sha256_equal(key, msg, hex) (hmac.h)
  *   array_mt, error_mt, VERSION
  */
 #include "buf.h"
 #include "compat.h"
 #include "error.h"
+#include "hmac.h"
 #include "json.h"
 #include "pager.h"
 #include "query.h"
@@ -182,6 +184,8 @@ int luaopen_truto_core(lua_State *L)
         {"error", terr_from_table},
         {"pager", tpager_new},
         {"curl", tcurl_new},
+        {"hmac_sha256", thmac_sha256},
+        {"hmac_sha256_equal", thmac_sha256_equal},
         {NULL, NULL},
     };
     tj_init(L); /* lua-cjson: private instance, capabilities, array metatable */

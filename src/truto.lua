@@ -7,6 +7,7 @@
 -- * `truto.attempt`   sending a request, and when to send it again (retries)
 -- * `truto.iterate`   iterators over lists, one account or many at once
 -- * `truto.transport` which transport carries a call (libcurl or nginx)
+-- * `truto.webhook`   verifying and receiving Truto's signed webhook deliveries
 --
 -- Everything that encodes, decodes or talks to the network through libcurl
 -- is C, in `truto.core` (see src/truto.c).
@@ -313,5 +314,6 @@ function M.is_misuse(v)
 end
 
 M.Client = Client
+M.webhook = require "truto.webhook"
 M.null = require("cjson").null
 return M

@@ -109,6 +109,7 @@ function M.new(opts)
     red:set_keepalive(store.keepalive * 1000, store.pool_size)
     return res
   end
+  store.with_connection = with_connection -- for other stores on the same connections (truto.webhook)
 
   function store.reserve(self, budgets)
     local args = { RESERVE, 2 * #budgets }
