@@ -1,0 +1,131 @@
+-- Busted helper: a real nginx with lua-nginx-module on the LuaJIT build of the module (the
+-- build `make test-luajit` tests: TRUTO_NGINX_BUILD, else build-luajit, brought up to date with
+-- `make LUA=luajit` first), and a redis-server, both on 127.0.0.1 and stopped by their pid files
+-- and PIDs (also when this process dies first). Built on spec/helpers/run.lua.
+--
+--   local nginx = require "spec.helpers.nginx"
+--   local n = nginx.start { workers = 2, http = "...", files = { ["x.lua"] = "..." } }
+--   -- n.port, n.prefix, n.url(path), n:log() (error.log), n:stop()
+--   local redis_port, stop = nginx.redis(); finally(stop)
+local socket = require "socket"
+local run = require "spec.helpers.run"
+
+local M = {}
+
+local quote, sh = run.quote, run.sh
+
+M.BUILD = (function()
+  local b = os.getenv("TRUTO_NGINX_BUILD") or "build-luajit"
+  return b:sub(1, 1) == "/" and b or run.ROOT .. "/" .. b
+end)()
+
+local OWN_PID = assert(tonumber((sh("echo $PPID"))))
+
+local function modules()
+  for _, dir in ipairs { "/usr/lib/nginx/modules", "/usr/share/nginx/modules" } do
+    if io.open(dir .. "/ngx_http_lua_module.so") then return dir end
+  end
+  error("ngx_http_lua_module.so not found (install libnginx-mod-http-lua)")
+end
+
+--- Builds the LuaJIT module (once per process).
+local built = false
+function M.build()
+  if built then return end
+  local out, ok = sh(("cd %s && env -u MAKEFLAGS -u MAKELEVEL -u MFLAGS -u TRUTO_BUILD make -s LUA=luajit BUILD=%s all")
+    :format(quote(run.ROOT), quote(M.BUILD)))
+  assert(ok, "make LUA=luajit failed:\n" .. out)
+  built = true
+end
+
+local CONFIG = [[
+load_module "${modules}/ndk_http_module.so";
+load_module "${modules}/ngx_http_lua_module.so";
+${user}
+daemon on;
+worker_processes ${workers};
+pid "${prefix}/nginx.pid";
+error_log "${prefix}/error.log" notice;
+
+events {
+  worker_connections 1024;
+}
+
+http {
+  access_log off;
+  client_body_temp_path "${prefix}/body";
+  proxy_temp_path "${prefix}/proxy";
+  fastcgi_temp_path "${prefix}/fastcgi";
+  uwsgi_temp_path "${prefix}/uwsgi";
+  scgi_temp_path "${prefix}/scgi";
+  lua_package_path "${build}/?.lua;${prefix}/?.lua;;";
+  lua_package_cpath "${build}/?.so;;";
+  lua_socket_log_errors off;
+${http}
+}
+]]
+
+local Nginx = {}
+Nginx.__index = Nginx
+
+function Nginx:url(path) return ("http://127.0.0.1:%d%s"):format(self.port, path) end
+
+function Nginx:log() return run.slurp(self.prefix .. "/error.log") end
+
+function Nginx:stop()
+  if self.stopped then return end
+  self.stopped = true
+  os.execute(("nginx -p %s/ -c %s/nginx.conf -s stop >/dev/null 2>&1"):format(self.prefix, self.prefix))
+  for _ = 1, 50 do
+    if not io.open(self.prefix .. "/nginx.pid") then break end
+    socket.sleep(0.1)
+  end
+end
+
+--- Starts nginx. o: `workers` (1), `http` (the inside of the http block; ${port} is the port),
+-- `files` (name -> text, written to the prefix, which is on lua_package_path).
+function M.start(o)
+  M.build()
+  local prefix = run.tmpdir()
+  local port = run.free_port()
+  for name, text in pairs(o.files or {}) do run.write(prefix .. "/" .. name, text) end
+  local vars = {
+    modules = modules(), user = sh("id -u"):match("^0%s") and "user root;" or "",
+    workers = o.workers or 1, prefix = prefix, build = M.BUILD, port = port,
+  }
+  local function fill(text) return (text:gsub("%${([%w_]+)}", function(k) return tostring(assert(vars[k], k)) end)) end
+  vars.http = fill(o.http or "")
+  run.write(prefix .. "/nginx.conf", fill(CONFIG))
+  local out, ok = sh(("nginx -p %s/ -c %s/nginx.conf -e %s/error.log"):format(prefix, prefix, prefix))
+  assert(ok, "nginx did not start:\n" .. out)
+  -- Stops nginx if this process dies without its teardown.
+  os.execute(("setsid sh -c 'while kill -0 %d 2>/dev/null && [ -f %s/nginx.pid ]; do sleep 0.5; done; "
+    .. "[ -f %s/nginx.pid ] && nginx -p %s/ -c %s/nginx.conf -s stop' </dev/null >/dev/null 2>&1 &")
+    :format(OWN_PID, prefix, prefix, prefix, prefix))
+  assert(run.wait_port(port, 5), "nginx does not accept connections on " .. port)
+  return setmetatable({ port = port, prefix = prefix }, Nginx)
+end
+
+--- Starts a redis-server on a free port; returns the port and a function that stops it by its PID.
+function M.redis()
+  assert(io.open("/usr/bin/redis-server") and io.open("/usr/share/lua/5.1/nginx/redis.lua"),
+    "install redis-server and lua-nginx-redis (Debian) for this spec")
+  local port = run.free_port()
+  local dir = run.tmpdir()
+  local pid = run.spawn(("cd %s && exec redis-server --port %d --bind 127.0.0.1 --save '' --appendonly no "
+    .. "--daemonize no --logfile %s/redis.log"):format(quote(dir), port, quote(dir)))
+  local function stop()
+    run.kill(pid)
+    for _ = 1, 50 do
+      if not run.alive(pid) then break end
+      socket.sleep(0.1)
+    end
+  end
+  if not run.wait_port(port, 5) then
+    stop()
+    error("redis-server does not accept connections")
+  end
+  return port, stop
+end
+
+return M
