@@ -47,6 +47,7 @@ build = {
     ["truto.cli.progress"] = "src/truto/cli/progress.lua",
     ["truto.cli.sys"] = "src/truto/cli/sys.lua",
     ["truto.cli.text"] = "src/truto/cli/text.lua",
+    ["truto.cli.webhook"] = "src/truto/cli/webhook.lua",
     ["truto.client"] = "src/truto/client.lua",
     ["truto.iterate"] = "src/truto/iterate.lua",
     ["truto.ngx"] = "src/truto/ngx.lua",

@@ -9,6 +9,7 @@ local data = require "truto_mock.data"
 local faults = require "truto_mock.faults"
 local state = require "truto_mock.state"
 local limits = require "truto_mock.limits"
+local webhooks = require "truto_mock.webhooks"
 
 local server = {}
 
@@ -25,6 +26,7 @@ function server.configure(opts)
   config.dir = assert(opts.dir, "dir is required")
   config.latency = tonumber(opts.latency) or 0
   if opts.limits and opts.limits ~= "" then limits.set_defaults(opts.limits) end
+  webhooks.configure(opts)
 end
 
 ---------------------------------------------------------------------------------------------
@@ -514,7 +516,9 @@ local function handle()
   log_request(req)
   local delay = data.latency(req.args.integrated_account_id) or config.latency
   if delay > 0 then ngx.sleep(delay / 1000) end
-  return reply.send(respond(req))
+  local resp = respond(req)
+  webhooks.after(req, resp)
+  return reply.send(resp)
 end
 
 --- The content handler. A bug in the mock answers a Truto-shaped 500 naming it.

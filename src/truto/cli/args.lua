@@ -30,6 +30,7 @@ M.OPTIONS = {
   ["-v"] = { "verbose", false }, ["--verbose"] = { "verbose", false },
   ["--port"] = { "port", true },
   ["--dir"] = { "dir", true },
+  ["--webhook"] = { "webhook", true }, ["--webhook-secret"] = { "webhook_secret", true },
   ["-h"] = { "help", false }, ["--help"] = { "help", false },
   ["-V"] = { "version", false }, ["--version"] = { "version", false },
 }
@@ -46,7 +47,7 @@ M.ACCEPTS = {
   update = WRITE,
   delete = { idempotency_key = true, dry_run = true, yes = true },
   call = WRITE,
-  mock = { port = true, dir = true, help = true },
+  mock = { port = true, dir = true, help = true, webhook = true, webhook_secret = true },
   completion = { help = true },
 }
 M.ACTIONS = { list = true, get = true, create = true, update = true, delete = true, call = true }

@@ -275,6 +275,7 @@ function M.mock(sys, opts, args)
   if not opts.port then sys:usage("mock needs --port N", "mock") end
   local port = args.positive_integer(sys, opts.port, "--port", "mock")
   if port > 65535 then sys:usage("--port must be at most 65535", "mock") end
+  local webhook_arguments = require("truto.cli.webhook").mock_arguments(sys, opts)
   local serve, how = find_mock(sys)
   if not serve then
     sys:fail(EXIT_USAGE, "cannot find the mock server (spec/mock/serve) next to " .. how
@@ -284,6 +285,7 @@ function M.mock(sys, opts, args)
     sys_mod.PROG, serve, how, port))
   local cmd = quote(serve) .. " --port " .. port .. " --foreground"
   if opts.dir then cmd = cmd .. " --dir " .. quote(opts.dir) end
+  cmd = cmd .. webhook_arguments
   -- The server runs in a child shell that stops it on INT/TERM, and also
   -- when this process ($PPID there) goes away without telling it.
   local script = cmd .. [[ &

@@ -136,6 +136,9 @@ local function confirm(sys, question)
 end
 
 local function run(sys, argv)
+  if argv[1] == "webhook" or (argv[1] == "help" and argv[2] == "webhook") then -- its own options
+    return require("truto.cli.webhook").main(sys, argv)
+  end
   local opts, positional, seen = args.parse(sys, argv)
   if opts.version then
     sys:write(format("%s %s\n", sys_mod.PROG, tostring(truto.VERSION)))
