@@ -235,3 +235,34 @@ describe("webhook receiver in nginx", function()
     assert.is_true(seconds > 590 and seconds <= 600, ttl) -- twice the tolerance
   end)
 end)
+
+describe("examples/webhook-nginx.conf", function()
+  it("receives the signed deliveries of the mock, as shipped", function()
+    local server = nginx.start { conf = run.read(run.ROOT .. "/examples/webhook-nginx.conf"), lib = true,
+      files = { ["webhook_events.lua"] = run.read(run.ROOT .. "/examples/webhook_events.lua") },
+      env = "TRUTO_WEBHOOK_SECRET=" .. SECRET }
+    finally(function() server:stop() end)
+    local mock_port = run.free_port()
+    local own_pid = assert(tonumber((run.sh("echo $PPID"))))
+    local out, ok = run.sh(("%s/spec/mock/serve --port %d --watch %d --webhook %s --webhook-secret %s"):format(
+      run.quote(run.ROOT), mock_port, own_pid, run.quote(server:url("/truto/webhook")), run.quote(SECRET)))
+    assert(ok, out)
+    local mock_dir = out:match("([^\n]+)\n*$")
+    finally(function() run.sh(("%s/spec/mock/serve --stop %s"):format(run.quote(run.ROOT), run.quote(mock_dir))) end)
+
+    local client = truto.new { token = "test-token", base_url = "http://127.0.0.1:" .. mock_port, max_retries = 0,
+      integrated_account_id = "acct-small" }
+    local created = assert(client:create("user-directory", "users", { name = "Grace" }))
+    local path = server.prefix .. "/events.ndjson"
+    local deadline = socket.gettime() + 10
+    while run.slurp(path) == "" and socket.gettime() < deadline do socket.sleep(0.05) end
+    local lines = {}
+    for line in run.slurp(path):gmatch("[^\n]+") do lines[#lines + 1] = line end
+    assert.equal(1, #lines, server:log())
+    local delivered = assert(truto.decode_json(lines[1]))
+    assert.equal("record:created", delivered.event)
+    assert.same(created, delivered.payload.record)
+    for line in server:log():gmatch("[^\n]+") do assert.truthy(line:find("[notice]", 1, true), line) end
+    assert.truthy(server:log():find("truto event record:created " .. delivered.id, 1, true))
+  end)
+end)

@@ -5,6 +5,7 @@
 --
 --   local nginx = require "spec.helpers.nginx"
 --   local n = nginx.start { workers = 2, http = "...", files = { ["x.lua"] = "..." } }
+--   local n = nginx.start { conf = <a whole nginx.conf, e.g. one of examples/>, lib = true, env = "X=1" }
 --   -- n.port, n.prefix, n.url(path), n:log() (error.log), n:stop()
 --   local redis_port, stop = nginx.redis(); finally(stop)
 local socket = require "socket"
@@ -83,20 +84,34 @@ function Nginx:stop()
 end
 
 --- Starts nginx. o: `workers` (1), `http` (the inside of the http block; ${port} is the port),
--- `files` (name -> text, written to the prefix, which is on lua_package_path).
+-- `files` (name -> text, written to the prefix, which is on lua_package_path); or `conf`, a
+-- whole nginx.conf whose one `listen 127.0.0.1:N;` gets the port, with `lib = true` linking
+-- the build as lib/ in the prefix. `env`: variable assignments nginx is started with.
 function M.start(o)
   M.build()
   local prefix = run.tmpdir()
+  os.execute("chmod 755 " .. quote(prefix)) -- a worker running as nobody reaches it
   local port = run.free_port()
   for name, text in pairs(o.files or {}) do run.write(prefix .. "/" .. name, text) end
+  local root = sh("id -u"):match("^0%s") ~= nil
   local vars = {
-    modules = modules(), user = sh("id -u"):match("^0%s") and "user root;" or "",
+    modules = modules(), user = root and "user root;" or "",
     workers = o.workers or 1, prefix = prefix, build = M.BUILD, port = port,
   }
   local function fill(text) return (text:gsub("%${([%w_]+)}", function(k) return tostring(assert(vars[k], k)) end)) end
-  vars.http = fill(o.http or "")
-  run.write(prefix .. "/nginx.conf", fill(CONFIG))
-  local out, ok = sh(("nginx -p %s/ -c %s/nginx.conf -e %s/error.log"):format(prefix, prefix, prefix))
+  local globals = ""
+  if o.conf then
+    local conf, n = o.conf:gsub("listen 127%.0%.0%.1:%d+;", "listen 127.0.0.1:" .. port .. ";")
+    assert(n == 1, "the nginx.conf must have one listen 127.0.0.1:N")
+    run.write(prefix .. "/nginx.conf", conf)
+    if o.lib then os.execute(("ln -s %s %s/lib"):format(quote(M.BUILD), quote(prefix))) end
+    if root then globals = " -g 'user root;'" end
+  else
+    vars.http = fill(o.http or "")
+    run.write(prefix .. "/nginx.conf", fill(CONFIG))
+  end
+  local out, ok = sh(("%s nginx -p %s/ -c %s/nginx.conf -e %s/error.log%s"):format(o.env or "", prefix, prefix,
+    prefix, globals))
   assert(ok, "nginx did not start:\n" .. out)
   -- Stops nginx if this process dies without its teardown.
   os.execute(("setsid sh -c 'while kill -0 %d 2>/dev/null && [ -f %s/nginx.pid ]; do sleep 0.5; done; "
