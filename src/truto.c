@@ -16,11 +16,13 @@
  *   error(fields)               -> error object
  *   pager([cursor])             -> pager (pager.h)
  *   curl(opts)                  -> libcurl transport (transport_curl.h)
+ *   write_durable, create_exclusive, fsync_dir, getpid, pid_alive (fs.h)
  *   array_mt, error_mt, VERSION
  */
 #include "buf.h"
 #include "compat.h"
 #include "error.h"
+#include "fs.h"
 #include "json.h"
 #include "pager.h"
 #include "query.h"
@@ -192,6 +194,7 @@ int luaopen_truto_core(lua_State *L)
     lua_pop(L, 1);
 
     luaL_newlib(L, functions);
+    tfs_register(L); /* fs.h: durable writes, lock files, pids */
     luaL_getmetatable(L, TRUTO_ARRAY_MT);
     lua_setfield(L, -2, "array_mt");
     luaL_getmetatable(L, TRUTO_ERROR_MT);
