@@ -57,6 +57,7 @@ build = {
     ["truto.sync.sqlite"] = "src/truto/sync/sqlite.lua",
     ["truto.sync.redis"] = "src/truto/sync/redis.lua",
     ["truto.cli.sync"] = "src/truto/cli/sync.lua",
+    ["truto.cli.mock_change"] = "src/truto/cli/mock_change.lua",
     ["truto.core"] = {
       sources = {
         "src/buf.c", "src/value.c", "src/query.c", "src/json.c", "src/json_compat.c", "src/retry.c",

@@ -39,7 +39,7 @@ M.DEFAULT_FULL_EVERY = 24 * 3600
 -- The options of client:sync beyond the list call's own.
 local SYNC_OPTIONS = {
   state = true, full = true, incremental = true, overlap = true, full_every = true, debug = true,
-  model = true, clock = true,
+  model = true, clock = true, before_commit = true,
 }
 local STORE_METHODS = { "lock", "load", "apply", "commit", "rollback", "unlock" }
 
@@ -166,7 +166,7 @@ local function split_options(fname, n, opts)
       argerror(fname, n, format("option '%s': boolean expected", k))
     end
   end
-  for _, k in ipairs { "debug", "clock" } do
+  for _, k in ipairs { "debug", "clock", "before_commit" } do
     if own[k] ~= nil and type(own[k]) ~= "function" then
       argerror(fname, n, format("option '%s': function expected", k))
     end
@@ -403,7 +403,18 @@ local function checkpoints(run)
   return out
 end
 
+-- Lets the caller make what it was handed durable first (a flush): when
+-- `before_commit` raises, nothing is committed.
+local function before_commit(run)
+  local hook = run.own.before_commit
+  if hook then
+    local ok, err = pcall(hook)
+    if not ok then fail(run, err) end
+  end
+end
+
 local function finish(run)
+  before_commit(run)
   local ok, err = run.store:commit(run.resource, checkpoints(run), run.stats)
   if not ok then fail(run, err) end
   run.committed = true
@@ -462,6 +473,7 @@ end
 -- the committed changes again). Raises the store's error.
 function Sync:commit()
   if self.closed then return true end
+  before_commit(self)
   local ok, err = self.store:commit(self.resource, nil, self.stats)
   if not ok then fail(self, err) end
   return true
@@ -501,7 +513,10 @@ function M.sync(client, resource, params, opts)
     debug = own.debug or (type(rawget(client, "_policy")) == "table" and client._policy.debug) or nil,
   }, Sync)
   local ok, err = store:lock()
-  if not ok then error(err, 0) end
+  if not ok then
+    run.closed = true -- not ours to roll back or unlock
+    error(err, 0)
+  end
   for _, account in ipairs(accounts) do
     local entry
     entry, err = store:load(resource, account)

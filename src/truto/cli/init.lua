@@ -136,6 +136,8 @@ local function confirm(sys, question)
 end
 
 local function run(sys, argv)
+  if argv[1] == "sync" then return require("truto.cli.sync").main(sys, argv) end
+  if require("truto.cli.mock_change").wanted(argv) then return require("truto.cli.mock_change").main(sys, argv) end
   local opts, positional, seen = args.parse(sys, argv)
   if opts.version then
     sys:write(format("%s %s\n", sys_mod.PROG, tostring(truto.VERSION)))
