@@ -141,6 +141,7 @@ mock:
 
 demo: all
 	LUA_BIN=$(LUA_BIN) examples/demo.sh
+	LUA_BIN=$(LUA_BIN) examples/demo-sync.sh
 
 # examples/nginx.conf and examples/openresty.lua in a real nginx against the mock.
 demo-nginx:

@@ -46,6 +46,7 @@ describe("lua-truto sync", function()
     assert.equal(0, code, err)
     local touched = cjson.decode(said)
     assert.same({ { "K0011" }, { "K0002", "K0003" } }, { touched.updated, touched.deleted })
+    local _
     _, err, code = cli { "mock", "--port", port, "-a", account, "--create", "users", "--body",
       '{"id":"K-new-1","name":"Newcomer"}' }
     assert.equal(0, code, err)
