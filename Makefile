@@ -44,7 +44,7 @@ LDLIBS      = $(PC_LIBS) -lm
 LDFLAGS    ?=
 
 SRCS := src/buf.c src/value.c src/query.c src/json.c src/json_compat.c src/retry.c src/error.c \
-        src/response.c src/pager.c src/transport_curl.c src/hmac.c src/truto.c
+        src/response.c src/pager.c src/transport_curl.c src/hmac.c src/fs.c src/truto.c
 OBJS := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
 CORE := $(BUILD)/truto/core.so
 # Every Lua module of the package: src/truto.lua and src/truto/**/*.lua,
@@ -141,6 +141,7 @@ mock:
 
 demo: all
 	LUA_BIN=$(LUA_BIN) examples/demo.sh
+	LUA_BIN=$(LUA_BIN) examples/demo-sync.sh
 
 # examples/nginx.conf and examples/openresty.lua in a real nginx against the mock.
 demo-nginx:

@@ -56,10 +56,16 @@ build = {
     ["truto.rate.redis"] = "src/truto/rate/redis.lua",
     ["truto.transport"] = "src/truto/transport.lua",
     ["truto.webhook"] = "src/truto/webhook.lua",
+    ["truto.sync"] = "src/truto/sync.lua",
+    ["truto.sync.file"] = "src/truto/sync/file.lua",
+    ["truto.sync.sqlite"] = "src/truto/sync/sqlite.lua",
+    ["truto.sync.redis"] = "src/truto/sync/redis.lua",
+    ["truto.cli.sync"] = "src/truto/cli/sync.lua",
+    ["truto.cli.mock_change"] = "src/truto/cli/mock_change.lua",
     ["truto.core"] = {
       sources = {
         "src/buf.c", "src/value.c", "src/query.c", "src/json.c", "src/json_compat.c", "src/retry.c",
-        "src/error.c", "src/response.c", "src/pager.c", "src/transport_curl.c", "src/hmac.c", "src/truto.c",
+        "src/error.c", "src/response.c", "src/pager.c", "src/transport_curl.c", "src/hmac.c", "src/fs.c", "src/truto.c",
       },
       defines = { "_GNU_SOURCE" },
       libraries = { "curl", "crypto", "m" },

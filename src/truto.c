@@ -17,11 +17,13 @@
  *   pager([cursor])             -> pager (pager.h)
  *   curl(opts)                  -> libcurl transport (transport_curl.h)
  *   hmac_sha256(key, msg), hmac_sha256_equal(key, msg, hex) (hmac.h)
+ *   write_durable, create_exclusive, fsync_dir, getpid, pid_alive (fs.h)
  *   array_mt, error_mt, VERSION
  */
 #include "buf.h"
 #include "compat.h"
 #include "error.h"
+#include "fs.h"
 #include "hmac.h"
 #include "json.h"
 #include "pager.h"
@@ -196,6 +198,7 @@ int luaopen_truto_core(lua_State *L)
     lua_pop(L, 1);
 
     luaL_newlib(L, functions);
+    tfs_register(L); /* fs.h: durable writes, lock files, pids */
     luaL_getmetatable(L, TRUTO_ARRAY_MT);
     lua_setfield(L, -2, "array_mt");
     luaL_getmetatable(L, TRUTO_ERROR_MT);

@@ -234,6 +234,18 @@ function Client:groups(params, opts)
   return iterate(self, "groups", next_item, MODEL, "groups", params, 1, opts)
 end
 
+--- Iterates over what changed since the last run: `{ op, id, item, account_id }`
+-- (see truto.sync and the README's "Sync"). truto.sync is loaded on first use.
+-- @string resource e.g. "users"
+-- @tparam[opt] table params query parameters; `integrated_account_id` an id or an array of ids
+-- @tparam table opts `state` (a path, or a store), `full`, `incremental`, `overlap`, `full_every`, ...
+-- @treturn function,table,nil,table a generic-for iterator; the second value has `commit()` and `stats`
+-- @raise the error object (`locked`, a page's error) and misuse
+function Client:sync(resource, params, opts)
+  check_open(self, "sync")
+  return require("truto.sync").sync(self, resource, params, opts)
+end
+
 -- ------------------------------------------------------------------------
 -- The module-level default client, built from the environment.
 -- ------------------------------------------------------------------------

@@ -6,6 +6,7 @@
 --   mock.reset()             -- empties the log and forgets all server state (limits too)
 --   mock.limits { token = { requests = 20, per = 2 } }  -- small rate limits for one spec
 --   mock.rate()              -- the limits and the number of 429s they caused
+--   mock.changes { account = ..., resource = "users", update = {...}, delete = {...}, create = {...} }
 --   mock.stop()              -- also done at process exit
 --
 -- Plain Lua 5.4 with luasocket and lua-cjson. See spec/mock/README.md for the accounts.
@@ -159,6 +160,13 @@ end
 -- limits caused since the last reset, counted = the requests they counted }.
 function mock.rate()
   return control("GET", "/__mock/limits")
+end
+
+--- Changes an account's users or groups (spec/mock/README.md, "Changes over time"):
+-- mock.changes { account = "acct-sync-x", resource = "users", update = { { id = "K0001", title = "CTO" } },
+-- delete = { "K0002" }, create = { { name = "New" } } }. Returns the ids touched.
+function mock.changes(change)
+  return control("POST", "/__mock/changes", cjson.encode(change))
 end
 
 --- Stops the server and removes its directory. Harmless when it does not run.

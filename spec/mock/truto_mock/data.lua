@@ -14,6 +14,7 @@ local json = require "truto_mock.json"
 local fixtures = require "truto_mock.fixtures"
 local faults = require "truto_mock.faults"
 local state = require "truto_mock.state"
+local changes = require "truto_mock.changes"
 
 local data = {}
 
@@ -33,6 +34,11 @@ function data.account(id)
   end
   if name:match("^acct%-1k%-[%w_]+$") then -- a family of like accounts, for fan-out
     account.data = "acct-1k"
+    return account
+  end
+  local sync = changes.account(name) -- acct-sync-*: data that changes (changes.lua)
+  if sync then
+    account.data, account.since = sync.data, sync.since
     return account
   end
   local fault = name:match("^fault%-(.+)$")
@@ -57,12 +63,13 @@ end
 -- Collections
 
 local function from_list(items, page_size)
-  local by_id = {}
-  for _, item in ipairs(items) do by_id[item.id] = item end
+  local by_id, index = {}, {}
+  for i, item in ipairs(items) do by_id[item.id], index[item.id] = item, i end
   return {
     count = #items,
     item = function(i) return items[i] end,
     find = function(id) return by_id[id] end,
+    index_of = function(id) return index[id] end,
     page_size = page_size,
     paging = "offset",
     ends_with = json.null,
@@ -77,6 +84,7 @@ local function from_series(series)
       local i = fixtures.generated_index(series, id)
       return i and fixtures.generated_user(series, i)
     end,
+    index_of = function(id) return fixtures.generated_index(series, id) end,
     page_size = 100,
     paging = "offset",
     ends_with = json.null,
@@ -183,7 +191,9 @@ local RESOURCES = { users = users, groups = groups, organizations = organization
 
 --- The collection `resource` of `account` (an account from data.account), filtered by `args`.
 function data.collection(account, resource, args)
-  return RESOURCES[resource](account.data, args)
+  local c = RESOURCES[resource](account.data, args)
+  if resource == "organizations" then return c end
+  return changes.collection(account, resource, c, args)
 end
 
 ---------------------------------------------------------------------------------------------

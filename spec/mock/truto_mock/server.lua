@@ -10,6 +10,7 @@ local faults = require "truto_mock.faults"
 local state = require "truto_mock.state"
 local limits = require "truto_mock.limits"
 local webhooks = require "truto_mock.webhooks"
+local changes = require "truto_mock.changes"
 
 local server = {}
 
@@ -286,6 +287,8 @@ local function streamed_list(ctx, c)
 end
 
 local function list(req, ctx)
+  local refused = changes.refuse(ctx.account, req.args)
+  if refused then return refused end
   local c = data.collection(ctx.account, ctx.resource, req.args)
   if ctx.opts.format == "stream" then return streamed_list(ctx, c) end
   if ctx.opts.key_by then return keyed_list(req, ctx, c) end
@@ -476,6 +479,9 @@ local CONTROL = {
       if not ok then return reply.error(400, err) end
     end
     return reply.json(200, limits.report())
+  end },
+  ["/__mock/changes"] = { method = "POST", run = function()
+    return changes.control(request_body(), data.account, function(a, r) return data.collection(a, r, {}) end)
   end },
   ["/__mock/log"] = { method = "GET", run = function()
     return reply.raw(200, read_log(), reply.JSON)

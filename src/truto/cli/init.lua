@@ -139,6 +139,8 @@ local function run(sys, argv)
   if argv[1] == "webhook" or (argv[1] == "help" and argv[2] == "webhook") then -- its own options
     return require("truto.cli.webhook").main(sys, argv)
   end
+  if argv[1] == "sync" then return require("truto.cli.sync").main(sys, argv) end
+  if require("truto.cli.mock_change").wanted(argv) then return require("truto.cli.mock_change").main(sys, argv) end
   local opts, positional, seen = args.parse(sys, argv)
   if opts.version then
     sys:write(format("%s %s\n", sys_mod.PROG, tostring(truto.VERSION)))
