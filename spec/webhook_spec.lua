@@ -74,12 +74,14 @@ describe("webhook signatures", function()
   end)
 
   it("verify gives the event, decoded as answers are (integers exact, arrays marked)", function()
-    local body = event_body { big = 9007199254740993, list = truto.array() }
+    local body = event_body { list = truto.array() }:gsub('^{', '{"big":9007199254740993,')
     local event = check(body, webhook.sign(body, SECRET))
     assert.equal("evt-1", event.id)
     assert.equal("Ada", event.payload.record.name)
-    assert.equal(9007199254740993, event.big)
-    assert.equal(math.type(event.big), "integer")
+    if math.type then -- Lua 5.3+: a 64-bit integer (LuaJIT has none)
+      assert.equal(9007199254740993, event.big)
+      assert.equal("integer", math.type(event.big))
+    end
     assert.equal("[]", truto.encode_json(event.list))
   end)
 
