@@ -117,6 +117,10 @@ describe("webhook signatures", function()
       { "a header given twice (a table)", function() return body, { header, header } end, "format" },
       { "a body that is not JSON", function() return "not json", webhook.sign("not json", SECRET) end, "decode" },
       { "a JSON array", function() return "[1]", webhook.sign("[1]", SECRET) end, "decode" },
+      { "an id no integer holds", function()
+        local b = event_body():gsub('"id":"evt%-1"', '"id":1e300')
+        return b, webhook.sign(b, SECRET)
+      end, "decode" },
       { "no created_at", function()
         local b = event_body { created_at = truto.null }
         return b, webhook.sign(b, SECRET)
@@ -224,6 +228,7 @@ describe("webhook signatures", function()
     raises("#3 to 'verify' %(the secret must not be empty%)", webhook.verify, "{}", "h", "")
     raises("#4 to 'verify' %(tolerance", webhook.verify, "{}", "h", SECRET, { tolerance = -1 })
     raises("#4 to 'verify' %(seen", webhook.verify, "{}", "h", SECRET, { seen = {} })
+    raises("#4 to 'verify' %(ttl", webhook.verify, "{}", "h", SECRET, { ttl = 0 })
     raises("#2 to 'sign' %(string expected, got number%)", webhook.sign, "{}", 1)
     raises("#1 to 'ngx_handler' %(secret", webhook.ngx_handler, { on_event = print })
   end)
