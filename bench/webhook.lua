@@ -6,7 +6,8 @@
 --
 -- Runs on the Lua that runs it (lua5.4: build/, luajit: build-luajit/), from the checkout root:
 --   lua5.4 bench/webhook.lua [N] [BYTES]      (make bench runs both)
--- Prints one line per scenario: microseconds per verify (the median of 5 runs), CPU seconds.
+-- Prints one line per scenario: microseconds per verify, wall (the median of 5 runs) and CPU
+-- (all runs; the steadier figure on a shared machine).
 local build = os.getenv("TRUTO_BUILD") or (rawget(_G, "jit") and "build-luajit" or "build")
 package.path = build .. "/?.lua;" .. build .. "/?/init.lua;" .. package.path
 package.cpath = build .. "/?.so;" .. package.cpath
@@ -93,6 +94,6 @@ print(("webhook verify: %d deliveries of %d bytes, %s, median of %d runs"):forma
   rawget(_G, "jit") and jit.version or _VERSION, RUNS))
 for _, s in ipairs(scenarios) do
   local us, cpu = measure(list, s[2])
-  print(("  %-48s %7.2f us per verify  (%.2f s CPU for %d)"):format(s[1], us, cpu, N * RUNS))
+  print(("  %-48s %7.2f us per verify (wall, median)  %7.2f us CPU"):format(s[1], us, cpu / (N * RUNS) * 1e6))
 end
 if not ok_ossl then print("  (lua-luaossl not installed: no reference)") end
