@@ -31,13 +31,13 @@ describe("lua-truto webhook verify", function()
   end
 
   it("exits 0 and prints the event as one JSON line (the secret file's newline ignored)", function()
+    local now = os.date("!%Y-%m-%dT%H:%M:%SZ")
     local body = '{\n  "id": "evt-cli", "event": "test", "payload": {"n": 12345678901234567},\n  "created_at": "'
-      .. os.date("!%Y-%m-%dT%H:%M:%SZ") .. '"\n}'
+      .. now .. '"\n}'
     local out, err, code = verify(body, truto.webhook.sign(body, SECRET))
     assert.equal("", err)
     assert.equal(0, code)
-    assert.equal(truto.encode_json(truto.decode_json(body)) .. "\n", out)
-    assert.truthy(out:find('"n":12345678901234567', 1, true))
+    assert.equal('{"created_at":"' .. now .. '","event":"test","id":"evt-cli","payload":{"n":12345678901234567}}\n', out)
     -- a file without the newline, and one with \r\n, are the same secret
     assert.equal(0, select(3, verify(body, truto.webhook.sign(body, SECRET), nil, secret(SECRET))))
     assert.equal(0, select(3, verify(body, truto.webhook.sign(body, SECRET), nil, secret(SECRET .. "\r\n"))))

@@ -74,12 +74,14 @@ describe("webhook signatures", function()
   end)
 
   it("verify gives the event, decoded as answers are (integers exact, arrays marked)", function()
-    local body = event_body { big = 9007199254740993, list = truto.array() }
+    local body = event_body { list = truto.array() }:gsub('^{', '{"big":9007199254740993,')
     local event = check(body, webhook.sign(body, SECRET))
     assert.equal("evt-1", event.id)
     assert.equal("Ada", event.payload.record.name)
-    assert.equal(9007199254740993, event.big)
-    assert.equal(math.type(event.big), "integer")
+    if math.type then -- Lua 5.3+: a 64-bit integer (LuaJIT has none)
+      assert.equal(9007199254740993, event.big)
+      assert.equal("integer", math.type(event.big))
+    end
     assert.equal("[]", truto.encode_json(event.list))
   end)
 
@@ -115,6 +117,10 @@ describe("webhook signatures", function()
       { "a header given twice (a table)", function() return body, { header, header } end, "format" },
       { "a body that is not JSON", function() return "not json", webhook.sign("not json", SECRET) end, "decode" },
       { "a JSON array", function() return "[1]", webhook.sign("[1]", SECRET) end, "decode" },
+      { "an id no integer holds", function()
+        local b = event_body():gsub('"id":"evt%-1"', '"id":1e300')
+        return b, webhook.sign(b, SECRET)
+      end, "decode" },
       { "no created_at", function()
         local b = event_body { created_at = truto.null }
         return b, webhook.sign(b, SECRET)
@@ -222,6 +228,7 @@ describe("webhook signatures", function()
     raises("#3 to 'verify' %(the secret must not be empty%)", webhook.verify, "{}", "h", "")
     raises("#4 to 'verify' %(tolerance", webhook.verify, "{}", "h", SECRET, { tolerance = -1 })
     raises("#4 to 'verify' %(seen", webhook.verify, "{}", "h", SECRET, { seen = {} })
+    raises("#4 to 'verify' %(ttl", webhook.verify, "{}", "h", SECRET, { ttl = 0 })
     raises("#2 to 'sign' %(string expected, got number%)", webhook.sign, "{}", 1)
     raises("#1 to 'ngx_handler' %(secret", webhook.ngx_handler, { on_event = print })
   end)

@@ -52,6 +52,8 @@ end
 function M.parse_signature(header)
   if header == nil then return nil, "no " .. M.HEADER .. " header" end
   if type(header) ~= "string" then return nil, M.HEADER .. " given more than once" end
+  local fast = header:match("^format=sha256,v=(%x+)$") -- what Truto sends
+  if fast and #fast == 64 then return fast end
   if header:find("%s") then return nil, M.HEADER .. " holds white space" end
   local parts, n = {}, 0
   for part in (header .. ","):gmatch("([^,]*),") do
@@ -225,6 +227,10 @@ local function check_options(opts)
   if opts.now ~= nil and type(opts.now) ~= "number" then
     argerror("verify", 4, "now: epoch seconds expected, got " .. type(opts.now))
   end
+  local ttl = opts.ttl
+  if ttl ~= nil and (type(ttl) ~= "number" or ttl ~= ttl or ttl <= 0 or ttl == math.huge) then
+    argerror("verify", 4, "ttl: seconds > 0 expected, got " .. tostring(ttl))
+  end
   local seen = opts.seen
   if seen ~= nil and seen ~= false and (type(seen) ~= "table" or type(seen.add) ~= "function") then
     argerror("verify", 4, "seen: a store (with :add) or false expected")
@@ -234,7 +240,7 @@ end
 
 local function event_id(event)
   local id = event.id
-  if type(id) == "number" and id == floor(id) then return format("%d", id) end
+  if type(id) == "number" and id == floor(id) and id > -2 ^ 53 and id < 2 ^ 53 then return format("%d", id) end
   if type(id) == "string" and id ~= "" and #id <= 256 then return id end
   return nil
 end

@@ -148,6 +148,8 @@ foreground, until interrupted. Point a client at it with
   TRUTO_API_TOKEN=test-token TRUTO_BASE_URL=http://127.0.0.1:N
 Accounts: acct-small (40 users, 6 groups, 3 organizations), acct-large
 (100,000 users), fault-500, fault-429, fault-remote, fault-close, ...
+With --webhook URL --webhook-secret S, every write it accepts is POSTed to
+URL as a record:* event signed with S, as Truto does (lua-truto webhook --help).
 
 The server script is looked for in $LUA_TRUTO_MOCK, then next to this
 script (spec/mock/serve in a checkout), then in ../share/lua-truto/mock/serve
