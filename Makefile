@@ -182,6 +182,7 @@ lint: all
 # Then the client alone against static files on both lua-cjson versions
 # (S6, S7), and inside nginx: worker CPU against lua-resty-http, /fast
 # latency while 20 listings run on 4 workers, and the shared rate budget.
+# Then sync: 100,000 users, 1 % changed, file state and SQLite (bench/sync.sh).
 bench: all cjson-current
 	$(MAKE) all LUA=luajit BUILD=build-luajit TRUTO_BUILD=build-luajit
 	bench/run
@@ -189,6 +190,7 @@ bench: all cjson-current
 	bench/nginx_cpu.sh 20 20000 180 4
 	bench/nginx_concurrency.sh 20 500 1 4
 	bench/rate_budget.sh 50 2 10 25
+	bench/sync.sh
 
 # libFuzzer targets for the pure core (fuzz/README.md): replay the known
 # findings, then fuzz each target for FUZZ_SECONDS.

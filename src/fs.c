@@ -114,12 +114,9 @@ static int l_pid_alive(lua_State *L)
 void tfs_register(lua_State *L)
 {
     static const luaL_Reg functions[] = {
-        {"write_durable", l_write_durable},
-        {"create_exclusive", l_create_exclusive},
-        {"fsync_dir", l_fsync_dir},
-        {"getpid", l_getpid},
-        {"pid_alive", l_pid_alive},
-        {NULL, NULL},
+        {"write_durable", l_write_durable}, {"create_exclusive", l_create_exclusive},
+        {"fsync_dir", l_fsync_dir},         {"getpid", l_getpid},
+        {"pid_alive", l_pid_alive},         {NULL, NULL},
     };
     luaL_setfuncs(L, functions, 0);
 }
