@@ -1,7 +1,8 @@
 -- One measured run for bench/sync.sh: `lua5.4 bench/sync_run.lua URL ACCOUNT MODE [PATH] [full]`,
 -- MODE = list (a plain complete listing), file (client:sync with the JSON state file PATH) or
 -- sqlite (client:sync into the SQLite mirror PATH). Prints one line:
--- `items=N created=N updated=N deleted=N unchanged=N wall=SECONDS rss_kb=PEAK`.
+-- `items=N created=N updated=N deleted=N unchanged=N wall=SECONDS cpu=SECONDS rss_kb=PEAK` (cpu: this
+-- process only; the mock's own time is in wall).
 package.path = "build/?.lua;build/?/init.lua;" .. package.path
 package.cpath = "build/?.so;" .. package.cpath
 local truto = require "truto"
@@ -24,7 +25,7 @@ else
   counts.unchanged = st.stats.unchanged
   if type(state) == "table" then state:close() end
 end
-local wall = core.now() - t0
+local wall, cpu = core.now() - t0, os.clock()
 local rss = io.open("/proc/self/status"):read("a"):match("VmHWM:%s*(%d+)")
-print(string.format("items=%d created=%d updated=%d deleted=%d unchanged=%d wall=%.2f rss_kb=%s", counts.items,
-  counts.created, counts.updated, counts.deleted, counts.unchanged, wall, rss))
+print(string.format("items=%d created=%d updated=%d deleted=%d unchanged=%d wall=%.2f cpu=%.2f rss_kb=%s",
+  counts.items, counts.created, counts.updated, counts.deleted, counts.unchanged, wall, cpu, rss))
