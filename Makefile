@@ -183,6 +183,7 @@ lint: all
 # (S6, S7), and inside nginx: worker CPU against lua-resty-http, /fast
 # latency while 20 listings run on 4 workers, and the shared rate budget.
 # Then webhook verification (bench/webhook.lua) beside lua-luaossl.
+# Then sync: 100,000 users, 1 % changed, file state and SQLite (bench/sync.sh).
 bench: all cjson-current
 	$(MAKE) all LUA=luajit BUILD=build-luajit TRUTO_BUILD=build-luajit
 	bench/run
@@ -192,6 +193,7 @@ bench: all cjson-current
 	bench/rate_budget.sh 50 2 10 25
 	$(LUA_BIN) bench/webhook.lua 10000 4096
 	TRUTO_BUILD=build-luajit luajit bench/webhook.lua 10000 4096
+	bench/sync.sh
 
 # libFuzzer targets for the pure core (fuzz/README.md): replay the known
 # findings, then fuzz each target for FUZZ_SECONDS.

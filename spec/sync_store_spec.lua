@@ -55,6 +55,29 @@ local function requests_of(account)
   return k
 end
 
+describe("the core's file primitives", function()
+  local core = require "truto.core"
+  it("creates a file whole and only once, and writes durably", function()
+    local dir = run.tmpdir()
+    assert.is_true(core.create_exclusive(dir .. "/a.lock", "first"))
+    local ok, msg, why = core.create_exclusive(dir .. "/a.lock", "second")
+    assert.is_nil(ok)
+    assert.equal("create " .. dir .. "/a.lock: File exists", msg)
+    assert.equal("exists", why)
+    assert.equal("first", run.read(dir .. "/a.lock"))
+    assert.is_true(core.write_durable(dir .. "/b", "text"))
+    assert.equal("text", run.read(dir .. "/b"))
+    assert.is_true(core.fsync_dir(dir))
+    assert.equal("a.lock\nb\n", (run.shell("ls " .. run.quote(dir))))
+    ok, msg = core.write_durable(dir .. "/no/such/dir", "x")
+    assert.is_nil(ok)
+    assert.truthy(msg:find("No such file or directory", 1, true))
+    assert.is_true(core.pid_alive(core.getpid()))
+    assert.is_false(core.pid_alive(dead_pid()))
+    assert.is_false(core.pid_alive(0))
+  end)
+end)
+
 describe("the JSON state file", function()
   local client
   before_each(function() client = helper.client() end)

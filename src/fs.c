@@ -2,7 +2,7 @@
  * fs.c - durable writes, exclusive creates and process checks, see fs.h.
  *
  *   write_durable(path, data)     -> true | nil, message   (O_TRUNC, fsync)
- *   create_exclusive(path, data)  -> true | nil, message, "exists"
+ *   create_exclusive(path, data)  -> true | nil, message, "exists" (whole: temp + link)
  *   fsync_dir(path)               -> true | nil, message
  *   getpid()                      -> integer
  *   pid_alive(pid)                -> boolean
@@ -45,36 +45,48 @@ static int write_all(int fd, const char *data, size_t len)
     return err;
 }
 
-static int write_with(lua_State *L, int flags, const char *what)
+static int l_write_durable(lua_State *L)
 {
     size_t len;
     const char *path = luaL_checkstring(L, 1);
     const char *data = luaL_checklstring(L, 2, &len);
-    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | flags, 0644);
-    if (fd < 0) {
-        int err = errno;
-        fail(L, what, path, err);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return fail(L, "write", path, errno);
+    int err = write_all(fd, data, len);
+    if (err != 0)
+        return fail(L, "write", path, err);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* Writes data to a temporary file beside path, then links it as path: the
+ * file appears whole or not at all (a reader never sees it half written),
+ * and only if no file of that name exists. */
+static int l_create_exclusive(lua_State *L)
+{
+    size_t len;
+    const char *path = luaL_checkstring(L, 1);
+    const char *data = luaL_checklstring(L, 2, &len);
+    lua_pushfstring(L, "%s.new.%d", path, (int)getpid());
+    const char *tmp = lua_tostring(L, -1);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return fail(L, "create", tmp, errno);
+    int err = write_all(fd, data, len);
+    if (err == 0 && link(tmp, path) != 0)
+        err = errno;
+    unlink(tmp);
+    if (err != 0) {
+        fail(L, "create", path, err);
         if (err == EEXIST) {
             lua_pushliteral(L, "exists");
             return 3;
         }
         return 2;
     }
-    int err = write_all(fd, data, len);
-    if (err != 0)
-        return fail(L, what, path, err);
     lua_pushboolean(L, 1);
     return 1;
-}
-
-static int l_write_durable(lua_State *L)
-{
-    return write_with(L, O_TRUNC, "write");
-}
-
-static int l_create_exclusive(lua_State *L)
-{
-    return write_with(L, O_EXCL, "create");
 }
 
 /* After a rename: makes the directory entry itself durable. */

@@ -57,6 +57,39 @@ local function redis_library()
   return nil
 end
 
+--- Runs fn(red) on a pooled connection to the Redis of `conf` (`host`, `port`, `password`,
+-- `db`, `timeout`, `keepalive`, `pool_size`); returns fn's result, or nil and an error. Shared
+-- with truto.sync.redis. `lib` is lua-resty-redis (M.library()).
+function M.with_connection(lib, conf, fn)
+  local red = lib:new()
+  red:set_timeout(conf.timeout * 1000)
+  local ok, err = red:connect(conf.host, conf.port)
+  if not ok then return nil, "redis: " .. tostring(err) end
+  if red:get_reused_times() == 0 then
+    if conf.password then
+      ok, err = red:auth(conf.password)
+      if not ok then red:close() return nil, "redis auth: " .. tostring(err) end
+    end
+    if conf.db then
+      ok, err = red:select(conf.db)
+      if not ok then red:close() return nil, "redis select: " .. tostring(err) end
+    end
+  end
+  local res
+  res, err = fn(red)
+  if res == nil then
+    red:close()
+    return nil, "redis: " .. tostring(err)
+  end
+  red:set_keepalive(conf.keepalive * 1000, conf.pool_size)
+  return res
+end
+
+--- lua-resty-redis ("resty.redis" in OpenResty, "nginx.redis" on Debian), or nil.
+function M.library()
+  return redis_library()
+end
+
 --- A Redis store.
 -- @tparam table opts `host` ("127.0.0.1"), `port` (6379), `password`, `db` (0), `timeout`
 --   (seconds, 1), `prefix` ("truto_rate:"), `keepalive` (idle seconds, 60), `pool_size` (16)
@@ -86,28 +119,7 @@ function M.new(opts)
 
   -- Runs fn(red) on a connection; returns its results, or nil and an error.
   local function with_connection(fn)
-    local red = lib:new()
-    red:set_timeout(store.timeout * 1000)
-    local ok, err = red:connect(store.host, store.port)
-    if not ok then return nil, "redis: " .. tostring(err) end
-    if red:get_reused_times() == 0 then
-      if store.password then
-        ok, err = red:auth(store.password)
-        if not ok then red:close() return nil, "redis auth: " .. tostring(err) end
-      end
-      if store.db then
-        ok, err = red:select(store.db)
-        if not ok then red:close() return nil, "redis select: " .. tostring(err) end
-      end
-    end
-    local res
-    res, err = fn(red)
-    if res == nil then
-      red:close()
-      return nil, "redis: " .. tostring(err)
-    end
-    red:set_keepalive(store.keepalive * 1000, store.pool_size)
-    return res
+    return M.with_connection(lib, store, fn)
   end
   store.with_connection = with_connection -- for other stores on the same connections (truto.webhook)
 

@@ -190,7 +190,10 @@ function M.apply(self, resource, changes)
     list = {}
     self.pending[resource] = list
   end
-  for _, c in ipairs(changes) do list[#list + 1] = c end
+  -- ids and hashes only: the items are the caller's
+  for _, c in ipairs(changes) do
+    list[#list + 1] = { op = c.op, account_id = c.account_id, id = c.id, hash = c.hash }
+  end
   return true
 end
 
