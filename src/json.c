@@ -530,8 +530,10 @@ int tj_run_decode(lua_State *L, const char *s, size_t len, int idx)
         lua_pushvalue(L, idx);
     else
         lua_pushlstring(L, s, len);
-    /* cjson raises on bad input; catch it so a bad text is a value, not a throw. */
-    return lua_pcall(L, 1, 1, 0) == 0;
+    /* cjson raises on bad input; catch it so a bad text is a value, not a
+     * throw. Running out of memory is no fault of the text: told apart. */
+    int rc = lua_pcall(L, 1, 1, 0);
+    return rc == LUA_OK ? 1 : rc == LUA_ERRMEM ? TJ_NOMEM : 0;
 }
 
 static tj_caps no_caps;
@@ -566,7 +568,8 @@ void tj_too_many(lua_State *L, size_t max)
     lua_pushstring(L, msg);
 }
 
-int tj_decode(lua_State *L, const char *s, size_t len, const tj_opts *o)
+/* tj_decode without the checks of the whole text; TJ_NOMEM when memory ran out. */
+static int decode_text(lua_State *L, const char *s, size_t len, const tj_opts *o)
 {
     const tj_caps *caps = tj_capabilities(L);
     if (!caps->array_mt || !caps->integers)
@@ -589,13 +592,31 @@ int tj_decode(lua_State *L, const char *s, size_t len, const tj_opts *o)
         tj_too_many(L, o->max_values);
         ok = 0;
     } else if (text.oom) {
-        lua_pushliteral(L, "out of memory");
-        ok = 0;
+        lua_pushliteral(L, "not enough memory");
+        ok = TJ_NOMEM;
     } else {
         ok = edits ? tj_run_decode(L, text.data, text.len, 0)
                    : tj_run_decode(L, s, len, o->text_idx);
     }
     tbuf_free(&text);
+    return ok;
+}
+
+int tj_decode(lua_State *L, const char *s, size_t len, const tj_opts *o)
+{
+    /* lua-cjson reads a NUL as the end of the text, so "{...}\0{...}"
+     * would be the first document and no error. No JSON text holds a raw
+     * NUL (in a string it must be escaped): refused wherever it is. */
+    const char *nul = memchr(s, 0, len);
+    if (nul) {
+        char msg[80];
+        snprintf(msg, sizeof msg, "unexpected NUL byte at character %zu", (size_t)(nul - s) + 1);
+        lua_pushstring(L, msg);
+        return 0;
+    }
+    int ok = decode_text(L, s, len, o);
+    if (ok == TJ_NOMEM)
+        lua_error(L); /* raised, as every other allocation failure of Lua is */
     return ok;
 }
 

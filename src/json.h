@@ -74,13 +74,19 @@ void tj_opts_check(lua_State *L, int idx, tj_opts *o);
 
 /*
  * Decodes the JSON text [s, s+len). Pushes the value and returns 1, or
- * pushes a message and returns 0. Never raises for bad text.
+ * pushes a message and returns 0. Never raises for bad text: bytes after
+ * the document (a NUL included) are bad text. Raises Lua's memory error
+ * when memory runs out (not a fault of the text).
  */
 int tj_decode(lua_State *L, const char *s, size_t len, const tj_opts *o);
 
+/* Returned by the decoding steps below when memory ran out (the memory
+ * error on the stack); tj_decode raises it. */
+#define TJ_NOMEM (-1)
+
 /* For json_compat.c: runs the private decode on [s, s+len), or on the Lua
- * string at idx when idx is not 0 (1: value pushed, 0: message pushed),
- * and pushes the max_values message. */
+ * string at idx when idx is not 0 (1: value pushed, 0: message pushed,
+ * TJ_NOMEM), and pushes the max_values message. */
 int tj_run_decode(lua_State *L, const char *s, size_t len, int idx);
 void tj_too_many(lua_State *L, size_t max);
 

@@ -230,15 +230,15 @@ int tjc_decode(lua_State *L, const char *s, size_t len, const tj_opts *o, const 
         tj_too_many(L, o->max_values);
         ok = 0;
     } else if (text.oom) {
-        lua_pushliteral(L, "out of memory");
-        ok = 0;
+        lua_pushliteral(L, "not enough memory");
+        ok = TJ_NOMEM;
     } else {
         ok = edits ? tj_run_decode(L, text.data, text.len, 0)
                    : tj_run_decode(L, s, len, o->text_idx);
     }
     tbuf_free(&text);
-    if (!ok)
-        return 0;
+    if (ok != 1)
+        return ok;
 
     walk w;
     w.marker = edits ? (const char *)marker : NULL;
