@@ -359,7 +359,7 @@ static int integral_float(const unsigned char *s, size_t n)
         return 1; /* a marker is always right, only slower */
     memcpy(tmp, s, n);
     tmp[n] = 0;
-    double d = strtod(tmp, NULL);
+    double d = tv_strtod(tmp);
     if (tmp != small)
         free(tmp);
     return d == floor(d) && d >= -9223372036854775808.0 && d < 9223372036854775808.0;
@@ -531,8 +531,13 @@ int tj_run_decode(lua_State *L, const char *s, size_t len, int idx)
     else
         lua_pushlstring(L, s, len);
     /* cjson raises on bad input; catch it so a bad text is a value, not a
-     * throw. Running out of memory is no fault of the text: told apart. */
+     * throw. Running out of memory is no fault of the text: told apart.
+     * lua-cjson 2.1.0 learns the decimal point when it is loaded and then
+     * calls strtod: in the "C" locale, a later os.setlocale changes nothing. */
+    tv_c_numeric c;
+    tv_c_numeric_enter(&c);
     int rc = lua_pcall(L, 1, 1, 0);
+    tv_c_numeric_leave(&c);
     return rc == LUA_OK ? 1 : rc == LUA_ERRMEM ? TJ_NOMEM : 0;
 }
 

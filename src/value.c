@@ -1,7 +1,9 @@
 /* value.c - shapes, sorted keys and number formatting, see value.h. */
 #include "value.h"
 
+#include <locale.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,6 +91,84 @@ tv_key *tv_sorted_keys(lua_State *L, int idx, size_t n)
     return keys;
 }
 
+/* ---- numbers in the "C" locale ---------------------------------------- */
+
+static locale_t c_numeric;
+static pthread_once_t c_numeric_once = PTHREAD_ONCE_INIT;
+
+static void make_c_numeric(void)
+{
+    c_numeric = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
+}
+
+/* The "C" numeric locale, or (locale_t)0 when it could not be made. */
+static locale_t c_locale(void)
+{
+    pthread_once(&c_numeric_once, make_c_numeric);
+    return c_numeric;
+}
+
+/* The current locale's decimal point when it is not ".", else NULL: the
+ * fallback when no "C" locale object could be made. */
+static const char *odd_decimal_point(void)
+{
+    const char *dp = localeconv()->decimal_point;
+    return dp && strcmp(dp, ".") != 0 && *dp ? dp : NULL;
+}
+
+double tv_strtod(const char *s)
+{
+    locale_t c = c_locale();
+    if (c)
+        return strtod_l(s, NULL, c);
+    const char *dp = odd_decimal_point();
+    const char *dot = dp ? strchr(s, '.') : NULL;
+    size_t len = strlen(s), k = dp ? strlen(dp) : 0;
+    char tmp[128]; /* s with its '.' written as the locale's point */
+    if (!dot || len + k >= sizeof tmp)
+        return strtod(s, NULL);
+    size_t head = (size_t)(dot - s);
+    memcpy(tmp, s, head);
+    memcpy(tmp + head, dp, k);
+    size_t tail = len - head - 1;
+    memcpy(tmp + head + k, dot + 1, tail);
+    tmp[head + k + tail] = 0;
+    return strtod(tmp, NULL);
+}
+
+void tv_c_numeric_enter(tv_c_numeric *c)
+{
+    locale_t loc = c_locale();
+    c->old = loc ? uselocale(loc) : (locale_t)0;
+}
+
+void tv_c_numeric_leave(tv_c_numeric *c)
+{
+    if (c->old)
+        uselocale(c->old);
+}
+
+int tv_format_double(char *out, size_t n, int precision, double d)
+{
+    if (c_locale()) {
+        tv_c_numeric c;
+        tv_c_numeric_enter(&c);
+        int len = snprintf(out, n, "%.*g", precision, d);
+        tv_c_numeric_leave(&c);
+        return len;
+    }
+    int len = snprintf(out, n, "%.*g", precision, d);
+    const char *dp = odd_decimal_point();
+    char *at = dp && len > 0 ? strstr(out, dp) : NULL;
+    if (at) { /* the locale's point back to '.' */
+        size_t k = strlen(dp);
+        *at = '.';
+        memmove(at + 1, at + k, strlen(at + k) + 1);
+        len -= (int)(k - 1);
+    }
+    return len;
+}
+
 size_t tv_format_number(lua_State *L, int idx, char *out)
 {
     if (lua_isinteger(L, idx))
@@ -100,11 +180,11 @@ size_t tv_format_number(lua_State *L, int idx, char *out)
     if (d == floor(d) && d >= -9223372036854775808.0 && d < 9223372036854775808.0)
         return (size_t)snprintf(out, TV_NUMBUF, "%lld", (long long)d);
     for (int precision = 15; precision <= 17; precision++) {
-        int len = snprintf(out, TV_NUMBUF, "%.*g", precision, d);
-        if (strtod(out, NULL) == d)
+        int len = tv_format_double(out, TV_NUMBUF, precision, d);
+        if (tv_strtod(out) == d)
             return (size_t)len;
     }
-    return (size_t)snprintf(out, TV_NUMBUF, "%.17g", d);
+    return (size_t)tv_format_double(out, TV_NUMBUF, 17, d);
 }
 
 int tv_is_null(lua_State *L, int idx)
