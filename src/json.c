@@ -18,15 +18,69 @@ typedef struct {
     lua_State *L;
     tbuf *out;
     tbuf *err;
+    const char *root; /* the value's name in messages ("body"), or NULL */
+    tbuf path;        /* where the value being written is: ".a[2].b" */
 } jstate;
 
+/* "body.a[2]: what detail" (the root's name, the path, then the reason). */
 static int jfail(jstate *j, const char *what, const char *detail)
 {
     tbuf_reset(j->err);
+    const char *path = j->path.data ? j->path.data : "";
+    size_t len = j->path.len;
+    if (!j->root && len && path[0] == '.')
+        path++, len--; /* no name: "a.b", not ".a.b" */
+    if (j->root)
+        tbuf_adds(j->err, j->root);
+    tbuf_add(j->err, path, len);
+    if (j->root || len)
+        tbuf_adds(j->err, ": ");
     tbuf_adds(j->err, what);
     if (detail)
         tbuf_adds(j->err, detail);
     return 0;
+}
+
+static int is_name_char(unsigned char c, int first)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
+           (!first && c >= '0' && c <= '9');
+}
+
+#define PATH_KEY_SHOWN 64 /* bytes of a key a message shows */
+
+/* Appends ".key" to the path, or ["key"] for a key that is no plain name
+ * (control bytes as \xHH, long keys cut). */
+static void path_push_key(jstate *j, const char *key, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    int plain = len > 0 && len <= PATH_KEY_SHOWN;
+    for (size_t i = 0; plain && i < len; i++)
+        plain = is_name_char((unsigned char)key[i], i == 0);
+    if (plain) {
+        tbuf_addc(&j->path, '.');
+        tbuf_add(&j->path, key, len);
+        return;
+    }
+    tbuf_adds(&j->path, "[\"");
+    for (size_t i = 0; i < len && i < PATH_KEY_SHOWN; i++) {
+        unsigned char c = (unsigned char)key[i];
+        if (c < 0x20 || c == 0x7f || c == '"' || c == '\\') {
+            char esc[4] = {'\\', 'x', hex[c >> 4], hex[c & 15]};
+            tbuf_add(&j->path, esc, sizeof esc);
+        } else {
+            tbuf_addc(&j->path, (char)c);
+        }
+    }
+    tbuf_adds(&j->path, len > PATH_KEY_SHOWN ? "...\"]" : "\"]");
+}
+
+/* Appends "[i]" (the Lua index) to the path. */
+static void path_push_index(jstate *j, size_t i)
+{
+    char num[32];
+    snprintf(num, sizeof num, "[%zu]", i);
+    tbuf_adds(&j->path, num);
 }
 
 /* Length of the valid UTF-8 sequence at s (at most n bytes), 0 if invalid. */
@@ -105,7 +159,10 @@ static int encode_array(jstate *j, int idx, size_t n, int depth)
         if (i > 1)
             tbuf_addc(j->out, ',');
         lua_rawgeti(j->L, idx, (lua_Integer)i);
+        size_t at = j->path.len;
+        path_push_index(j, i);
         int ok = encode_any(j, lua_gettop(j->L), depth + 1);
+        j->path.len = at;
         lua_pop(j->L, 1);
         if (!ok)
             return 0;
@@ -127,7 +184,10 @@ static int encode_object(jstate *j, int idx, size_t n, int depth)
         tbuf_addc(j->out, ':');
         lua_pushlstring(L, keys[i].s, keys[i].len);
         lua_rawget(L, idx);
+        size_t at = j->path.len;
+        path_push_key(j, keys[i].s, keys[i].len);
         int ok = encode_any(j, lua_gettop(L), depth + 1);
+        j->path.len = at;
         lua_pop(L, 1);
         if (!ok)
             return 0;
@@ -198,15 +258,24 @@ static int encode_any(jstate *j, int idx, int depth)
     }
 }
 
-int tj_encode(lua_State *L, int idx, tbuf *out, tbuf *err)
+int tj_encode_named(lua_State *L, int idx, const char *root, tbuf *out, tbuf *err)
 {
-    jstate j = {L, out, err};
+    jstate j = {L, out, err, root, {0}};
+    tbuf_init(&j.path);
     int top = lua_gettop(L);
     int ok = encode_any(&j, lua_absindex(L, idx), 0);
     lua_settop(L, top);
-    if (ok && out->oom)
-        return jfail(&j, "out of memory", NULL);
+    if (ok && out->oom) {
+        j.path.len = 0;
+        ok = jfail(&j, "out of memory", NULL);
+    }
+    tbuf_free(&j.path);
     return ok;
+}
+
+int tj_encode(lua_State *L, int idx, tbuf *out, tbuf *err)
+{
+    return tj_encode_named(L, idx, NULL, out, err);
 }
 
 /* ---- the text scan ----------------------------------------------------- */

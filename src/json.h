@@ -38,8 +38,11 @@
 #define TRUTO_DECODE "truto.cjson.decode"           /* the private instance's decode */
 #define TRUTO_EMPTY_ARRAY "truto.cjson.empty_array" /* cjson.empty_array, if any */
 
-/* Strict encoding of the value at idx; 0 with a message in err on failure. */
+/* Strict encoding of the value at idx; 0 with a message in err on failure,
+ * naming where the value that could not be encoded is: "a.b[2]: array has
+ * holes", or with root "body": "body.a.b[2]: array has holes". */
 int tj_encode(lua_State *L, int idx, tbuf *out, tbuf *err);
+int tj_encode_named(lua_State *L, int idx, const char *root, tbuf *out, tbuf *err);
 
 /* What lua-cjson can do, found by tj_init. */
 typedef struct {

@@ -6,7 +6,7 @@
  * LuaSocket manner:
  *   encode_query(params)        -> query string | nil, message
  *   segment(id)                 -> escaped path segment | nil, message
- *   encode_json(value)          -> JSON text | nil, message
+ *   encode_json(value[, name])  -> JSON text | nil, message ("name.a[2]: ...")
  *   decode(text[, opts])        -> value | nil, message
  *   decode_json(text[, opts])   -> value | nil, err (a "decode" error object)
  *   json_info()                 -> { array_mt, integers, compat } (json.h)
@@ -73,10 +73,17 @@ static int l_encode_query(lua_State *L)
     return run_encoder(L, tq_encode);
 }
 
+/* The encoder of encode_json(value[, name]): name at index 2 (checked). */
+static int encode_json_named(lua_State *L, int idx, tbuf *out, tbuf *err)
+{
+    return tj_encode_named(L, idx, lua_tostring(L, 2), out, err);
+}
+
 static int l_encode_json(lua_State *L)
 {
     luaL_checkany(L, 1);
-    return run_encoder(L, tj_encode);
+    luaL_optstring(L, 2, NULL);
+    return run_encoder(L, encode_json_named);
 }
 
 static int l_segment(lua_State *L)

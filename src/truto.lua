@@ -239,13 +239,15 @@ end
 
 local default_client
 
-local function default()
+-- The default client, made on first use; without one, the module function
+-- `fname` raises a misuse error (truto.is_misuse is true for it).
+local function default(fname)
   if not default_client then
     local ok, client = pcall(M.new)
     if not ok then
       local why = type(client) == "table" and client.message or tostring(client)
-      error(core.error { kind = "misuse", remote = false,
-        message = "no default client (" .. why .. "): call truto.configure{ token = ... } or set TRUTO_API_TOKEN" }, 0)
+      options.argerror(fname, 1,
+        "no default client (" .. why .. "); call truto.configure{ token = ... } first")
     end
     default_client = client
   end
@@ -264,7 +266,7 @@ end
 for _, name in ipairs { "users", "groups", "get_organization", "update_organization",
   "delete_organization", "list", "pages", "get", "create", "update", "delete", "call", "request" } do
   local method = Client[name]
-  M[name] = function(...) return method(default(), ...) end
+  M[name] = function(...) return method(default(name), ...) end
 end
 
 --- Marks a table as a JSON array, so that an empty one is sent as `[]`.
