@@ -74,6 +74,13 @@ $(TESTPOSIX): spec/tools/testposix.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -shared $(LDFLAGS) -o $@ $<
 
+# A test-only LD_PRELOAD shim that makes libcurl's multi calls fail on
+# request, for the transport-failure specs.
+CURLFAIL := $(BUILD)/curlfail.so
+$(CURLFAIL): spec/tools/curlfail.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -shared $(LDFLAGS) -o $@ $<
+
 $(BUILD)/obj/%.o: src/%.c src/*.h
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
@@ -116,13 +123,13 @@ dev-deps: deps
 check-fresh:
 	.ci/check-fresh
 
-test: all $(TESTPOSIX)
+test: all $(TESTPOSIX) $(CURLFAIL)
 	$(BUSTED)
 
 # The whole suite again with LC_ALL=de_DE.UTF-8 in the environment of every
 # process it starts (spec/locale_spec.lua also sets LC_NUMERIC inside the
 # process, where the C code runs).
-test-locale: all $(TESTPOSIX)
+test-locale: all $(TESTPOSIX) $(CURLFAIL)
 	LC_ALL=$(TEST_LOCALE) $(BUSTED)
 
 # The whole suite with AddressSanitizer + UBSan in the module, run by a
@@ -139,7 +146,7 @@ test-asan:
 	  $(ASAN_BUILD)/lua_host /usr/bin/busted
 
 # The whole suite under valgrind memcheck: any error or definite leak fails it.
-test-valgrind: all $(TESTPOSIX)
+test-valgrind: all $(TESTPOSIX) $(CURLFAIL)
 	TRUTO_SOAK_REQUESTS=1000 TRUTO_SOAK_CHECK_RSS=0 \
 	  valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
 	  --show-leak-kinds=definite $(LUA_BIN) /usr/bin/busted
