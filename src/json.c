@@ -229,6 +229,7 @@ static int encode_any(jstate *j, int idx, int depth)
     char num[TV_NUMBUF];
     size_t len;
     const char *s;
+    long long big;
 
     switch (lua_type(L, idx)) {
     case LUA_TSTRING:
@@ -252,6 +253,11 @@ static int encode_any(jstate *j, int idx, int depth)
         }
         if (is_empty_array(L, idx)) {
             tbuf_adds(j->out, "[]");
+            return 1;
+        }
+        if (tv_to_int64(L, idx, &big)) { /* the literal it was decoded from */
+            snprintf(num, sizeof num, "%lld", big);
+            tbuf_adds(j->out, num);
             return 1;
         }
         return jfail(j, luaL_typename(L, idx), " cannot be encoded as JSON");
@@ -565,6 +571,7 @@ done:
 void tj_opts_check(lua_State *L, int idx, tj_opts *o)
 {
     o->big_strings = 0;
+    o->big_boxes = 0;
     o->max_values = 0;
     o->text_idx = 0;
     if (lua_isnoneornil(L, idx))
@@ -573,9 +580,11 @@ void tj_opts_check(lua_State *L, int idx, tj_opts *o)
     lua_getfield(L, idx, "big_integers");
     if (!lua_isnil(L, -1)) {
         const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
-        if (strcmp(v, "string") != 0 && strcmp(v, "number") != 0)
-            luaL_argerror(L, idx, "big_integers must be \"number\", \"string\" or nil");
+        if (strcmp(v, "string") != 0 && strcmp(v, "number") != 0 && strcmp(v, "int64") != 0)
+            luaL_argerror(L, idx, "big_integers must be \"number\", \"string\", \"int64\" or nil");
         o->big_strings = v[0] == 's';
+        /* Lua 5.3+ integers are exact already: "int64" is "number" there */
+        o->big_boxes = v[0] == 'i' && LUA_VERSION_NUM < 503;
     }
     lua_pop(L, 1);
     lua_getfield(L, idx, "max_values");
@@ -646,7 +655,7 @@ void tj_too_many(lua_State *L, size_t max)
 static int decode_text(lua_State *L, const char *s, size_t len, const tj_opts *o)
 {
     const tj_caps *caps = tj_capabilities(L);
-    if (!caps->array_mt || !caps->integers)
+    if (!caps->array_mt || !caps->integers || o->big_boxes)
         return tjc_decode(L, s, len, o, caps);
 
     /* Current lua-cjson: its value as it is; the text is looked at only

@@ -62,10 +62,11 @@ const tj_caps *tj_capabilities(lua_State *L);
  * what lua-cjson can do, and whether json_compat.c decodes. */
 int tj_info(lua_State *L);
 
-/* Decoding options: opts = { big_integers = "string" | "number" | nil,
+/* Decoding options: opts = { big_integers = "string" | "int64" | "number" | nil,
  * max_values = n | nil } ("number", the default: numbers as lua-cjson gives them). */
 typedef struct {
     int big_strings;   /* big_integers = "string" */
+    int big_boxes;     /* big_integers = "int64" on a Lua without integers: truto.int64 */
     size_t max_values; /* 0: no bound */
     int text_idx;      /* stack index of a Lua string that is the text, or 0: lua-cjson
                           then gets that string, not a copy */

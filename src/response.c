@@ -10,7 +10,7 @@
 
 int tresp_decode(lua_State *L, const char *s, size_t len)
 {
-    tj_opts o = {0, 0, 0};
+    tj_opts o = {0, 0, 0, 0};
     return tj_decode(L, s, len, &o);
 }
 

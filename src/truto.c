@@ -14,6 +14,7 @@
  *   retry_after(retry_after, ratelimit_reset) -> seconds | nil
  *   sleep(seconds), now() -> monotonic seconds
  *   error(fields)               -> error object
+ *   int64(digits | integer)     -> truto.int64 (value.h)
  *   pager([cursor])             -> pager (pager.h)
  *   curl(opts)                  -> libcurl transport (transport_curl.h)
  *   array_mt, error_mt, VERSION
@@ -187,12 +188,14 @@ int luaopen_truto_core(lua_State *L)
         {"random_hex", l_random_hex},
         {"fingerprint", l_fingerprint},
         {"error", terr_from_table},
+        {"int64", tv_int64_new},
         {"pager", tpager_new},
         {"curl", tcurl_new},
         {NULL, NULL},
     };
     tj_init(L); /* lua-cjson: private instance, capabilities, array metatable */
     terr_register(L);
+    tv_register_int64(L);
     tpager_register(L);
     tcurl_register(L);
     luaL_newmetatable(L, TRUTO_ARRAY_MT);

@@ -316,4 +316,6 @@ end
 
 M.Client = Client
 M.null = require("cjson").null
+--- An exact 64-bit integer (`big_integers = "int64"` on LuaJIT): `truto.int64("9007199254740993")`.
+M.int64 = core.int64
 return M

@@ -1,6 +1,7 @@
 /* value.c - shapes, sorted keys and number formatting, see value.h. */
 #include "value.h"
 
+#include <errno.h>
 #include <locale.h>
 #include <math.h>
 #include <pthread.h>
@@ -195,4 +196,108 @@ int tv_is_null(lua_State *L, int idx)
 const char *tv_typename(lua_State *L, int idx)
 {
     return tv_is_null(L, idx) ? "null" : luaL_typename(L, idx);
+}
+
+/* ---- truto.int64 ------------------------------------------------------- */
+
+void tv_push_int64(lua_State *L, long long v)
+{
+    long long *box = lua_newuserdatauv(L, sizeof *box, 0);
+    *box = v;
+    luaL_setmetatable(L, TRUTO_INT64_MT);
+}
+
+int tv_to_int64(lua_State *L, int idx, long long *v)
+{
+    long long *box = luaL_testudata(L, idx, TRUTO_INT64_MT);
+    if (box)
+        *v = *box;
+    return box != NULL;
+}
+
+static long long check_int64(lua_State *L, int idx)
+{
+    return *(long long *)luaL_checkudata(L, idx, TRUTO_INT64_MT);
+}
+
+static int int64_tostring(lua_State *L)
+{
+    char num[TV_NUMBUF];
+    snprintf(num, sizeof num, "%lld", check_int64(L, 1));
+    lua_pushstring(L, num);
+    return 1;
+}
+
+static int int64_eq(lua_State *L)
+{
+    long long a, b;
+    lua_pushboolean(L, tv_to_int64(L, 1, &a) && tv_to_int64(L, 2, &b) && a == b);
+    return 1;
+}
+
+static int int64_lt(lua_State *L)
+{
+    lua_pushboolean(L, check_int64(L, 1) < check_int64(L, 2));
+    return 1;
+}
+
+static int int64_le(lua_State *L)
+{
+    lua_pushboolean(L, check_int64(L, 1) <= check_int64(L, 2));
+    return 1;
+}
+
+static int int64_tonumber(lua_State *L)
+{
+    lua_pushnumber(L, (lua_Number)check_int64(L, 1));
+    return 1;
+}
+
+/* Digits (an optional '-', no blanks) in int64 range -> 1 and *v. */
+static int parse_int64(const char *s, long long *v)
+{
+    const char *p = s + (*s == '-');
+    if (!*p || strspn(p, "0123456789") != strlen(p))
+        return 0;
+    errno = 0;
+    char *end;
+    *v = strtoll(s, &end, 10);
+    return errno == 0 && *end == 0;
+}
+
+int tv_int64_new(lua_State *L)
+{
+    long long v;
+    if (lua_type(L, 1) == LUA_TSTRING) {
+        if (!parse_int64(lua_tostring(L, 1), &v))
+            return luaL_argerror(L, 1, "decimal digits of a 64-bit integer expected");
+    } else {
+        lua_Number d = luaL_checknumber(L, 1);
+        if (!(d == floor(d) && d >= -9223372036854775808.0 && d < 9223372036854775808.0))
+            return luaL_argerror(L, 1, "an integral number in the 64-bit range expected");
+        v = (long long)d;
+    }
+    tv_push_int64(L, v);
+    return 1;
+}
+
+void tv_register_int64(lua_State *L)
+{
+    static const luaL_Reg meta[] = {
+        {"__tostring", int64_tostring},
+        {"__eq", int64_eq},
+        {"__lt", int64_lt},
+        {"__le", int64_le},
+        {NULL, NULL},
+    };
+    if (luaL_newmetatable(L, TRUTO_INT64_MT)) {
+        luaL_setfuncs(L, meta, 0);
+        lua_createtable(L, 0, 1);
+        lua_pushcfunction(L, int64_tonumber);
+        lua_setfield(L, -2, "tonumber");
+        lua_setfield(L, -2, "__index");
+        lua_pushliteral(L, TRUTO_INT64_MT);
+        lua_setfield(L, -2, "__name");
+    }
+    lua_pop(L, 1);
 }

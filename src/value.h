@@ -69,6 +69,23 @@ typedef struct {
 void tv_c_numeric_enter(tv_c_numeric *c);
 void tv_c_numeric_leave(tv_c_numeric *c);
 
+/*
+ * truto.int64: an exact 64-bit integer in a userdata, for the runtimes
+ * without integers (LuaJIT, 5.1), where a JSON integer past 2^53 has no
+ * exact number. tostring() gives its digits, == and < compare two of them,
+ * v:tonumber() gives the nearest double, and the JSON and query encoders
+ * write it as the same integer literal. core.int64(digits | integer)
+ * makes one.
+ */
+#define TRUTO_INT64_MT "truto.int64"
+void tv_push_int64(lua_State *L, long long v);
+/* Whether idx is a truto.int64; its value in *v. */
+int tv_to_int64(lua_State *L, int idx, long long *v);
+/* Creates the metatable; call once from luaopen. */
+void tv_register_int64(lua_State *L);
+/* core.int64(digits | integer) -> truto.int64 */
+int tv_int64_new(lua_State *L);
+
 /* Lua type name of idx, with "null" for cjson.null. */
 const char *tv_typename(lua_State *L, int idx);
 

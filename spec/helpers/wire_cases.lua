@@ -438,6 +438,23 @@ local cases = {
     },
   },
   {
+    name = 'read-modify-write with big_integers = "int64" sends 9007199254740993 back as that number',
+    script = { "big_number", "ok" },
+    run = function(truto, base)
+      local c = client(truto, base, { big_integers = "int64" })
+      local org = assert(c:get_organization("org-1", { integrated_account_id = "a" }))
+      local updated = call(c.update_organization, c, "org-1", org, { integrated_account_id = "a" })
+      return { n = tostring(org.n), updated = updated }
+    end,
+    result = { n = "9007199254740993", updated = { value = OBJECT } },
+    wire = {
+      { conn = 1, line = "GET " .. ORG .. "org-1" .. A .. " HTTP/1.1", headers = headers(), body = "" },
+      { conn = 1, line = "PATCH " .. ORG .. "org-1" .. A .. " HTTP/1.1",
+        headers = headers(with(JSON_BODY, { "content-length: 34", "idempotency-key: <key 1>" })),
+        body = '{"id":"wire","n":9007199254740993}' },
+    },
+  },
+  {
     name = "a write whose connection was refused is sent again: it never left",
     run = function(truto)
       local c = client(truto, "http://127.0.0.1:9", { max_retries = 2 })

@@ -29,6 +29,7 @@
 --   nul_header    200 with a NUL byte inside a header value
 --   huge_trailers 200, chunked, with 800 KB of trailers
 --   repeated_N    200 with N header lines "a:b" (one name repeated)
+--   big_number    200, an object holding the integer 9007199254740993
 -- A step ending in "*" is never used up: it answers every later request.
 local socket = require "socket"
 local cjson = require "cjson"
@@ -81,7 +82,8 @@ local function reply(step, req, st)
     return answer(200, "OK", '{"result":[],"next_cursor":"c' .. pages .. '"}')
   end
   if step == "list" then return answer(200, "OK", JSON_LIST) end
-  local canned = ({ body_null = "null", body_empty = "", body_string = '"oops"', body_array = "[1,2]",
+  local canned = ({ big_number = '{"id":"wire","n":9007199254740993}', body_null = "null", body_empty = "",
+    body_string = '"oops"', body_array = "[1,2]",
     list_nul = JSON_LIST .. "\0" .. '{"result":[{"id":"b"}],"next_cursor":null}' })[step]
   if canned then return answer(200, "OK", canned) end
   if step == "length_conflict" then
@@ -92,7 +94,8 @@ local function reply(step, req, st)
   if step == "huge_trailers" then
     local trailer = "X-T: " .. string.rep("t", 995) .. "\r\n"
     return "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
-      .. string.format("%x\r\n%s\r\n", #JSON_OBJECT, JSON_OBJECT) .. "0\r\n" .. string.rep(trailer, 800) .. "\r\n"
+      .. string.format("%x\r\n%s\r\n", #JSON_OBJECT, JSON_OBJECT)
+      .. "0\r\n" .. string.rep(trailer, 800) .. "\r\n"
   end
   local repeated = tonumber(step:match("^repeated_(%d+)$"))
   if repeated then
