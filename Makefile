@@ -59,18 +59,25 @@ LUA_MODS := $(LUA_SRCS:src/%=$(BUILD)/%)
 # builds the module for OpenResty's LuaJIT, and procps (ps) for the mock spec.
 DEB_PACKAGES := lua5.4 liblua5.4-dev lua-cjson libcurl4-openssl-dev pkg-config gcc make libc6-dev \
                 lua-busted lua-socket nginx-light libnginx-mod-http-lua lua-nginx-redis redis-server \
-                openssl ca-certificates luarocks luajit2 libluajit2-5.1-dev curl procps libssl-dev
+                openssl ca-certificates luarocks luajit2 libluajit2-5.1-dev curl procps libssl-dev locales
 # Developer tools on top: lint, docs, formatting, sanitizers, valgrind, fuzzing.
 DEV_DEB_PACKAGES := lua-check lua-ldoc lua-markdown clang-format clang-tidy clang libclang-rt-14-dev \
                     valgrind
 
-.PHONY: all deps dev-deps check-fresh test test-asan test-valgrind test-luajit mock demo demo-nginx install clean examples docs lint format-check bench fuzz
+.PHONY: all deps dev-deps check-fresh test test-locale test-asan test-valgrind test-luajit mock demo demo-nginx install clean examples docs lint format-check bench fuzz
 
 all: $(CORE) $(LUA_MODS)
 
 # A test-only C module (fork, wait) for the process-hygiene specs.
 TESTPOSIX := $(BUILD)/testposix.so
 $(TESTPOSIX): spec/tools/testposix.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -shared $(LDFLAGS) -o $@ $<
+
+# A test-only LD_PRELOAD shim that makes libcurl's multi calls fail on
+# request, for the transport-failure specs.
+CURLFAIL := $(BUILD)/curlfail.so
+$(CURLFAIL): spec/tools/curlfail.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -shared $(LDFLAGS) -o $@ $<
 
@@ -95,8 +102,16 @@ define install_missing
 	fi
 endef
 
+# The locale `make test-locale` runs the suite in (a "," decimal point).
+TEST_LOCALE := de_DE.UTF-8
 deps:
 	$(call install_missing,$(DEB_PACKAGES))
+	@if ! locale -a 2>/dev/null | grep -qix 'de_DE.utf-\?8'; then \
+	  echo "generating the locale $(TEST_LOCALE)"; \
+	  sed -i 's/^# *\($(TEST_LOCALE) UTF-8\)/\1/' /etc/locale.gen; \
+	  grep -q '^$(TEST_LOCALE) UTF-8' /etc/locale.gen || echo '$(TEST_LOCALE) UTF-8' >> /etc/locale.gen; \
+	  locale-gen; \
+	fi
 
 dev-deps: deps
 	$(call install_missing,$(DEV_DEB_PACKAGES))
@@ -108,8 +123,14 @@ dev-deps: deps
 check-fresh:
 	.ci/check-fresh
 
-test: all $(TESTPOSIX)
+test: all $(TESTPOSIX) $(CURLFAIL)
 	$(BUSTED)
+
+# The whole suite again with LC_ALL=de_DE.UTF-8 in the environment of every
+# process it starts (spec/locale_spec.lua also sets LC_NUMERIC inside the
+# process, where the C code runs).
+test-locale: all $(TESTPOSIX) $(CURLFAIL)
+	LC_ALL=$(TEST_LOCALE) $(BUSTED)
 
 # The whole suite with AddressSanitizer + UBSan in the module, run by a
 # sanitized Lua host (spec/tools/lua_host.c) so the mock nginx stays plain.
@@ -125,7 +146,7 @@ test-asan:
 	  $(ASAN_BUILD)/lua_host /usr/bin/busted
 
 # The whole suite under valgrind memcheck: any error or definite leak fails it.
-test-valgrind: all $(TESTPOSIX)
+test-valgrind: all $(TESTPOSIX) $(CURLFAIL)
 	TRUTO_SOAK_REQUESTS=1000 TRUTO_SOAK_CHECK_RSS=0 \
 	  valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
 	  --show-leak-kinds=definite $(LUA_BIN) /usr/bin/busted

@@ -16,7 +16,10 @@ describe("fuzz findings", function()
   it("toplevel-number: a bare number body is normalized too", function()
     if compat.integers then assert.equal("integer", math.type(core.decode("5"))) end
     assert.equal(12345678901234567, core.decode("12345678901234567"))
-    assert.equal(12345678901234567, (core.read_response(200, {}, "12345678901234567")))
+    -- an answer must be one JSON object: a bare number is refused, by name
+    local value, err = core.read_response(200, {}, "12345678901234567")
+    assert.is_nil(value)
+    assert.equal("response is not a JSON object (got number)", err.message)
   end)
 
   it("bigint-lenient: invalid number tokens stay invalid JSON", function()

@@ -146,7 +146,7 @@ describe("errors inside iterators", function()
   end)
 
   it("name a page that is not a list", function()
-    assert.equal("list page is not a JSON object", first_error("fault-notobject").message)
+    assert.equal("response is not a JSON object (got array)", first_error("fault-notobject").message)
     local bad = first_error("fault-badresult")
     assert.equal("decode", bad.kind)
     assert.equal("list page result is not an array or object", bad.message)

@@ -60,9 +60,9 @@ describe("big integers", function()
 
   it("wrong options are misuse, naming the argument", function()
     assert.has_error(function() core.decode("1", { big_integers = "float" }) end,
-      "bad argument #2 to 'decode' (big_integers must be \"number\", \"string\" or nil)")
+      "bad argument #2 to 'decode' (big_integers must be \"number\", \"string\", \"int64\" or nil)")
     assert.has_error(function() core.read_response(200, {}, "1", "GET", "u", { big_integers = true }) end,
-      "bad argument #6 to 'read_response' (big_integers must be \"number\", \"string\" or nil)")
+      "bad argument #6 to 'read_response' (big_integers must be \"number\", \"string\", \"int64\" or nil)")
     -- "number" is the default, said out loud
     assert.equal(BIG_NUMBER, core.decode("9007199254740993", { big_integers = "number" }))
     assert.has_error(function() core.decode("1", "string") end)

@@ -26,6 +26,17 @@ describe("truto.new", function()
       truto.new, { base_url = "http://127.0.0.1:9" })
   end)
 
+  it("a module function without a default client raises a misuse error (truto.is_misuse)", function()
+    if saved_token then return pending("TRUTO_API_TOKEN is set in this environment") end
+    local ok, err = pcall(truto.users, { integrated_account_id = "a" })
+    assert.is_false(ok)
+    assert.is_true(truto.is_misuse(err))
+    assert.same({ "misuse", "users" }, { err.kind, err.fname })
+    assert.equal("bad argument #1 to 'users' (no default client (token required: pass token = ... or set "
+      .. "TRUTO_API_TOKEN); call truto.configure{ token = ... } first)", (tostring(err):gsub("^[^:]*:%d+: ", "")))
+    assert.matches("^spec/misuse_spec%.lua:%d+: ", tostring(err))
+  end)
+
   it("raises on unknown options and wrong types", function()
     raises([[bad argument #1 to 'new' (unknown option "timout")]], client, { timout = 3 })
     raises("bad argument #1 to 'new' (option 'timeout': number of seconds > 0 and <= 2000000 expected, got string)", client, { timeout = "3" })
@@ -87,8 +98,17 @@ describe("call arguments", function()
       c.groups, c, { integrated_account_id = "a", remote_query = { f = print } })
     raises("bad argument #2 to 'update_organization' (table expected, got string)",
       c.update_organization, c, "org-1", "{}", { integrated_account_id = "a" })
-    raises("bad argument #2 to 'update_organization' (body: NaN and infinity cannot be encoded)",
+    raises("bad argument #2 to 'update_organization' (body.n: NaN and infinity cannot be encoded)",
       c.update_organization, c, "org-1", { n = 0 / 0 }, { integrated_account_id = "a" })
+    -- a body names the field, as params do
+    raises("bad argument #2 to 'update_organization' (body.m: array has holes)",
+      c.update_organization, c, "org-1", { m = { 1, nil, 3 } }, { integrated_account_id = "a" })
+    raises([[bad argument #2 to 'update_organization' (body.a[2]["x y"]: function cannot be encoded as JSON)]],
+      c.update_organization, c, "org-1", { a = { 1, { ["x y"] = print } } }, { integrated_account_id = "a" })
+    raises("bad argument #2 to 'update_organization' (body: array has holes)",
+      c.update_organization, c, "org-1", { 1, nil, 3 }, { integrated_account_id = "a" })
+    raises("bad argument #1 to 'request' (body.m: array has holes)",
+      c.request, c, { method = "POST", path = "/x", body = { m = { [2] = 1 } } })
     raises("bad argument #3 to 'list' (params.a: array has holes)",
       c.list, c, "user-directory", "users", { integrated_account_id = "a", a = { 1, nil, 3 } })
   end)

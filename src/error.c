@@ -106,29 +106,83 @@ static const char *string_field(lua_State *L, const char *name)
     return v;
 }
 
+/* The one line of tostring(), at most TERR_LINE_MAX bytes: what does not
+ * fit is left out whole (never half a UTF-8 sequence or escape), and
+ * `cut` says so. With b NULL it only counts. */
+typedef struct {
+    luaL_Buffer *b;
+    size_t room;
+    int cut;
+} line;
+
+static void put(line *l, const char *s, size_t n)
+{
+    if (l->cut || n > l->room) {
+        l->cut = 1;
+        return;
+    }
+    if (l->b)
+        luaL_addlstring(l->b, s, n);
+    l->room -= n;
+}
+
+static void puts_(line *l, const char *s)
+{
+    put(l, s, strlen(s));
+}
+
+/* Bytes of the UTF-8 sequence that starts with c, as far as s has them. */
+static size_t sequence_len(const unsigned char *s, size_t i, size_t len)
+{
+    size_t n = s[i] >= 0xF0 ? 4 : s[i] >= 0xE0 ? 3 : s[i] >= 0xC0 ? 2 : 1;
+    size_t k = 1;
+    while (k < n && i + k < len && (s[i + k] & 0xC0) == 0x80)
+        k++;
+    return k;
+}
+
 /* Appends s, with the control characters a server could use to forge
  * lines or drive a terminal (C0, DEL, and C1 as UTF-8) written as \xHH:
  * what the server said stays readable, and tostring() stays one line. */
-static void add_printable(luaL_Buffer *b, const char *s, size_t len)
+static void add_printable(line *l, const char *str, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        int c1 = c == 0xc2 && i + 1 < len && (unsigned char)s[i + 1] >= 0x80 &&
-                 (unsigned char)s[i + 1] <= 0x9f;
+    const unsigned char *s = (const unsigned char *)str;
+    for (size_t i = 0; i < len && !l->cut;) {
+        unsigned char c = s[i];
+        int c1 = c == 0xc2 && i + 1 < len && s[i + 1] >= 0x80 && s[i + 1] <= 0x9f;
         if (c1)
-            c = (unsigned char)s[++i];
+            c = s[++i];
         if (c < 0x20 || c == 0x7f || c1) {
-            luaL_addstring(b, "\\x");
-            luaL_addchar(b, hex[c >> 4]);
-            luaL_addchar(b, hex[c & 15]);
+            char esc[4] = {'\\', 'x', hex[c >> 4], hex[c & 15]};
+            put(l, esc, sizeof esc);
+            i++;
         } else {
-            luaL_addchar(b, (char)c);
+            size_t n = sequence_len(s, i, len);
+            put(l, str + i, n);
+            i += n;
         }
     }
 }
 
-/* One line: "truto: http 404 Not Found: Integrated account not found (GET url)". */
+/* " (GET url)": long URLs are cut to TERR_URL_SHOWN bytes. */
+static void add_request(line *l, const char *method, const char *url)
+{
+    if (!method || !url)
+        return;
+    size_t len = strlen(url);
+    puts_(l, " (");
+    add_printable(l, method, strlen(method));
+    puts_(l, " ");
+    add_printable(l, url, len > TERR_URL_SHOWN ? TERR_URL_SHOWN : len);
+    if (len > TERR_URL_SHOWN)
+        puts_(l, "...");
+    puts_(l, ")");
+}
+
+/* One line: "truto: http 404 Not Found: Integrated account not found (GET
+ * url)", at most TERR_LINE_MAX bytes: a long message is cut ("..."), the
+ * request stays; the whole text stays in the fields. */
 static int error_tostring(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
@@ -142,34 +196,33 @@ static int error_tostring(lua_State *L)
     lua_Integer status = lua_tointegerx(L, -1, &isnum);
     lua_pop(L, 1);
 
+    line count = {NULL, (size_t)-1, 0};
+    add_request(&count, method, url);
+    size_t request_len = (size_t)-1 - count.room;
+
     luaL_Buffer b;
     luaL_buffinit(L, &b);
-    luaL_addstring(&b, "truto: ");
-    luaL_addstring(&b, kind ? kind : "error");
+    line l = {&b, TERR_LINE_MAX - 3 - request_len, 0};
+    puts_(&l, "truto: ");
+    add_printable(&l, kind ? kind : "error", strlen(kind ? kind : "error"));
     if (isnum) {
         char num[24];
         snprintf(num, sizeof num, " %lld", (long long)status);
-        luaL_addstring(&b, num);
+        puts_(&l, num);
         if (error) {
-            luaL_addchar(&b, ' ');
-            add_printable(&b, error, strlen(error));
+            puts_(&l, " ");
+            add_printable(&l, error, strlen(error));
         }
     }
     if (message) {
-        luaL_addstring(&b, ": ");
-        add_printable(&b, message, strlen(message));
+        puts_(&l, ": ");
+        add_printable(&l, message, strlen(message));
     }
-    if (method && url) {
-        luaL_addstring(&b, " (");
-        luaL_addstring(&b, method);
-        luaL_addchar(&b, ' ');
-        /* one line stays one readable line: long URLs are cut */
-        size_t len = strlen(url);
-        add_printable(&b, url, len > TERR_URL_SHOWN ? TERR_URL_SHOWN : len);
-        if (len > TERR_URL_SHOWN)
-            luaL_addstring(&b, "...");
-        luaL_addchar(&b, ')');
-    }
+    if (l.cut)
+        luaL_addstring(&b, "...");
+    l.cut = 0;
+    l.room = request_len;
+    add_request(&l, method, url);
     luaL_pushresult(&b);
     return 1;
 }

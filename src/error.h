@@ -14,6 +14,7 @@
 #define TRUTO_ERROR_MT "truto.error"
 #define TERR_BODY_MAX ((size_t)64 * 1024)
 #define TERR_URL_SHOWN 300 /* bytes of the URL tostring() shows */
+#define TERR_LINE_MAX 4096 /* bytes of tostring(err) at most */
 
 typedef struct {
     const char *kind;    /* "http" | "transport" | "timeout" | "decode" | "loop" */

@@ -18,15 +18,69 @@ typedef struct {
     lua_State *L;
     tbuf *out;
     tbuf *err;
+    const char *root; /* the value's name in messages ("body"), or NULL */
+    tbuf path;        /* where the value being written is: ".a[2].b" */
 } jstate;
 
+/* "body.a[2]: what detail" (the root's name, the path, then the reason). */
 static int jfail(jstate *j, const char *what, const char *detail)
 {
     tbuf_reset(j->err);
+    const char *path = j->path.data ? j->path.data : "";
+    size_t len = j->path.len;
+    if (!j->root && len && path[0] == '.')
+        path++, len--; /* no name: "a.b", not ".a.b" */
+    if (j->root)
+        tbuf_adds(j->err, j->root);
+    tbuf_add(j->err, path, len);
+    if (j->root || len)
+        tbuf_adds(j->err, ": ");
     tbuf_adds(j->err, what);
     if (detail)
         tbuf_adds(j->err, detail);
     return 0;
+}
+
+static int is_name_char(unsigned char c, int first)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
+           (!first && c >= '0' && c <= '9');
+}
+
+#define PATH_KEY_SHOWN 64 /* bytes of a key a message shows */
+
+/* Appends ".key" to the path, or ["key"] for a key that is no plain name
+ * (control bytes as \xHH, long keys cut). */
+static void path_push_key(jstate *j, const char *key, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    int plain = len > 0 && len <= PATH_KEY_SHOWN;
+    for (size_t i = 0; plain && i < len; i++)
+        plain = is_name_char((unsigned char)key[i], i == 0);
+    if (plain) {
+        tbuf_addc(&j->path, '.');
+        tbuf_add(&j->path, key, len);
+        return;
+    }
+    tbuf_adds(&j->path, "[\"");
+    for (size_t i = 0; i < len && i < PATH_KEY_SHOWN; i++) {
+        unsigned char c = (unsigned char)key[i];
+        if (c < 0x20 || c == 0x7f || c == '"' || c == '\\') {
+            char esc[4] = {'\\', 'x', hex[c >> 4], hex[c & 15]};
+            tbuf_add(&j->path, esc, sizeof esc);
+        } else {
+            tbuf_addc(&j->path, (char)c);
+        }
+    }
+    tbuf_adds(&j->path, len > PATH_KEY_SHOWN ? "...\"]" : "\"]");
+}
+
+/* Appends "[i]" (the Lua index) to the path. */
+static void path_push_index(jstate *j, size_t i)
+{
+    char num[32];
+    snprintf(num, sizeof num, "[%zu]", i);
+    tbuf_adds(&j->path, num);
 }
 
 /* Length of the valid UTF-8 sequence at s (at most n bytes), 0 if invalid. */
@@ -105,7 +159,10 @@ static int encode_array(jstate *j, int idx, size_t n, int depth)
         if (i > 1)
             tbuf_addc(j->out, ',');
         lua_rawgeti(j->L, idx, (lua_Integer)i);
+        size_t at = j->path.len;
+        path_push_index(j, i);
         int ok = encode_any(j, lua_gettop(j->L), depth + 1);
+        j->path.len = at;
         lua_pop(j->L, 1);
         if (!ok)
             return 0;
@@ -127,7 +184,10 @@ static int encode_object(jstate *j, int idx, size_t n, int depth)
         tbuf_addc(j->out, ':');
         lua_pushlstring(L, keys[i].s, keys[i].len);
         lua_rawget(L, idx);
+        size_t at = j->path.len;
+        path_push_key(j, keys[i].s, keys[i].len);
         int ok = encode_any(j, lua_gettop(L), depth + 1);
+        j->path.len = at;
         lua_pop(L, 1);
         if (!ok)
             return 0;
@@ -169,6 +229,7 @@ static int encode_any(jstate *j, int idx, int depth)
     char num[TV_NUMBUF];
     size_t len;
     const char *s;
+    long long big;
 
     switch (lua_type(L, idx)) {
     case LUA_TSTRING:
@@ -194,19 +255,33 @@ static int encode_any(jstate *j, int idx, int depth)
             tbuf_adds(j->out, "[]");
             return 1;
         }
+        if (tv_to_int64(L, idx, &big)) { /* the literal it was decoded from */
+            snprintf(num, sizeof num, "%lld", big);
+            tbuf_adds(j->out, num);
+            return 1;
+        }
         return jfail(j, luaL_typename(L, idx), " cannot be encoded as JSON");
     }
 }
 
-int tj_encode(lua_State *L, int idx, tbuf *out, tbuf *err)
+int tj_encode_named(lua_State *L, int idx, const char *root, tbuf *out, tbuf *err)
 {
-    jstate j = {L, out, err};
+    jstate j = {L, out, err, root, {0}};
+    tbuf_init(&j.path);
     int top = lua_gettop(L);
     int ok = encode_any(&j, lua_absindex(L, idx), 0);
     lua_settop(L, top);
-    if (ok && out->oom)
-        return jfail(&j, "out of memory", NULL);
+    if (ok && out->oom) {
+        j.path.len = 0;
+        ok = jfail(&j, "out of memory", NULL);
+    }
+    tbuf_free(&j.path);
     return ok;
+}
+
+int tj_encode(lua_State *L, int idx, tbuf *out, tbuf *err)
+{
+    return tj_encode_named(L, idx, NULL, out, err);
 }
 
 /* ---- the text scan ----------------------------------------------------- */
@@ -359,7 +434,7 @@ static int integral_float(const unsigned char *s, size_t n)
         return 1; /* a marker is always right, only slower */
     memcpy(tmp, s, n);
     tmp[n] = 0;
-    double d = strtod(tmp, NULL);
+    double d = tv_strtod(tmp);
     if (tmp != small)
         free(tmp);
     return d == floor(d) && d >= -9223372036854775808.0 && d < 9223372036854775808.0;
@@ -496,6 +571,7 @@ done:
 void tj_opts_check(lua_State *L, int idx, tj_opts *o)
 {
     o->big_strings = 0;
+    o->big_boxes = 0;
     o->max_values = 0;
     o->text_idx = 0;
     if (lua_isnoneornil(L, idx))
@@ -504,9 +580,11 @@ void tj_opts_check(lua_State *L, int idx, tj_opts *o)
     lua_getfield(L, idx, "big_integers");
     if (!lua_isnil(L, -1)) {
         const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
-        if (strcmp(v, "string") != 0 && strcmp(v, "number") != 0)
-            luaL_argerror(L, idx, "big_integers must be \"number\", \"string\" or nil");
+        if (strcmp(v, "string") != 0 && strcmp(v, "number") != 0 && strcmp(v, "int64") != 0)
+            luaL_argerror(L, idx, "big_integers must be \"number\", \"string\", \"int64\" or nil");
         o->big_strings = v[0] == 's';
+        /* Lua 5.3+ integers are exact already: "int64" is "number" there */
+        o->big_boxes = v[0] == 'i' && LUA_VERSION_NUM < 503;
     }
     lua_pop(L, 1);
     lua_getfield(L, idx, "max_values");
@@ -530,8 +608,15 @@ int tj_run_decode(lua_State *L, const char *s, size_t len, int idx)
         lua_pushvalue(L, idx);
     else
         lua_pushlstring(L, s, len);
-    /* cjson raises on bad input; catch it so a bad text is a value, not a throw. */
-    return lua_pcall(L, 1, 1, 0) == 0;
+    /* cjson raises on bad input; catch it so a bad text is a value, not a
+     * throw. Running out of memory is no fault of the text: told apart.
+     * lua-cjson 2.1.0 learns the decimal point when it is loaded and then
+     * calls strtod: in the "C" locale, a later os.setlocale changes nothing. */
+    tv_c_numeric c;
+    tv_c_numeric_enter(&c);
+    int rc = lua_pcall(L, 1, 1, 0);
+    tv_c_numeric_leave(&c);
+    return rc == LUA_OK ? 1 : rc == LUA_ERRMEM ? TJ_NOMEM : 0;
 }
 
 static tj_caps no_caps;
@@ -566,10 +651,11 @@ void tj_too_many(lua_State *L, size_t max)
     lua_pushstring(L, msg);
 }
 
-int tj_decode(lua_State *L, const char *s, size_t len, const tj_opts *o)
+/* tj_decode without the checks of the whole text; TJ_NOMEM when memory ran out. */
+static int decode_text(lua_State *L, const char *s, size_t len, const tj_opts *o)
 {
     const tj_caps *caps = tj_capabilities(L);
-    if (!caps->array_mt || !caps->integers)
+    if (!caps->array_mt || !caps->integers || o->big_boxes)
         return tjc_decode(L, s, len, o, caps);
 
     /* Current lua-cjson: its value as it is; the text is looked at only
@@ -589,13 +675,31 @@ int tj_decode(lua_State *L, const char *s, size_t len, const tj_opts *o)
         tj_too_many(L, o->max_values);
         ok = 0;
     } else if (text.oom) {
-        lua_pushliteral(L, "out of memory");
-        ok = 0;
+        lua_pushliteral(L, "not enough memory");
+        ok = TJ_NOMEM;
     } else {
         ok = edits ? tj_run_decode(L, text.data, text.len, 0)
                    : tj_run_decode(L, s, len, o->text_idx);
     }
     tbuf_free(&text);
+    return ok;
+}
+
+int tj_decode(lua_State *L, const char *s, size_t len, const tj_opts *o)
+{
+    /* lua-cjson reads a NUL as the end of the text, so "{...}\0{...}"
+     * would be the first document and no error. No JSON text holds a raw
+     * NUL (in a string it must be escaped): refused wherever it is. */
+    const char *nul = memchr(s, 0, len);
+    if (nul) {
+        char msg[80];
+        snprintf(msg, sizeof msg, "unexpected NUL byte at character %zu", (size_t)(nul - s) + 1);
+        lua_pushstring(L, msg);
+        return 0;
+    }
+    int ok = decode_text(L, s, len, o);
+    if (ok == TJ_NOMEM)
+        lua_error(L); /* raised, as every other allocation failure of Lua is */
     return ok;
 }
 

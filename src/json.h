@@ -38,8 +38,11 @@
 #define TRUTO_DECODE "truto.cjson.decode"           /* the private instance's decode */
 #define TRUTO_EMPTY_ARRAY "truto.cjson.empty_array" /* cjson.empty_array, if any */
 
-/* Strict encoding of the value at idx; 0 with a message in err on failure. */
+/* Strict encoding of the value at idx; 0 with a message in err on failure,
+ * naming where the value that could not be encoded is: "a.b[2]: array has
+ * holes", or with root "body": "body.a.b[2]: array has holes". */
 int tj_encode(lua_State *L, int idx, tbuf *out, tbuf *err);
+int tj_encode_named(lua_State *L, int idx, const char *root, tbuf *out, tbuf *err);
 
 /* What lua-cjson can do, found by tj_init. */
 typedef struct {
@@ -59,10 +62,11 @@ const tj_caps *tj_capabilities(lua_State *L);
  * what lua-cjson can do, and whether json_compat.c decodes. */
 int tj_info(lua_State *L);
 
-/* Decoding options: opts = { big_integers = "string" | "number" | nil,
+/* Decoding options: opts = { big_integers = "string" | "int64" | "number" | nil,
  * max_values = n | nil } ("number", the default: numbers as lua-cjson gives them). */
 typedef struct {
     int big_strings;   /* big_integers = "string" */
+    int big_boxes;     /* big_integers = "int64" on a Lua without integers: truto.int64 */
     size_t max_values; /* 0: no bound */
     int text_idx;      /* stack index of a Lua string that is the text, or 0: lua-cjson
                           then gets that string, not a copy */
@@ -74,13 +78,19 @@ void tj_opts_check(lua_State *L, int idx, tj_opts *o);
 
 /*
  * Decodes the JSON text [s, s+len). Pushes the value and returns 1, or
- * pushes a message and returns 0. Never raises for bad text.
+ * pushes a message and returns 0. Never raises for bad text: bytes after
+ * the document (a NUL included) are bad text. Raises Lua's memory error
+ * when memory runs out (not a fault of the text).
  */
 int tj_decode(lua_State *L, const char *s, size_t len, const tj_opts *o);
 
+/* Returned by the decoding steps below when memory ran out (the memory
+ * error on the stack); tj_decode raises it. */
+#define TJ_NOMEM (-1)
+
 /* For json_compat.c: runs the private decode on [s, s+len), or on the Lua
- * string at idx when idx is not 0 (1: value pushed, 0: message pushed),
- * and pushes the max_values message. */
+ * string at idx when idx is not 0 (1: value pushed, 0: message pushed,
+ * TJ_NOMEM), and pushes the max_values message. */
 int tj_run_decode(lua_State *L, const char *s, size_t len, int idx);
 void tj_too_many(lua_State *L, size_t max);
 

@@ -24,6 +24,7 @@
 #include "json_compat.h"
 #include "value.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -86,6 +87,7 @@ typedef struct {
     int mark_arrays; /* set the array metatable (cjson does not) */
     int integers;    /* turn integral floats into integers */
     int mt;          /* stack index of the array metatable */
+    int boxes;       /* integer markers -> truto.int64 (no integer type) */
 } walk;
 
 static int is_marker(lua_State *L, const walk *w, char kind)
@@ -134,8 +136,27 @@ static int from_marker(lua_State *L, const walk *w)
     lua_remove(L, -2);
     return 1;
 #else
-    (void)L, (void)w;
-    return 0;
+    /* No integers: an integer marker is a truto.int64 when asked for, a
+     * float marker the number of its literal. */
+    size_t len;
+    const char *s = lua_tolstring(L, -1, &len);
+    if (len <= w->marker_len + 1 || memcmp(s, w->marker, w->marker_len) != 0)
+        return 0;
+    char kind = s[w->marker_len];
+    const char *literal = s + w->marker_len + 1;
+    if (kind == 'i' && w->boxes) {
+        errno = 0;
+        long long v = strtoll(literal, NULL, 10);
+        if (errno)
+            return 0;
+        tv_push_int64(L, v);
+    } else if (kind == 'i' || kind == 'f') {
+        lua_pushnumber(L, (lua_Number)tv_strtod(literal));
+    } else {
+        return 0;
+    }
+    lua_remove(L, -2);
+    return 1;
 #endif
 }
 
@@ -210,7 +231,7 @@ int tjc_decode(lua_State *L, const char *s, size_t len, const tj_opts *o, const 
     sc.big_strings = o->big_strings;
     sc.max_values = o->max_values && len > o->max_values ? o->max_values : 0;
     sc.mark_arrays = !caps->array_mt;
-    sc.mark_numbers = !caps->integers;
+    sc.mark_numbers = !caps->integers || o->big_boxes;
     sc.marker = (const char *)marker;
     sc.marker_len = 1;
 
@@ -230,21 +251,22 @@ int tjc_decode(lua_State *L, const char *s, size_t len, const tj_opts *o, const 
         tj_too_many(L, o->max_values);
         ok = 0;
     } else if (text.oom) {
-        lua_pushliteral(L, "out of memory");
-        ok = 0;
+        lua_pushliteral(L, "not enough memory");
+        ok = TJ_NOMEM;
     } else {
         ok = edits ? tj_run_decode(L, text.data, text.len, 0)
                    : tj_run_decode(L, s, len, o->text_idx);
     }
     tbuf_free(&text);
-    if (!ok)
-        return 0;
+    if (ok != 1)
+        return ok;
 
     walk w;
     w.marker = edits ? (const char *)marker : NULL;
     w.marker_len = sc.marker_len;
     w.mark_arrays = !caps->array_mt;
     w.integers = !caps->integers;
+    w.boxes = o->big_boxes;
     if (!w.mark_arrays && !w.integers && !w.marker)
         return 1;
     luaL_getmetatable(L, TRUTO_ARRAY_MT);

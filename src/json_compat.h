@@ -18,7 +18,8 @@
 #include "json.h"
 
 /* tj_decode for a lua-cjson lacking caps->array_mt or caps->integers:
- * pushes the value and returns 1, or pushes a message and returns 0. */
+ * pushes the value and returns 1, pushes a message and returns 0, or
+ * TJ_NOMEM (json.h). */
 int tjc_decode(lua_State *L, const char *s, size_t len, const tj_opts *o, const tj_caps *caps);
 
 #endif

@@ -133,6 +133,7 @@ static int encode_value(qstate *q, int idx, int depth)
     char num[TV_NUMBUF];
     size_t len;
     const char *s;
+    long long big;
 
     switch (lua_type(L, idx)) {
     case LUA_TSTRING:
@@ -154,6 +155,11 @@ static int encode_value(qstate *q, int idx, int depth)
     default:
         if (tv_is_null(L, idx))
             return 1; /* cjson.null: omitted, like nil */
+        if (tv_to_int64(L, idx, &big)) {
+            len = (size_t)snprintf(num, sizeof num, "%lld", big);
+            emit(q, num, len);
+            return 1;
+        }
         tbuf_reset(q->err);
         fail(q, luaL_typename(L, idx));
         tbuf_adds(q->err, " cannot be encoded");
@@ -182,9 +188,13 @@ int tq_segment(lua_State *L, int idx, tbuf *out, tbuf *err)
     char num[TV_NUMBUF];
     size_t len;
     const char *s;
+    long long big;
 
     tbuf_reset(err);
-    if (lua_type(L, idx) == LUA_TSTRING) {
+    if (tv_to_int64(L, idx, &big)) {
+        len = (size_t)snprintf(num, sizeof num, "%lld", big);
+        s = num;
+    } else if (lua_type(L, idx) == LUA_TSTRING) {
         s = lua_tolstring(L, idx, &len);
         if (len == 0) {
             tbuf_adds(err, "id must not be empty");

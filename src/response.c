@@ -3,13 +3,14 @@
 #include "buf.h"
 #include "error.h"
 #include "json.h"
+#include "value.h"
 
 #include <stdio.h>
 #include <string.h>
 
 int tresp_decode(lua_State *L, const char *s, size_t len)
 {
-    tj_opts o = {0, 0, 0};
+    tj_opts o = {0, 0, 0, 0};
     return tj_decode(L, s, len, &o);
 }
 
@@ -23,6 +24,38 @@ static const char *status_message(char *out, size_t n, lua_Integer status)
 {
     snprintf(out, n, "HTTP %lld", (long long)status);
     return out;
+}
+
+/* What the decoded value on top is, for a message: "array", "null", ... */
+static const char *json_type(lua_State *L)
+{
+    if (lua_type(L, -1) == LUA_TTABLE)
+        return tv_is_marked_array(L, -1) ? "array" : "object";
+    if (lua_type(L, -1) == LUA_TSTRING)
+        return "string";
+    return tv_typename(L, -1);
+}
+
+/* Why a 2xx answer is not a single JSON object, or NULL when it is one
+ * (the value is then on top). A DELETE may answer 204 or nothing; every
+ * other call names one object, and an answer that is not one is not
+ * passed on as if it were (a script would write back what it read). */
+static const char *not_an_object(lua_State *L, lua_Integer status, size_t len, const char *method)
+{
+    int is_delete = method && strcmp(method, "DELETE") == 0;
+    if (status == 204 || len == 0) {
+        if (is_delete) {
+            lua_newtable(L);
+            return NULL;
+        }
+        return status == 204 ? "a 204 answer has no body; a JSON object was expected"
+                             : "the answer has no body; a JSON object was expected";
+    }
+    const char *type = json_type(L);
+    if (strcmp(type, "object") == 0)
+        return NULL;
+    lua_pushfstring(L, "response is not a JSON object (got %s)", type);
+    return lua_tostring(L, -1);
 }
 
 int tresp_read(lua_State *L)
@@ -40,17 +73,18 @@ int tresp_read(lua_State *L)
     terr_desc d = {"http", (int)status, NULL, method, url, 0, 2};
 
     if (is_success(status)) {
-        if (len == 0 || status == 204) {
-            lua_newtable(L);
-            return 1;
-        }
-        if (tj_decode(L, body, len, &o))
-            return 1;
-        /* cjson's message names the position; keep it, drop the prefix. */
-        lua_pushfstring(L, "response is not valid JSON (%s)", lua_tostring(L, -1));
         d.kind = "decode";
-        d.message = lua_tostring(L, -1);
-        d.body = 3;
+        d.body = len > 0 ? 3 : 0;
+        int no_body = status == 204 || len == 0;
+        if (no_body || tj_decode(L, body, len, &o)) {
+            d.message = not_an_object(L, status, len, method);
+        } else {
+            /* cjson's message names the position; keep it, drop the prefix. */
+            lua_pushfstring(L, "response is not valid JSON (%s)", lua_tostring(L, -1));
+            d.message = lua_tostring(L, -1);
+        }
+        if (!d.message)
+            return 1;
         lua_pushnil(L);
         terr_push(L, &d);
         return 2;

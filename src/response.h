@@ -3,9 +3,11 @@
  *
  * Input: status, response headers (a table with lower-case names), body
  * bytes, the method and URL for error messages, and the decoding options
- * (json.h). 2xx bodies are JSON decoded (json.h: lua-cjson, exact integers,
- * arrays marked); an empty body gives {}. Anything else becomes an error
- * object (error.h).
+ * (json.h). A 2xx body must be one JSON object (json.h: lua-cjson, exact
+ * integers, arrays marked); a DELETE may also answer 204 or nothing, which
+ * gives {}. Any other 2xx body (null, a string, an array, nothing) is a
+ * "decode" error with the status; a failure status becomes an error object
+ * (error.h).
  */
 #ifndef TRUTO_RESPONSE_H
 #define TRUTO_RESPONSE_H

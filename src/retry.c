@@ -1,5 +1,6 @@
 /* retry.c - parsing the server's wait hints, see retry.h. */
 #include "retry.h"
+#include "value.h"
 
 #include <ctype.h>
 #include <stdlib.h>
@@ -30,7 +31,7 @@ static double parse_seconds(const char *s)
         end++;
     if (*end)
         return -1;
-    double v = strtod(s, NULL);
+    double v = tv_strtod(s); /* '.' whatever LC_NUMERIC says */
     /* Longer than any usable wait: still a wait, longer than max_retry_wait,
      * so the caller gives up rather than retry after a default. */
     return v > MAX_WAIT ? MAX_WAIT : v;

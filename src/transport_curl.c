@@ -32,6 +32,9 @@
 
 #define DEFAULT_MAX_BODY (64L * 1024 * 1024)
 #define IDLE_POOL 16 /* easy handles kept for reuse */
+/* Bytes of one header block (status line and headers, or trailers): the
+ * nginx transport's bound too, so both refuse the same answers. */
+#define MAX_HEADER_BLOCK (256L * 1024)
 
 typedef struct tcurl tcurl;
 
@@ -47,6 +50,9 @@ typedef struct slot {
     int body_too_large;
     int sends;           /* requests put on the wire (CURLOPT_PREREQFUNCTION) */
     int headers_ended;   /* the final header block is over: later lines are trailers */
+    size_t block_bytes;  /* of the header block or trailers being read */
+    curl_off_t length;   /* the Content-Length named so far, -1 if none */
+    const char *refused; /* why on_header stopped a malformed answer, or NULL */
     int added;           /* in the multi handle */
     pid_t pid;           /* the process that started it */
     curl_off_t max_body; /* bytes of answer body accepted */
@@ -88,6 +94,60 @@ static size_t on_body(char *data, size_t size, size_t n, void *ud)
     return s->body.oom ? 0 : len;
 }
 
+/* Stops the transfer: a malformed answer is refused, not guessed at. */
+static size_t refuse(slot *s, const char *why)
+{
+    s->refused = why;
+    return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
+}
+
+/* Whether a header line names `name` (lower case, with the colon). */
+static int names(const char *line, const char *name)
+{
+    return strncasecmp(line, name, strlen(name)) == 0;
+}
+
+/* The Content-Length value of the line [p, p+len) ("Content-Length:"
+ * skipped): digits between optional blanks, else -1. */
+static curl_off_t content_length(const char *p, size_t len)
+{
+    size_t i = strlen("content-length:");
+    while (i < len && (p[i] == ' ' || p[i] == '\t'))
+        i++;
+    curl_off_t v = 0;
+    size_t digits = 0;
+    for (; i < len && isdigit((unsigned char)p[i]); i++, digits++) {
+        if (digits == 18) /* past any answer we would read */
+            return -1;
+        v = v * 10 + (p[i] - '0');
+    }
+    while (i < len && isspace((unsigned char)p[i]))
+        i++;
+    return digits && i == len ? v : -1;
+}
+
+/* Framing a proxy or the other transport could read differently is
+ * refused: two Content-Length values, a NUL in a header, a header block
+ * or trailers past MAX_HEADER_BLOCK (the nginx transport's rules). */
+static size_t check_framing(slot *s, const char *data, size_t len)
+{
+    s->block_bytes += len;
+    if (s->block_bytes > (size_t)MAX_HEADER_BLOCK)
+        return refuse(s, s->headers_ended ? "the answer's trailers are larger than 256 KiB"
+                                          : "the answer's headers are larger than 256 KiB");
+    if (memchr(data, 0, len))
+        return refuse(s, "a NUL byte in the answer's headers");
+    if (!s->headers_ended && names(data, "content-length:")) {
+        curl_off_t v = content_length(data, len);
+        if (v < 0)
+            return refuse(s, "bad Content-Length");
+        if (s->length >= 0 && v != s->length)
+            return refuse(s, "conflicting Content-Length headers");
+        s->length = v;
+    }
+    return len;
+}
+
 static size_t on_header(char *data, size_t size, size_t n, void *ud)
 {
     slot *s = ud;
@@ -96,11 +156,20 @@ static size_t on_header(char *data, size_t size, size_t n, void *ud)
     if (len >= 5 && memcmp(data, "HTTP/", 5) == 0) {
         tbuf_reset(&s->headers);
         s->headers_ended = 0;
-    } else if (s->headers_ended) {
-        return len; /* a trailer: not a header (the nginx transport agrees) */
+        s->block_bytes = 0;
+        s->length = -1;
     } else if (len <= 2 && (data[0] == '\r' || data[0] == '\n')) {
-        s->headers_ended = 1;
+        if (!s->headers_ended) {
+            s->headers_ended = 1;
+            s->block_bytes = 0;
+            tbuf_add(&s->headers, data, len);
+        }
+        return s->headers.oom ? 0 : len;
     }
+    if (check_framing(s, data, len) != len)
+        return 0;
+    if (s->headers_ended)
+        return len; /* a trailer: not a header (the nginx transport agrees) */
     tbuf_add(&s->headers, data, len);
     return s->headers.oom ? 0 : len;
 }
@@ -336,12 +405,6 @@ static int safe_header_line(const char *s, size_t len)
     return strlen(s) == len && !strpbrk(s, "\r\n") && memchr(s, ':', len) != NULL;
 }
 
-/* Whether a header line names `name` (lower case, with the colon). */
-static int names(const char *line, const char *name)
-{
-    return strncasecmp(line, name, strlen(name)) == 0;
-}
-
 /* Appends s to *list; on failure frees the whole list and returns 0. */
 static int slist_add(struct curl_slist **list, const char *s)
 {
@@ -481,6 +544,9 @@ static void start_slot(lua_State *L, tcurl *t, slot *s)
     s->body_too_large = 0;
     s->sends = 0;
     s->headers_ended = 0;
+    s->block_bytes = 0;
+    s->length = -1;
+    s->refused = NULL;
     s->max_body = (curl_off_t)max_body;
     s->pid = t->pid;
     s->errbuf[0] = 0;
@@ -557,15 +623,52 @@ static void collect_finished(tcurl *t)
     }
 }
 
-/* Runs transfers without blocking. A forked child never drives what its
- * parent started: those transfers run on the parent's connections. */
-static void pump(tcurl *t)
+/* Ends s at once when it is still running: libcurl cannot drive it on. */
+static void fail_slot(slot *s, const char *what, const char *why)
 {
-    if (!ensure_multi(t))
+    if (s->state != SLOT_RUNNING)
         return;
+    snprintf(s->errbuf, sizeof s->errbuf, "%s: %s", what, why);
+    s->result = CURLE_RECV_ERROR; /* it may have been sent: s->sends says */
+    s->state = SLOT_DONE;
+}
+
+static void fail_running(tcurl *t, const char *what, const char *why)
+{
+    for (slot *s = t->running; s; s = s->next)
+        fail_slot(s, what, why);
+}
+
+/* Runs transfers without blocking; 0 when the multi handle cannot (every
+ * running request has then failed with the reason). A forked child never
+ * drives what its parent started: those transfers run on the parent's
+ * connections. */
+static int pump(tcurl *t)
+{
+    if (!ensure_multi(t)) {
+        fail_running(t, "curl_multi_init", "failed");
+        return 0;
+    }
     int running;
-    curl_multi_perform(t->multi, &running);
+    CURLMcode rc = curl_multi_perform(t->multi, &running);
+    if (rc != CURLM_OK) {
+        fail_running(t, "curl_multi_perform", curl_multi_strerror(rc));
+        return 0;
+    }
     collect_finished(t);
+    return 1;
+}
+
+/* Blocks until a transfer of t has news or 1 s passed; 0 when polling
+ * failed (every running request has then failed with the reason). */
+static int poll_multi(tcurl *t)
+{
+    CURLMcode rc = curl_multi_poll(t->multi, NULL, 0, 1000, NULL);
+    if (rc != CURLM_OK) {
+        fail_running(t, "curl_multi_poll", curl_multi_strerror(rc));
+        return 0;
+    }
+    return 1;
 }
 
 /* A request started by another process (before a fork) cannot be driven
@@ -588,20 +691,74 @@ static void wait_slot(tcurl *t, slot *s)
 {
     if (orphaned(s))
         return;
-    pump(t);
-    while (s->state == SLOT_RUNNING) {
-        curl_multi_poll(t->multi, NULL, 0, 1000, NULL);
-        pump(t);
-    }
+    int ok = pump(t);
+    while (ok && s->state == SLOT_RUNNING)
+        ok = poll_multi(t) && pump(t);
+    fail_slot(s, "curl", "the transfer could not be driven"); /* if not done yet */
 }
 
 /* ---- answers ------------------------------------------------------------ */
 
+/* Sets headers[name] = value (name, value on top, popped), or for a name
+ * seen before appends value to lists[name] (made with the old value). */
+static void add_header(lua_State *L, int headers, int lists)
+{
+    lua_pushvalue(L, -2);
+    lua_rawget(L, lists);
+    if (lua_istable(L, -1)) { /* name value list: a third or later value */
+        lua_insert(L, -2);
+        lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+        lua_pop(L, 2);
+        return;
+    }
+    lua_pop(L, 1);
+    lua_pushvalue(L, -2);
+    lua_rawget(L, headers);
+    if (lua_isnil(L, -1)) { /* the first value */
+        lua_pop(L, 1);
+        lua_rawset(L, headers);
+        return;
+    }
+    lua_createtable(L, 4, 0); /* name value old list */
+    lua_insert(L, -2);
+    lua_rawseti(L, -2, 1);
+    lua_insert(L, -2);
+    lua_rawseti(L, -2, 2);
+    lua_rawset(L, lists);
+}
+
+/* headers[name] = the values of lists[name] joined with ", ", each name. */
+static void join_lists(lua_State *L, int headers, int lists)
+{
+    lua_pushnil(L);
+    while (lua_next(L, lists)) {
+        int list = lua_gettop(L);
+        size_t n = lua_rawlen(L, list);
+        luaL_Buffer b;
+        luaL_buffinit(L, &b);
+        for (size_t i = 1; i <= n; i++) {
+            if (i > 1)
+                luaL_addlstring(&b, ", ", 2);
+            lua_rawgeti(L, list, (lua_Integer)i);
+            luaL_addvalue(&b);
+        }
+        luaL_pushresult(&b);
+        lua_pushvalue(L, list - 1);
+        lua_insert(L, -2);
+        lua_rawset(L, headers);
+        lua_pop(L, 1);
+    }
+}
+
 /* Pushes the answer's headers as a table of lower-case names; repeated
- * headers are joined with ", ". */
+ * headers are joined with ", ", once at the end: linear in the number of
+ * lines, however often one name repeats. */
 static void push_headers(lua_State *L, const tbuf *raw)
 {
     lua_newtable(L);
+    int headers = lua_gettop(L);
+    lua_newtable(L);
+    int lists = headers + 1;
     const char *p = raw->data, *end = p + raw->len;
     while (p && p < end) {
         const char *eol = memchr(p, '\n', (size_t)(end - p));
@@ -618,20 +775,13 @@ static void push_headers(lua_State *L, const tbuf *raw)
                 v++;
             while (vend > v && isspace((unsigned char)vend[-1]))
                 vend--;
-            lua_pushvalue(L, -1);
-            lua_rawget(L, -3);
-            if (lua_isstring(L, -1)) {
-                lua_pushliteral(L, ", ");
-                lua_pushlstring(L, v, (size_t)(vend - v));
-                lua_concat(L, 3);
-            } else {
-                lua_pop(L, 1);
-                lua_pushlstring(L, v, (size_t)(vend - v));
-            }
-            lua_rawset(L, -3);
+            lua_pushlstring(L, v, (size_t)(vend - v));
+            add_header(L, headers, lists);
         }
         p = next;
     }
+    join_lists(L, headers, lists);
+    lua_settop(L, headers);
 }
 
 /* Failures where the request cannot have left: it was never sent. */
@@ -664,7 +814,9 @@ static void push_failure(lua_State *L, slot *s, CURLcode rc)
     else
         lua_pushliteral(L, "transport");
     lua_setfield(L, -2, "kind");
-    if (too_large) {
+    if (s->refused) {
+        lua_pushstring(L, s->refused);
+    } else if (too_large) {
         char msg[96];
         snprintf(msg, sizeof msg,
                  "response body larger than max_body (%" CURL_FORMAT_CURL_OFF_T " bytes)",
@@ -864,7 +1016,7 @@ static int curl_wait_any(lua_State *L)
     size_t n = lua_rawlen(L, 2);
     for (;;) {
         int any_running = 0;
-        pump(t);
+        int driven = pump(t);
         for (size_t i = 1; i <= n; i++) {
             lua_rawgeti(L, 2, (lua_Integer)i);
             slot *s = luaL_testudata(L, -1, TRUTO_REQUEST_MT);
@@ -872,6 +1024,8 @@ static int curl_wait_any(lua_State *L)
             if (!s)
                 continue;
             orphaned(s);
+            if (!driven)
+                fail_slot(s, "curl", "the transfer could not be driven");
             if (s->state == SLOT_DONE) {
                 lua_pushinteger(L, (lua_Integer)i);
                 return 1;
@@ -882,7 +1036,7 @@ static int curl_wait_any(lua_State *L)
             lua_pushnil(L);
             return 1;
         }
-        curl_multi_poll(t->multi, NULL, 0, 1000, NULL);
+        poll_multi(t); /* on failure every running request is done: found next round */
     }
 }
 

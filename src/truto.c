@@ -6,7 +6,7 @@
  * LuaSocket manner:
  *   encode_query(params)        -> query string | nil, message
  *   segment(id)                 -> escaped path segment | nil, message
- *   encode_json(value)          -> JSON text | nil, message
+ *   encode_json(value[, name])  -> JSON text | nil, message ("name.a[2]: ...")
  *   decode(text[, opts])        -> value | nil, message
  *   decode_json(text[, opts])   -> value | nil, err (a "decode" error object)
  *   json_info()                 -> { array_mt, integers, compat } (json.h)
@@ -14,6 +14,7 @@
  *   retry_after(retry_after, ratelimit_reset) -> seconds | nil
  *   sleep(seconds), now() -> monotonic seconds
  *   error(fields)               -> error object
+ *   int64(digits | integer)     -> truto.int64 (value.h)
  *   pager([cursor])             -> pager (pager.h)
  *   curl(opts)                  -> libcurl transport (transport_curl.h)
  *   hmac_sha256(key, msg), hmac_sha256_equal(key, msg, hex) (hmac.h)
@@ -77,10 +78,17 @@ static int l_encode_query(lua_State *L)
     return run_encoder(L, tq_encode);
 }
 
+/* The encoder of encode_json(value[, name]): name at index 2 (checked). */
+static int encode_json_named(lua_State *L, int idx, tbuf *out, tbuf *err)
+{
+    return tj_encode_named(L, idx, lua_tostring(L, 2), out, err);
+}
+
 static int l_encode_json(lua_State *L)
 {
     luaL_checkany(L, 1);
-    return run_encoder(L, tj_encode);
+    luaL_optstring(L, 2, NULL);
+    return run_encoder(L, encode_json_named);
 }
 
 static int l_segment(lua_State *L)
@@ -184,6 +192,7 @@ int luaopen_truto_core(lua_State *L)
         {"random_hex", l_random_hex},
         {"fingerprint", l_fingerprint},
         {"error", terr_from_table},
+        {"int64", tv_int64_new},
         {"pager", tpager_new},
         {"curl", tcurl_new},
         {"hmac_sha256", thmac_sha256},
@@ -192,6 +201,7 @@ int luaopen_truto_core(lua_State *L)
     };
     tj_init(L); /* lua-cjson: private instance, capabilities, array metatable */
     terr_register(L);
+    tv_register_int64(L);
     tpager_register(L);
     tcurl_register(L);
     luaL_newmetatable(L, TRUTO_ARRAY_MT);

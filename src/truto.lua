@@ -252,13 +252,15 @@ end
 
 local default_client
 
-local function default()
+-- The default client, made on first use; without one, the module function
+-- `fname` raises a misuse error (truto.is_misuse is true for it).
+local function default(fname)
   if not default_client then
     local ok, client = pcall(M.new)
     if not ok then
       local why = type(client) == "table" and client.message or tostring(client)
-      error(core.error { kind = "misuse", remote = false,
-        message = "no default client (" .. why .. "): call truto.configure{ token = ... } or set TRUTO_API_TOKEN" }, 0)
+      options.argerror(fname, 1,
+        "no default client (" .. why .. "); call truto.configure{ token = ... } first")
     end
     default_client = client
   end
@@ -277,7 +279,7 @@ end
 for _, name in ipairs { "users", "groups", "get_organization", "update_organization",
   "delete_organization", "list", "pages", "get", "create", "update", "delete", "call", "request" } do
   local method = Client[name]
-  M[name] = function(...) return method(default(), ...) end
+  M[name] = function(...) return method(default(name), ...) end
 end
 
 --- Marks a table as a JSON array, so that an empty one is sent as `[]`.
@@ -328,4 +330,6 @@ end
 M.Client = Client
 M.webhook = require "truto.webhook"
 M.null = require("cjson").null
+--- An exact 64-bit integer (`big_integers = "int64"` on LuaJIT): `truto.int64("9007199254740993")`.
+M.int64 = core.int64
 return M

@@ -7,6 +7,8 @@
 #define TRUTO_VALUE_H
 
 #include "compat.h"
+
+#include <locale.h>
 #include <stddef.h>
 
 /* Registry key of the array metatable: the one truto.array() puts on a
@@ -50,6 +52,39 @@ tv_key *tv_sorted_keys(lua_State *L, int idx, size_t n);
  */
 #define TV_NUMBUF 40
 size_t tv_format_number(lua_State *L, int idx, char *out);
+
+/*
+ * strtod and snprintf("%.*g") in the "C" locale whatever the process's
+ * LC_NUMERIC is (os.setlocale, a host program): '.' is the decimal point
+ * on every path, as JSON, query strings and HTTP headers need.
+ */
+double tv_strtod(const char *s);
+int tv_format_double(char *out, size_t n, int precision, double d);
+
+/* Runs the code between enter and leave in the "C" numeric locale (this
+ * thread only; nothing changes when no "C" locale object could be made). */
+typedef struct {
+    locale_t old;
+} tv_c_numeric;
+void tv_c_numeric_enter(tv_c_numeric *c);
+void tv_c_numeric_leave(tv_c_numeric *c);
+
+/*
+ * truto.int64: an exact 64-bit integer in a userdata, for the runtimes
+ * without integers (LuaJIT, 5.1), where a JSON integer past 2^53 has no
+ * exact number. tostring() gives its digits, == and < compare two of them,
+ * v:tonumber() gives the nearest double, and the JSON and query encoders
+ * write it as the same integer literal. core.int64(digits | integer)
+ * makes one.
+ */
+#define TRUTO_INT64_MT "truto.int64"
+void tv_push_int64(lua_State *L, long long v);
+/* Whether idx is a truto.int64; its value in *v. */
+int tv_to_int64(lua_State *L, int idx, long long *v);
+/* Creates the metatable; call once from luaopen. */
+void tv_register_int64(lua_State *L);
+/* core.int64(digits | integer) -> truto.int64 */
+int tv_int64_new(lua_State *L);
 
 /* Lua type name of idx, with "null" for cjson.null. */
 const char *tv_typename(lua_State *L, int idx);

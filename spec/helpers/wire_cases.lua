@@ -347,6 +347,114 @@ local cases = {
     wire = { { conn = 1, line = "GET " .. ORG .. "org-1" .. A .. " HTTP/1.1", headers = headers(), body = "" } },
   },
   {
+    name = "a single object must be a JSON object: null, nothing, a 204, a string, an array are decode errors",
+    script = { "body_null", "body_empty", "no_content", "body_string", "body_array", "no_content" },
+    run = function(truto, base)
+      local c = client(truto, base)
+      local out = {}
+      for i = 1, 5 do out[i] = call(c.get_organization, c, "org-1", { integrated_account_id = "a" }) end
+      local v = c:delete_organization("org-1", { integrated_account_id = "a" })
+      out[6] = { type = type(v), empty = next(v) == nil }
+      return out
+    end,
+    result = {
+      { error = { kind = "decode", status = 200, attempts = 1 } },
+      { error = { kind = "decode", status = 200, attempts = 1 } },
+      { error = { kind = "decode", status = 204, attempts = 1 } },
+      { error = { kind = "decode", status = 200, attempts = 1 } },
+      { error = { kind = "decode", status = 200, attempts = 1 } },
+      { type = "table", empty = true },
+    },
+    wire = (function()
+      local out = {}
+      for i = 1, 5 do
+        out[i] = { conn = 1, line = "GET " .. ORG .. "org-1" .. A .. " HTTP/1.1", headers = headers(), body = "" }
+      end
+      out[6] = { conn = 1, line = "DELETE " .. ORG .. "org-1" .. A .. " HTTP/1.1", headers = headers(), body = "" }
+      return out
+    end)(),
+  },
+  {
+    name = "bytes after a list page, a NUL first, end the list with a decode error",
+    script = { "list_nul" },
+    run = function(truto, base)
+      local c = client(truto, base)
+      return drain(c:users { integrated_account_id = "a" })
+    end,
+    result = { kind = "decode", status = 200, attempts = 1, has_body = true, has_headers = true,
+      message = "response is not valid JSON (unexpected NUL byte at character 43)" },
+    wire = { { conn = 1, line = "GET " .. USERS .. A .. " HTTP/1.1", headers = headers(), body = "" } },
+  },
+  {
+    name = "two different Content-Length values are refused",
+    script = { "length_conflict" },
+    run = function(truto, base)
+      local c = client(truto, base, { max_retries = 0 })
+      return call(c.get_organization, c, "org-1", { integrated_account_id = "a" })
+    end,
+    result = { error = { kind = "transport", attempts = 1 } },
+    wire = { { conn = 1, line = "GET " .. ORG .. "org-1" .. A .. " HTTP/1.1", headers = headers(), body = "" } },
+  },
+  {
+    name = "a NUL byte in a header value is refused",
+    script = { "nul_header" },
+    run = function(truto, base)
+      local c = client(truto, base, { max_retries = 0 })
+      return call(c.get_organization, c, "org-1", { integrated_account_id = "a" })
+    end,
+    result = { error = { kind = "transport", attempts = 1 } },
+    wire = { { conn = 1, line = "GET " .. ORG .. "org-1" .. A .. " HTTP/1.1", headers = headers(), body = "" } },
+  },
+  {
+    name = "800 KB of trailers are refused",
+    script = { "huge_trailers" },
+    run = function(truto, base)
+      local c = client(truto, base, { max_retries = 0 })
+      return call(c.get_organization, c, "org-1", { integrated_account_id = "a" })
+    end,
+    result = { error = { kind = "transport", attempts = 1 } },
+    wire = { { conn = 1, line = "GET " .. ORG .. "org-1" .. A .. " HTTP/1.1", headers = headers(), body = "" } },
+  },
+  {
+    name = "a header name repeated 50,000 times is joined in linear time",
+    script = { "repeated_5000", "repeated_50000" },
+    run = function(truto, base)
+      local c = client(truto, base)
+      local lengths, cpu = {}, {}
+      for i = 1, 2 do
+        collectgarbage()
+        local t0 = os.clock()
+        local res = c:request { path = "/h" }
+        cpu[i] = os.clock() - t0
+        lengths[i] = #res.headers.a
+      end
+      -- ten times the lines: about ten times the work if linear, a hundred if quadratic
+      return { lengths = lengths, linear = cpu[2] / math.max(cpu[1], 0.002) < 25 }
+    end,
+    result = { lengths = { 5000 * 3 - 2, 50000 * 3 - 2 }, linear = true },
+    wire = {
+      { conn = 1, line = "GET /h HTTP/1.1", headers = headers(), body = "" },
+      { conn = 1, line = "GET /h HTTP/1.1", headers = headers(), body = "" },
+    },
+  },
+  {
+    name = 'read-modify-write with big_integers = "int64" sends 9007199254740993 back as that number',
+    script = { "big_number", "ok" },
+    run = function(truto, base)
+      local c = client(truto, base, { big_integers = "int64" })
+      local org = assert(c:get_organization("org-1", { integrated_account_id = "a" }))
+      local updated = call(c.update_organization, c, "org-1", org, { integrated_account_id = "a" })
+      return { n = tostring(org.n), updated = updated }
+    end,
+    result = { n = "9007199254740993", updated = { value = OBJECT } },
+    wire = {
+      { conn = 1, line = "GET " .. ORG .. "org-1" .. A .. " HTTP/1.1", headers = headers(), body = "" },
+      { conn = 1, line = "PATCH " .. ORG .. "org-1" .. A .. " HTTP/1.1",
+        headers = headers(with(JSON_BODY, { "content-length: 34", "idempotency-key: <key 1>" })),
+        body = '{"id":"wire","n":9007199254740993}' },
+    },
+  },
+  {
     name = "a write whose connection was refused is sent again: it never left",
     run = function(truto)
       local c = client(truto, "http://127.0.0.1:9", { max_retries = 2 })

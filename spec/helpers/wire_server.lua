@@ -22,6 +22,14 @@
 --   huge_cursor   200, an empty list page whose next cursor is 9,000 bytes
 --   empty_page    200, an empty list page with a new cursor each time
 --   trickle       200 announcing 100 bytes of body, then one byte every 0.5 s
+--   body_null, body_empty, body_string, body_array
+--                 200 with the body null, nothing, "oops", [1,2]
+--   list_nul      200, a list page, a NUL byte and a second page after it
+--   length_conflict  200 with Content-Length: 12 and Content-Length: 14
+--   nul_header    200 with a NUL byte inside a header value
+--   huge_trailers 200, chunked, with 800 KB of trailers
+--   repeated_N    200 with N header lines "a:b" (one name repeated)
+--   big_number    200, an object holding the integer 9007199254740993
 -- A step ending in "*" is never used up: it answers every later request.
 local socket = require "socket"
 local cjson = require "cjson"
@@ -74,6 +82,26 @@ local function reply(step, req, st)
     return answer(200, "OK", '{"result":[],"next_cursor":"c' .. pages .. '"}')
   end
   if step == "list" then return answer(200, "OK", JSON_LIST) end
+  local canned = ({ big_number = '{"id":"wire","n":9007199254740993}', body_null = "null", body_empty = "",
+    body_string = '"oops"', body_array = "[1,2]",
+    list_nul = JSON_LIST .. "\0" .. '{"result":[{"id":"b"}],"next_cursor":null}' })[step]
+  if canned then return answer(200, "OK", canned) end
+  if step == "length_conflict" then
+    return "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 12\r\n"
+      .. 'Content-Length: 14\r\n\r\n{"id":"wire1"}'
+  end
+  if step == "nul_header" then return answer(200, "OK", JSON_OBJECT, { "X-Odd: a\0b" }) end
+  if step == "huge_trailers" then
+    local trailer = "X-T: " .. string.rep("t", 995) .. "\r\n"
+    return "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+      .. string.format("%x\r\n%s\r\n", #JSON_OBJECT, JSON_OBJECT)
+      .. "0\r\n" .. string.rep(trailer, 800) .. "\r\n"
+  end
+  local repeated = tonumber(step:match("^repeated_(%d+)$"))
+  if repeated then
+    return "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " .. #JSON_OBJECT .. "\r\n"
+      .. string.rep("a:b\r\n", repeated) .. "\r\n" .. JSON_OBJECT
+  end
   if step == "no_content" then return answer(204, "No Content") end
   if step == "error_500" then return answer(500, "Internal Server Error", JSON_ERROR) end
   if step == "trailer" then

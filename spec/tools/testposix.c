@@ -3,6 +3,8 @@
  * has no package for (lua-posix is built for 5.1-5.3 only):
  *   fork() -> pid (0 in the child)     wait(pid) -> exit status
  *   _exit(code)                        getpid() -> pid
+ *   nomem(): raises Lua's memory error, the way a failed allocation does
+ *            (asks for a 64 TiB userdata)
  * Built by `make test` into $(BUILD)/testposix.so; never installed.
  */
 #include <lauxlib.h>
@@ -40,10 +42,21 @@ static int l_getpid(lua_State *L)
     return 1;
 }
 
+static int l_nomem(lua_State *L)
+{
+#if LUA_VERSION_NUM >= 504
+    lua_newuserdatauv(L, (size_t)1 << 46, 0);
+#else
+    lua_newuserdata(L, (size_t)1 << 46);
+#endif
+    return 0;
+}
+
 int luaopen_testposix(lua_State *L)
 {
     static const luaL_Reg functions[] = {
-        {"fork", l_fork}, {"wait", l_wait}, {"_exit", l_exit}, {"getpid", l_getpid}, {NULL, NULL},
+        {"fork", l_fork},     {"wait", l_wait},   {"_exit", l_exit},
+        {"getpid", l_getpid}, {"nomem", l_nomem}, {NULL, NULL},
     };
     luaL_newlib(L, functions);
     return 1;

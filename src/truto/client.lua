@@ -289,8 +289,8 @@ end
 -- Checks and encodes a JSON body; `n` is its argument position.
 local function encode_body(fname, n, body)
   if type(body) ~= "table" then typeerror(fname, n, "table", body) end
-  local text, err = core.encode_json(body)
-  if not text then argerror(fname, n, "body: " .. err) end
+  local text, err = core.encode_json(body, "body")
+  if not text then argerror(fname, n, err) end
   return text
 end
 
@@ -347,8 +347,8 @@ function M.request(self, req, opts)
   end
   if type(body) == "table" then
     local err
-    body, err = core.encode_json(body)
-    if not body then argerror("request", 1, "body: " .. err) end
+    body, err = core.encode_json(body, "body")
+    if not body then argerror("request", 1, err) end
   elseif body ~= nil and type(body) ~= "string" then
     argerror("request", 1, "body must be a table or a string")
   end

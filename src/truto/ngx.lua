@@ -364,13 +364,22 @@ local function read_block(x, what)
   end
 end
 
--- Header lines -> table of lower-case names; repeated names joined by ", ".
+-- Header lines -> table of lower-case names; repeated names joined by ", ",
+-- once at the end (linear in the lines, however often a name repeats).
 local function parse_headers(block, headers)
+  local lists -- name -> its values, for the names seen more than once
   for name, value in block:gmatch("([^:\r\n]+):[ \t]*([^\r\n]-)[ \t]*\r?\n") do
     name = lower(name)
     local old = headers[name]
-    headers[name] = old and old .. ", " .. value or value
+    if old == nil then
+      headers[name] = value
+    else
+      lists = lists or {}
+      local list = lists[name]
+      if list then list[#list + 1] = value else lists[name] = { old, value } end
+    end
   end
+  for name, list in pairs(lists or {}) do headers[name] = concat(list, ", ") end
   return headers
 end
 
@@ -380,6 +389,8 @@ local function read_head(x)
   while true do
     local block, err = read_block(x, "the answer's headers are")
     if not block then return nil, err, true end
+    -- read as the end of the value by some, skipped by others: refused (libcurl agrees)
+    if find(block, "\0", 1, true) then return nil, "a NUL byte in the answer's headers" end
     local line_end = find(block, "\n", 1, true)
     local version, status = sub(block, 1, line_end):match("^HTTP/(%d%.%d) (%d%d%d)")
     if not version then return nil, "not an HTTP/1.x status line" end

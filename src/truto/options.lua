@@ -184,7 +184,8 @@ local KINDS = {
     "false or a proxy URL" },
   key = { function(v) return v == false or (nonblank_string(v) and #v <= 255) end,
     "false or a non-blank string of at most 255 bytes without CR, LF or NUL" },
-  big_integers = { function(v) return v == "number" or v == "string" end, '"number" or "string"' },
+  big_integers = { function(v) return v == "number" or v == "string" or v == "int64" end,
+    '"number", "string" or "int64"' },
   rate_limit = { function(v) return require("truto.rate").check(v) end,
     "false or { requests = n, per = seconds, account = ..., shared_dict = ..., store = ... }" },
 }
