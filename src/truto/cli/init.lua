@@ -14,6 +14,7 @@ local output = require "truto.cli.output"
 local json = require "truto.cli.json"
 local help = require "truto.cli.help"
 local text = require "truto.cli.text"
+local stream = require "truto.cli.stream"
 
 local M = {}
 
@@ -128,6 +129,20 @@ local function check_base_url(sys, url)
   end
 end
 
+-- --response-format stream: the server's lines are written as they came
+-- (NDJSON), so nothing that reshapes items applies; list and get only.
+local function check_stream(sys, action, seen, topic)
+  if action ~= "list" and action ~= "get" then
+    sys:usage("--response-format stream applies to list and get", topic)
+  end
+  for _, field in ipairs { "output", "fields", "max_items", "dry_run" } do
+    if seen[field] then
+      sys:usage(format("%s does not apply to --response-format stream (its lines are written as they come)",
+        seen[field]), topic)
+    end
+  end
+end
+
 -- Asks "yes or no" on the terminal; true for y/yes.
 local function confirm(sys, question)
   sys.stderr:write(question, " [y/N] ")
@@ -232,6 +247,8 @@ local function run(sys, argv)
     end
     set_query("truto_response_format", opts.response_format, "--response-format")
   end
+  local streamed = opts.response_format == "stream"
+  if streamed then check_stream(sys, action, seen, topic) end
   if opts.account == "" then sys:usage("-a must not be empty", topic) end
   if opts.account and query.integrated_account_id ~= nil then
     sys:usage("-a and -q integrated_account_id=... given both", topic)
@@ -345,7 +362,7 @@ local function run(sys, argv)
     end
   end
 
-  local runner = action == "list" and commands.list or commands.single
+  local runner = streamed and stream.run or action == "list" and commands.list or commands.single
   local ran, result = pcall(runner, sys, client, cmd)
   if ran then return result end
   if cmd.progress then cmd.progress.clear() end

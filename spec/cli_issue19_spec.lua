@@ -1,0 +1,70 @@
+-- lua-truto, the findings of issue 19 (items 11-20 and the small points of
+-- 18): --response-format stream, delete without a terminal, comments in the
+-- config file, permission messages, terminal escapes in every format, a
+-- closed stdout, "did you mean", repeated options, and the others. Run
+-- in-process through spec.helpers.run where a terminal is simulated, as a
+-- process where the process itself matters (file descriptors, /dev/tty).
+local mock = require "spec.helpers.mock"
+local run = require "spec.helpers.run"
+
+local it54 = _VERSION == "Lua 5.4" and it or function(name) pending(name .. " (Lua 5.4 only)") end -- luacheck: ignore 211
+local quote = run.quote -- luacheck: ignore 211
+
+local m
+local function cli(argv, o)
+  o = o or {}
+  o.env = o.env or {}
+  o.env.TRUTO_API_TOKEN = o.env.TRUTO_API_TOKEN or m.token
+  o.env.TRUTO_BASE_URL = o.env.TRUTO_BASE_URL or m.url
+  return run.cli(argv, o)
+end
+
+local function usage(msg, topic)
+  return "lua-truto: " .. msg .. "\nTry 'lua-truto" .. (topic and " " .. topic or "") .. " --help'.\n"
+end
+
+local function methods()
+  local list = {}
+  for _, r in ipairs(mock.requests()) do list[#list + 1] = r.method end
+  return list
+end
+
+describe("lua-truto (issue 19)", function()
+  setup(function() m = mock.start() end)
+  before_each(function() mock.reset() end)
+
+  describe("--response-format stream (item 11)", function()
+    it("writes the server's NDJSON lines as they came, for list and get", function()
+      local out, err, code = cli { "users", "-a", "acct-small", "--response-format", "stream" }
+      assert.equal("", err)
+      assert.equal(0, code)
+      assert.equal(40, select(2, out:gsub("\n", "")))
+      local first = out:match("^[^\n]*")
+      assert.equal("u001", require("truto").decode_json(first).id)
+      local req = mock.requests()[1]
+      assert.equal("stream", req.args.truto_response_format)
+      out, err, code = cli { "users", "get", "u002", "-a", "acct-small", "--response-format", "stream" }
+      assert.equal("", err)
+      assert.equal(0, code)
+      assert.equal("u002", require("truto").decode_json(out:match("^[^\n]*")).id)
+      assert.equal(1, select(2, out:gsub("\n", "")))
+    end)
+
+    it("reports an API error as one; refuses what cannot apply to raw lines", function()
+      local out, err, code = cli { "users", "get", "nobody", "-a", "acct-small", "--response-format", "stream" }
+      assert.equal("", out)
+      assert.equal("lua-truto: 404 Not Found: No user with id 'nobody'\n", err)
+      assert.equal(1, code)
+      mock.reset()
+      err, code = select(2, cli { "users", "-a", "acct-small", "--response-format", "stream", "-o", "csv" })
+      assert.equal(usage("-o does not apply to --response-format stream (its lines are written as they come)",
+        "list"), err)
+      assert.equal(2, code)
+      out, err, code = cli { "users", "delete", "u1", "-a", "acct-small", "--response-format", "stream", "--yes" }
+      assert.equal(usage("--response-format stream applies to list and get", "delete"), err)
+      assert.equal(2, code)
+      assert.equal("", out)
+      assert.same({}, methods())
+    end)
+  end)
+end)
