@@ -67,4 +67,48 @@ describe("lua-truto (issue 19)", function()
       assert.same({}, methods())
     end)
   end)
+
+  describe("delete (item 12)", function()
+    -- lua-truto as a process in a session of its own (setsid): no
+    -- controlling terminal, whatever terminal busted itself runs in.
+    local function detached(args, redirections)
+      local cmd = ("cd %s && env TRUTO_API_TOKEN=%s TRUTO_BASE_URL=%s HOME=/nonexistent setsid -w lua5.4 ./lua-truto %s %s")
+        :format(quote(run.ROOT), quote(m.token), quote(m.url), args, redirections)
+      return run.shell(cmd)
+    end
+
+    it("refuses without --yes when no terminal can answer, whatever stdin and stderr are", function()
+      local dir = run.tmpdir()
+      for _, redirections in ipairs { "</dev/null 2>" .. dir .. "/err", "<&- 2>" .. dir .. "/err" } do
+        mock.reset()
+        local out, code = detached("users delete u003 -a acct-small", redirections)
+        assert.equal("", out)
+        assert.equal(usage("--yes required when not running interactively (no terminal to ask)", "delete"),
+          run.read(dir .. "/err"))
+        assert.equal(2, code)
+        assert.same({}, methods())
+      end
+      local out, code = detached("users delete u003 -a acct-small --yes -o json", "</dev/null 2>" .. dir .. "/err")
+      assert.equal(0, code, run.read(dir .. "/err"))
+      assert.equal("", run.read(dir .. "/err"))
+      assert.truthy(out:find("u003", 1, true))
+      assert.same({ "DELETE" }, methods())
+    end)
+
+    it("asks on the controlling terminal though stdin is /dev/null and stderr a file", function()
+      local dir = run.tmpdir()
+      run.write(dir .. "/answer", "n\n")
+      -- script(1) gives the command a pseudo-terminal of its own and types
+      -- what it reads from its stdin there.
+      local inner = ("cd %s && env TRUTO_API_TOKEN=%s TRUTO_BASE_URL=%s HOME=/nonexistent lua5.4 ./lua-truto "
+        .. "users delete u003 -a acct-small </dev/null 2>%s/err >%s/out; echo $? >%s/code")
+        :format(quote(run.ROOT), quote(m.token), quote(m.url), dir, dir, dir)
+      local typed = run.shell("cat " .. quote(dir .. "/answer") .. " | script -qec " .. quote(inner)
+        .. " /dev/null")
+      assert.equal("2\n", run.read(dir .. "/code"))
+      assert.truthy(typed:find("Delete users u003 of account acct-small? [y/N] ", 1, true), typed)
+      assert.equal("lua-truto: not deleted\n", run.read(dir .. "/err"))
+      assert.same({}, methods())
+    end)
+  end)
 end)

@@ -345,10 +345,10 @@ describe("lua-truto", function()
       assert.equal("POST", mock.last().method)
       assert.equal("/unified/user-directory/users", mock.last().path)
 
-      expect({ "organizations", "delete", "org-1", "-a", "acct-small", "-o", "table" }, nil,
+      expect({ "organizations", "delete", "org-1", "-a", "acct-small", "-o", "table", "--yes" }, nil,
         lines { "deleted  true", "id       org-1" }, "", 0)
       assert.equal("DELETE", mock.last().method)
-      expect({ "organizations", "delete", "org-2", "-a", "acct-small" }, nil, "{}\n", "", 0)
+      expect({ "organizations", "delete", "org-2", "-a", "acct-small", "-y" }, nil, "{}\n", "", 0)
 
       expect({ "users", "call", "downgrade", "-a", "acct-small", "--body", '{"id":"u004"}' }, nil,
         '{"result":{"body":{"id":"u004"},"method":"downgrade"}}\n', "", 0)

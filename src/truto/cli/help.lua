@@ -26,7 +26,7 @@ Actions:
   get ID            one item
   create            create an item from --body
   update ID         change an item with --body (PATCH)
-  delete ID         delete an item (asks on a terminal unless --yes)
+  delete ID         delete an item (asks on the terminal; --yes to skip)
   call METHOD       a custom method: POST RESOURCE/METHOD with --body
 
 Options:
@@ -128,8 +128,10 @@ Updates an item: PATCH /unified/MODEL/RESOURCE/ID with the JSON body, e.g.
 M.delete = [==[
 Usage: lua-truto RESOURCE delete ID -a ACCOUNT [-q KEY=VALUE]... [--yes] [--dry-run] [-o FORMAT]
 
-Deletes an item: DELETE /unified/MODEL/RESOURCE/ID. On a terminal it asks
-first, unless --yes. Prints Truto's answer ({} when it has no body).
+Deletes an item: DELETE /unified/MODEL/RESOURCE/ID. It asks first on the
+controlling terminal (whatever stdin and stderr are), unless --yes; with no
+terminal to ask, --yes is required. Prints Truto's answer ({} when it has
+no body).
 ]==]
 
 M.call = [==[

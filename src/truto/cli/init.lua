@@ -143,10 +143,11 @@ local function check_stream(sys, action, seen, topic)
   end
 end
 
--- Asks "yes or no" on the terminal; true for y/yes.
-local function confirm(sys, question)
-  sys.stderr:write(question, " [y/N] ")
-  local answer = sys.stdin:read("l")
+-- Asks "yes or no" on the controlling terminal; true for y/yes.
+local function confirm(tty, question)
+  tty:write(question, " [y/N] ")
+  tty:flush()
+  local answer = tty:read("l")
   return answer ~= nil and (answer:lower() == "y" or answer:lower() == "yes")
 end
 
@@ -353,10 +354,12 @@ local function run(sys, argv)
   M.active = { client = client, cmd = cmd }
   if recorder then return commands.dry_run(sys, client, recorder, cmd) end
 
-  if action == "delete" and not opts.yes and sys:is_tty(0) and sys:is_tty(2) then
+  if action == "delete" and not opts.yes then
+    local tty = sys:terminal()
+    if not tty then sys:usage("--yes required when not running interactively (no terminal to ask)", topic) end
     local acct = query.integrated_account_id or account
     local question = format("Delete %s %s of account %s?", resource, text.clean(id), text.clean(tostring(acct)))
-    if not confirm(sys, question) then
+    if not confirm(tty, question) then
       sys:say("not deleted")
       return EXIT_USAGE
     end

@@ -40,13 +40,13 @@ Sys.__index = Sys
 
 --- The process's sys: real streams, os.getenv, `test -t` for terminals.
 -- `o` overrides any field (stdout, stderr, stdin, getenv, tty = {[0]=,[1]=,[2]=},
--- columns, uid, script).
+-- columns, uid, script, terminal: a file for /dev/tty, false for none).
 function M.new(o)
   o = o or {}
   local self = setmetatable({
     stdout = o.stdout or io.stdout, stderr = o.stderr or io.stderr, stdin = o.stdin or io.stdin,
     getenv = o.getenv or os.getenv, tty = o.tty or {}, columns = o.columns, uid = o.uid,
-    script = o.script, sleep = o.sleep,
+    script = o.script, sleep = o.sleep, term = o.terminal,
   }, Sys)
   return self
 end
@@ -64,6 +64,16 @@ function Sys:is_tty(fd)
     self.tty[fd] = os.execute("test -t " .. fd) == true
   end
   return self.tty[fd]
+end
+
+--- The controlling terminal (/dev/tty) opened for reading and writing, or
+-- nil when the process has none: questions go there, whatever stdin and
+-- stderr are redirected to.
+function Sys:terminal()
+  if self.term == nil then
+    self.term = io.open("/dev/tty", "r+") or false
+  end
+  return self.term or nil
 end
 
 function Sys.exit(_, code)
