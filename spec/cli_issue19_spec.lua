@@ -111,4 +111,110 @@ describe("lua-truto (issue 19)", function()
       assert.same({}, methods())
     end)
   end)
+
+  describe("the config file", function()
+    local home, dir, config
+    before_each(function()
+      home = run.tmpdir()
+      dir = home .. "/.config/lua-truto"
+      config = dir .. "/config"
+      run.shell("mkdir -p " .. quote(dir) .. " && chmod 700 " .. quote(dir))
+    end)
+    local function write_config(text, mode)
+      run.write(config, text)
+      run.shell("chmod " .. (mode or "600") .. " " .. quote(config))
+    end
+    local GET = { "users", "get", "u001", "-o", "json", "--fields", "id" }
+    local function get(extra, env)
+      local argv = { table.unpack(GET) }
+      for _, a in ipairs(extra or {}) do argv[#argv + 1] = a end
+      env = env or {}
+      env.HOME = home
+      return cli(argv, { env = env })
+    end
+
+    it("takes comments after values and sections; the README's example parses (item 13)", function()
+      local readme = run.read(run.ROOT .. "/README.md")
+      local example = readme:match("The config file is[^\n]*\n\n(.-)\n\n")
+      assert.truthy(example and example:find("[work]", 1, true), "no config example in README")
+      write_config((example:gsub("^    ", ""):gsub("\n    ", "\n")))
+      -- The example's token and base URL are placeholders: the environment gives the real ones.
+      -- (The mock knows no account acct_456: what matters is what was asked.)
+      local out, err, code = get({ "--profile", "work" })
+      assert.equal("", out)
+      assert.equal("lua-truto: 404 Not Found: Integrated account not found\n", err)
+      assert.equal(1, code)
+      assert.equal("acct_456", mock.last().args.integrated_account_id)
+      mock.reset()
+      get()
+      assert.equal("acct_123", mock.last().args.integrated_account_id)
+      mock.reset()
+      write_config("account = acct-small   # the small one\n[work]  # a profile\naccount = acct#1   # kept: a#b\n"
+        .. "[quoted]\naccount = 'acct #2' # a comment\n")
+      out, err, code = get()
+      assert.equal('{"id":"u001"}\n', out)
+      assert.equal("", err)
+      assert.equal(0, code)
+      assert.equal("integrated_account_id=acct-small", mock.last().raw_query)
+      mock.reset()
+      get({ "--profile", "work" })
+      assert.equal("acct#1", mock.last().args.integrated_account_id)
+      get({ "--profile", "quoted" })
+      assert.equal("acct #2", mock.last().args.integrated_account_id)
+    end)
+
+    it("states one rule for files that hold a token or say where it goes (item 14)", function()
+      -- No token in a 644 file: its settings are used.
+      write_config("account = acct-small\n", "644")
+      local out, err, code = get()
+      assert.equal('{"id":"u001"}\n', out)
+      assert.equal("", err)
+      assert.equal(0, code)
+      -- A token in it, but the token comes from the environment: the file's is not used.
+      write_config("token = secret\naccount = acct-small\n", "644")
+      out, err, code = get()
+      assert.equal('{"id":"u001"}\n', out)
+      assert.equal("", err)
+      assert.equal(0, code)
+      -- Its token would be used: refused, saying why truthfully.
+      out, err, code = get({}, { TRUTO_API_TOKEN = "" })
+      assert.equal("", out)
+      assert.equal("lua-truto: refusing to use " .. config .. ": it holds the API token and group or others "
+        .. "can read it (mode 644); run: chmod 600 " .. quote(config) .. "\n", err)
+      assert.equal(2, code)
+      -- Writable by others: refused even without a token (it says where the token goes).
+      write_config("account = acct-small\n", "666")
+      err, code = select(2, get())
+      assert.equal("lua-truto: refusing to use " .. config .. ": group or others can change it (mode 666), "
+        .. "and so where the API token is sent; run: chmod 600 " .. quote(config) .. "\n", err)
+      assert.equal(2, code)
+      -- A sticky directory is shown with its sticky bit.
+      write_config("account = acct-small\n")
+      run.shell("chmod 1777 " .. quote(dir))
+      err, code = select(2, get())
+      assert.equal("lua-truto: refusing to use " .. config .. ": group or others can write to its directory "
+        .. "(mode 1777)\n", err)
+      assert.equal(2, code)
+      run.shell("chmod 700 " .. quote(dir))
+      -- --token-file follows the token rule; a pipe is read as it is.
+      run.write(home .. "/token", m.token .. "\n")
+      run.shell("chmod 644 " .. quote(home .. "/token"))
+      out, err, code = get({ "-a", "acct-small", "--token-file", home .. "/token" }, { TRUTO_API_TOKEN = "" })
+      assert.equal("", out)
+      assert.equal("lua-truto: refusing to use --token-file " .. home .. "/token: group or others can read it "
+        .. "(mode 644); run: chmod 600 " .. quote(home .. "/token") .. "\n", err)
+      assert.equal(2, code)
+      assert.same({ "GET", "GET" }, methods())
+    end)
+
+    it("refuses a FIFO as the config file at once instead of waiting on it (item 14)", function()
+      run.shell("mkfifo -m 600 " .. quote(config))
+      local cmd = ("cd %s && exec env -u TRUTO_API_TOKEN HOME=%s TRUTO_BASE_URL=%s timeout 10 lua5.4 ./lua-truto "
+        .. "users get u001 -a acct-small </dev/null 2>&1"):format(quote(run.ROOT), quote(home), quote(m.url))
+      local out, code = run.shell(cmd)
+      assert.equal("lua-truto: refusing to use " .. config .. ": it is not a regular file (fifo)\n", out)
+      assert.equal(2, code)
+      assert.same({}, methods())
+    end)
+  end)
 end)

@@ -512,8 +512,8 @@ describe("lua-truto", function()
     it("refuses a profile that group or others can read", function()
       os.execute("chmod 644 " .. quote(config))
       expect(groups, { home = home, token = false, base_url = false }, "",
-        "lua-truto: refusing to use " .. config .. ": it holds the API token but it is open to group or "
-        .. "others (mode 644); run: chmod 600 " .. quote(config) .. "\n", 2)
+        "lua-truto: refusing to use " .. config .. ": it holds the API token and group or others can read it "
+        .. "(mode 644); run: chmod 600 " .. quote(config) .. "\n", 2)
       -- Not read at all when the environment gives everything.
       expect(groups, { home = home }, '{"id":"g01"}\n', "", 0)
     end)

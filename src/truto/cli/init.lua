@@ -307,7 +307,7 @@ local function run(sys, argv)
   local path
   if not token or not base_url or (not account and query.integrated_account_id == nil) or profile_name then
     local profile
-    profile, path = config.read(sys, profile_name)
+    profile, path = config.read(sys, profile_name, token == nil)
     token = token or profile.token
     base_url = base_url or profile.base_url
     if query.integrated_account_id == nil then account = account or profile.account end
