@@ -217,4 +217,37 @@ describe("lua-truto (issue 19)", function()
       assert.same({}, methods())
     end)
   end)
+
+  it54("cleans every format on a terminal and keeps the bytes exact in a file (item 15)", function()
+    local evil = "\27]52;c;cm0gLXJmIH4=\7\27[2J\194\155" .. "31mX"
+    local body = require("truto").encode_json { name = evil }
+    local _, err, code = cli { "organizations", "update", "org-1", "-a", "acct-small", "--body", body }
+    assert.equal(0, code, err)
+    local argv = { "organizations", "get", "org-1", "-a", "acct-small", "--fields", "id,name" }
+    local function as(format, tty)
+      local a = { table.unpack(argv) }
+      a[#a + 1] = "-o"
+      a[#a + 1] = format
+      local out, e, c = cli(a, { tty = { [1] = tty } })
+      assert.equal(0, c, e)
+      return out
+    end
+    -- Into a file: exact.
+    assert.equal('id,name\r\norg-1,' .. evil .. '\r\n', as("csv", false))
+    assert.truthy(as("json", false):find("\194\155", 1, true))
+    -- On a terminal: no ESC, BEL or CSI reaches it, in any format.
+    for _, format in ipairs { "csv", "json", "ndjson", "table" } do
+      local out = as(format, true)
+      assert.falsy(out:find("[\27\7]"), format)
+      assert.falsy(out:find("\194\155", 1, true), format)
+      assert.truthy(out:find("31mX", 1, true), format)
+    end
+    assert.equal('id,name\r\norg-1,]52;c;cm0gLXJmIH4=[2J31mX\r\n', as("csv", true))
+    assert.equal('{"id":"org-1","name":"\\u001b]52;c;cm0gLXJmIH4=\\u0007\\u001b[2J\\u009b31mX"}\n',
+      as("json", true))
+    -- The list writers too.
+    local out = cli({ "organizations", "-a", "acct-small", "-o", "csv", "--fields", "id,name" }, { tty = { [1] = true } })
+    assert.falsy(out:find("[\27\7]"))
+    assert.falsy(out:find("\194\155", 1, true))
+  end)
 end)
