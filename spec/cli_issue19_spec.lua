@@ -250,4 +250,18 @@ describe("lua-truto (issue 19)", function()
     assert.falsy(out:find("[\27\7]"))
     assert.falsy(out:find("\194\155", 1, true))
   end)
+
+  it("fails with a write error when stdout is closed, instead of writing into libcurl's socket (item 16)", function()
+    local dir = run.tmpdir()
+    local cmd = ("cd %s && env TRUTO_API_TOKEN=%s TRUTO_BASE_URL=%s HOME=/nonexistent lua5.4 ./lua-truto "
+      .. "users get u001 -a acct-small -o json >&- 2>%s/err </dev/null"):format(quote(run.ROOT), quote(m.token),
+      quote(m.url), dir)
+    local _, code = run.shell(cmd)
+    assert.equal("lua-truto: cannot write the output: Bad file descriptor\n", run.read(dir .. "/err"))
+    assert.equal(1, code)
+    assert.same({ "GET" }, methods())
+    -- With stdin and stderr closed as well, the answer still goes nowhere else, and the code says so.
+    _, code = run.shell((cmd:gsub(">&%- 2>%S+ </dev/null", ">&- 2>&- <&-")))
+    assert.equal(1, code)
+  end)
 end)
