@@ -264,4 +264,53 @@ describe("lua-truto (issue 19)", function()
     _, code = run.shell((cmd:gsub(">&%- 2>%S+ </dev/null", ">&- 2>&- <&-")))
     assert.equal(1, code)
   end)
+
+  describe("the mock as a tool (item 19)", function()
+    local socket = require "socket"
+    local function mock_command(args)
+      return ("cd %s && exec env HOME=/nonexistent lua5.4 ./lua-truto mock %s </dev/null"):format(quote(run.ROOT), args)
+    end
+
+    it("--port 0 picks a free port and says which; --latency and --limits pass through", function()
+      local dir = run.tmpdir()
+      local pid = run.spawn(mock_command("--port 0 --latency 300 --limits truto"), dir .. "/log")
+      local port
+      for _ = 1, 200 do
+        port = run.slurp(dir .. "/log"):match("^mock Truto on http://127%.0%.0%.1:(%d+) %(token: test%-token%)\n")
+        if port then break end
+        socket.sleep(0.05)
+      end
+      finally(function() run.kill(pid, "TERM") end)
+      assert.truthy(port, run.slurp(dir .. "/log"))
+      local url = "http://127.0.0.1:" .. port
+      local started = socket.gettime()
+      local out, err, code = cli({ "users", "get", "u001", "-a", "acct-small", "-o", "json", "--fields", "id" },
+        { env = { TRUTO_BASE_URL = url } })
+      assert.equal('{"id":"u001"}\n', out)
+      assert.equal("", err)
+      assert.equal(0, code)
+      assert.is_true(socket.gettime() - started >= 0.3) -- a lower bound: the latency asked for
+      local limits = run.shell("curl -s " .. url .. "/__mock/limits")
+      local report = require("truto").decode_json(limits)
+      assert.equal(500, report.token.requests, limits)
+      assert.equal(50, report.account.requests, limits)
+    end)
+
+    it("a taken port fails at once, with one message and no announcement", function()
+      local out, code = run.shell(mock_command("--port " .. m.port) .. " 2>&1")
+      assert.equal("serve: port " .. m.port .. " on 127.0.0.1 is taken (something accepts connections there): "
+        .. "choose another, or --port 0 for a free one\n", out)
+      assert.equal(1, code)
+    end)
+
+    it("stores and echoes a PATCH of 9007199254740993 exactly", function()
+      local out, err, code = cli { "organizations", "update", "org-2", "-a", "acct-small", "-o", "json",
+        "--fields", "id,seats", "--body", '{"seats":9007199254740993}' }
+      assert.equal("", err)
+      assert.equal(0, code)
+      assert.equal('{"id":"org-2","seats":9007199254740993}\n', out)
+      out = cli { "organizations", "get", "org-2", "-a", "acct-small", "-o", "json", "--fields", "id,seats" }
+      assert.equal('{"id":"org-2","seats":9007199254740993}\n', out)
+    end)
+  end)
 end)

@@ -141,7 +141,8 @@ describe("lua-truto", function()
       out, err, code = run { "mock", "--help" }
       assert.equal("", err)
       assert.equal(0, code)
-      assert.equal("Usage: lua-truto mock --port N [--dir DIR]\n", out:match("^[^\n]*\n"))
+      assert.equal("Usage: lua-truto mock --port N [--dir DIR] [--latency MS] [--limits truto|JSON]\n",
+        out:match("^[^\n]*\n"))
     end)
 
     it("prints the version", function()
@@ -459,7 +460,7 @@ describe("lua-truto", function()
         { { "users", "-a", "x" }, { token = false },
           usage("no API token: set TRUTO_API_TOKEN, pass --token-file FILE, or put 'token = ...' in " .. tmp
             .. "/empty-home/.config/lua-truto/config") },
-        { { "mock" }, usage("mock needs --port N", "mock") },
+        { { "mock" }, usage("mock needs --port N (0: any free port)", "mock") },
         { { "mock", "--port", "70000" }, usage("--port must be at most 65535", "mock") },
         { { "mock", "--port", "80", "extra" }, usage("mock takes no arguments", "mock") },
       }
@@ -574,8 +575,7 @@ describe("lua-truto", function()
       end
       assert.is_true(stopped)
       local first = read_file(log):match("^[^\n]*")
-      assert.equal("lua-truto: mock server " .. ROOT .. "/spec/mock/serve (next to this script, in its checkout) on "
-        .. base .. ", token test-token", first)
+      assert.equal("mock Truto on " .. base .. " (token: test-token)", first)
     end)
 
     it("says when LUA_TRUTO_MOCK names no file", function()

@@ -29,6 +29,8 @@ M.OPTIONS = {
   ["--retries"] = { "retries", true },
   ["-v"] = { "verbose", false }, ["--verbose"] = { "verbose", false },
   ["--port"] = { "port", true },
+  ["--latency"] = { "latency", true },
+  ["--limits"] = { "limits", true },
   ["--dir"] = { "dir", true },
   ["-h"] = { "help", false }, ["--help"] = { "help", false },
   ["-V"] = { "version", false }, ["--version"] = { "version", false },
@@ -46,7 +48,7 @@ M.ACCEPTS = {
   update = WRITE,
   delete = { idempotency_key = true, dry_run = true, yes = true },
   call = WRITE,
-  mock = { port = true, dir = true, help = true },
+  mock = { port = true, dir = true, latency = true, limits = true, help = true },
   completion = { help = true },
 }
 M.ACTIONS = { list = true, get = true, create = true, update = true, delete = true, call = true }

@@ -143,11 +143,15 @@ e.g. lua-truto users call downgrade -a ACCOUNT --body '{"id":"u001"}'
 ]==]
 
 M.mock = [==[
-Usage: lua-truto mock --port N [--dir DIR]
+Usage: lua-truto mock --port N [--dir DIR] [--latency MS] [--limits truto|JSON]
 
 Runs the mock Truto server of lua-truto's own tests on 127.0.0.1:N in the
-foreground, until interrupted. Point a client at it with
+foreground, until interrupted; --port 0 picks a free port. Once it listens
+it says "mock Truto on http://127.0.0.1:N"; point a client at it with
   TRUTO_API_TOKEN=test-token TRUTO_BASE_URL=http://127.0.0.1:N
+--latency MS delays every answer; --limits truto sets Truto's rate limits
+(500 requests per 10 s per token, 50 per account), or JSON as for POST
+/__mock/limits (spec/mock/README.md).
 Accounts: acct-small (40 users, 6 groups, 3 organizations), acct-large
 (100,000 users), fault-500, fault-429, fault-remote, fault-close, ...
 

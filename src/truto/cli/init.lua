@@ -202,7 +202,7 @@ local function run(sys, argv)
   end
   if action == "mock" then
     if #positional > 1 then sys:usage("mock takes no arguments", "mock") end
-    return commands.mock(sys, opts, args)
+    return commands.mock(sys, opts)
   end
 
   local resource = first
