@@ -313,4 +313,61 @@ describe("lua-truto (issue 19)", function()
       assert.equal('{"id":"org-2","seats":9007199254740993}\n', out)
     end)
   end)
+
+  describe("the small points of item 18", function()
+    local function refused(argv, err, topic, o)
+      local out, got, code = cli(argv, o)
+      assert.equal(usage(err, topic), got)
+      assert.equal("", out)
+      assert.equal(2, code)
+      assert.same({}, methods())
+    end
+
+    it("says 'did you mean' for a mistyped resource, action or flag instead of asking Truto", function()
+      refused({ "usres", "-a", "acct-small" }, "unknown resource 'usres' of user-directory; did you mean 'users'?")
+      refused({ "users", "lsit", "-a", "acct-small" },
+        "unknown action 'lsit' (list, get, create, update, delete, call); did you mean 'list'?", "users")
+      refused({ "users", "-a", "acct-small", "--acount", "x" }, "unknown option '--acount'; did you mean '--account'?")
+      -- Any other resource name goes to Truto as it is.
+      local _, _, code = cli { "frobnicators", "-a", "acct-small" }
+      assert.equal(1, code)
+      assert.equal("/unified/user-directory/frobnicators", mock.last().path)
+    end)
+
+    it("lets a repeated option override; does not take an option name as a value", function()
+      local out, err, code = cli { "users", "get", "u001", "-a", "nobody", "-a", "acct-small", "-o", "csv", "-o", "json",
+        "--fields", "name", "--fields", "id" }
+      assert.equal('{"id":"u001"}\n', out)
+      assert.equal("", err)
+      assert.equal(0, code)
+      mock.reset()
+      refused({ "users", "--fields", "-a", "x" },
+        "option '--fields' needs a value, got the option '-a' (write --fields=-a if that is the value)")
+    end)
+
+    it("gives JSON errors as line and column", function()
+      refused({ "users", "create", "-a", "acct-small", "--body", '{"name":"x",\n "email":}' },
+        "--body: invalid JSON at line 2, column 10: expected a value, found '}'", "create")
+      refused({ "users", "create", "-a", "acct-small", "--body", '{"name" "x"}' },
+        "--body: invalid JSON at line 1, column 9: expected ':', found a string", "create")
+    end)
+
+    it("names CLI flags and where a setting came from, not the module's options", function()
+      refused({ "users", "get", "u001", "-a", "acct-small", "--retries", "5000" },
+        "--retries: integer from 0 to 1000 expected, got 5000", "get")
+      refused({ "users", "-a", "acct-small" }, "$TRUTO_BASE_URL must use https:// (http:// only for 127.0.0.1, "
+        .. "::1 or localhost)", nil, { env = { TRUTO_BASE_URL = "http://example.com" } })
+      local home = run.tmpdir()
+      run.shell("mkdir -p " .. home .. "/.config/lua-truto && chmod 700 " .. home .. "/.config/lua-truto")
+      local config = home .. "/.config/lua-truto/config"
+      run.write(config, "[work]\nbase_url = http://example.com\n")
+      run.shell("chmod 600 " .. config)
+      local out, err, code = run.cli({ "users", "-a", "acct-small", "--profile", "work" },
+        { env = { HOME = home, TRUTO_API_TOKEN = m.token } })
+      assert.equal(usage("base_url in " .. config .. " [work] must use https:// (http:// only for 127.0.0.1, "
+        .. "::1 or localhost)"), err)
+      assert.equal("", out)
+      assert.equal(2, code)
+    end)
+  end)
 end)

@@ -35,6 +35,19 @@ local function misuse_message(e)
   return nil
 end
 
+-- The command line's names for the module's options in its messages
+-- ("option 'max_retries': ..." is about --retries); `from` names where the
+-- token and the base URL came from.
+local FLAGS = { max_retries = "--retries", timeout = "--timeout", headers = "-H", idempotency_key = "--idempotency-key",
+  integrated_account_id = "-a" }
+local function cli_words(msg, from)
+  local function flag(name)
+    return FLAGS[name] or (name == "token" or name == "base_url") and from[name] or nil
+  end
+  msg = msg:gsub("option '([%w_]+)'", function(name) return flag(name) end)
+  return (msg:gsub("^([%a_]+)", function(name) return flag(name) end))
+end
+
 local function file_type(path)
   local line = sys_mod.command_line("stat -L -c '%F %s' -- " .. sys_mod.quote(path))
   if not line then return nil end
@@ -92,7 +105,7 @@ local function read_body(sys, spec, topic)
       hint = format(" (to send the file, write --body @%s)", body_text)
     end
     local why = type(err) == "table" and err.message or tostring(err) -- a decode error object, or text
-    sys:usage("--body: " .. tostring(why):gsub("^not valid JSON", "invalid JSON") .. hint, topic)
+    sys:usage("--body: " .. json.explain(why, body_text) .. hint, topic)
   end
   if type(body) ~= "table" then sys:usage("--body must be a JSON object or array", topic) end
   return body
@@ -126,6 +139,16 @@ local function check_base_url(sys, url)
   if not scheme or (scheme:lower() ~= "http" and scheme:lower() ~= "https") then
     sys:usage(format("--base-url must be an https:// URL (http:// only for 127.0.0.1, ::1 or localhost), got '%s'",
       url))
+  end
+end
+
+-- A resource name one or two edits from one of user-directory's is a typo:
+-- said here rather than sent (Truto would answer "404 No route").
+local function check_resource(sys, resource)
+  for _, known in ipairs(args.RESOURCES) do if known == resource then return end end
+  local guess = args.suggest(resource, args.RESOURCES)
+  if guess then
+    sys:usage(format("unknown resource '%s' of user-directory; did you mean '%s'?", resource, guess))
   end
 end
 
@@ -170,7 +193,7 @@ local function run(sys, argv)
     elseif first == "mock" or first == "completion" or args.ACTIONS[first] then t = help[first]
     elseif second and args.ACTIONS[second] then t = help[second]
     elseif second == nil then t = help.resource(first)
-    else sys:usage(format("unknown action '%s'", second), first) end
+    else sys:usage(format("unknown action '%s'%s", second, args.did_you_mean(second, args.ACTIONS)), first) end
     sys:write(t)
     sys:flush()
     return EXIT_OK
@@ -193,7 +216,8 @@ local function run(sys, argv)
   local action = first == "mock" and "mock" or second or "list"
   local topic = first == "mock" and "mock" or args.ACTIONS[action] and action or first
   if not (args.ACTIONS[action] or action == "mock" and first == "mock") then
-    sys:usage(format("unknown action '%s' (list, get, create, update, delete, call)", action), first)
+    sys:usage(format("unknown action '%s' (list, get, create, update, delete, call)%s", action,
+      args.did_you_mean(action, args.ACTIONS)), first)
   end
   for field, name in pairs(seen) do
     if not (args.ACCEPTS[action][field] or (action ~= "mock" and args.COMMON[field])) then
@@ -226,6 +250,7 @@ local function run(sys, argv)
   if not model:match("^[%w_%-]+$") then
     sys:usage(format("'%s' is not a model name (letters, digits, '-', '_')", model))
   end
+  if model == "user-directory" then check_resource(sys, resource) end
 
   -- Query parameters.
   local query, kinds = {}, {}
@@ -292,24 +317,31 @@ local function run(sys, argv)
 
   -- Connection settings: flag, environment, config file (profile).
   local token, base_url
+  local from = {} -- where the token and the base URL came from, for messages
   if opts.token then
     token = opts.token ~= "" and opts.token or nil
+    from.token = "--token"
     sys:say("warning: --token is visible to other processes (/proc/PID/cmdline); "
       .. "use $TRUTO_API_TOKEN, --token-file FILE or the config file")
   elseif opts.token_file then
     token = config.token_file(sys, opts.token_file)
+    from.token = "--token-file " .. opts.token_file
   end
-  token = token or sys:env("TRUTO_API_TOKEN")
+  if not token and sys:env("TRUTO_API_TOKEN") then
+    token, from.token = sys:env("TRUTO_API_TOKEN"), "$TRUTO_API_TOKEN"
+  end
   if opts.base_url == "" then sys:usage("--base-url must not be empty") end
   base_url = opts.base_url or sys:env("TRUTO_BASE_URL")
+  from.base_url = opts.base_url and "--base-url" or base_url and "$TRUTO_BASE_URL" or nil
   local account = opts.account or sys:env("TRUTO_ACCOUNT")
   local profile_name = opts.profile or sys:env("TRUTO_PROFILE")
   local path
   if not token or not base_url or (not account and query.integrated_account_id == nil) or profile_name then
     local profile
     profile, path = config.read(sys, profile_name, token == nil)
-    token = token or profile.token
-    base_url = base_url or profile.base_url
+    local in_file = " in " .. tostring(path) .. (profile_name and " [" .. profile_name .. "]" or "")
+    if not token and profile.token then token, from.token = profile.token, "the token" .. in_file end
+    if not base_url and profile.base_url then base_url, from.base_url = profile.base_url, "base_url" .. in_file end
     if query.integrated_account_id == nil then account = account or profile.account end
   end
   if account == nil and query.integrated_account_id == nil then
@@ -338,12 +370,11 @@ local function run(sys, argv)
   if not ok then
     local msg = misuse_message(client)
     if msg and msg:match("^base_url must use https://") then
-      sys:usage("--base-url must use https:// (http:// only for 127.0.0.1, ::1 or localhost)")
-    elseif msg and msg:match("^base_url") then
-      sys:usage((msg:gsub("^base_url", "--base-url")))
+      sys:usage(from.base_url .. " must use https:// (http:// only for 127.0.0.1, ::1 or localhost)")
     end
-    sys:usage(msg or tostring(client), topic)
+    sys:usage(msg and cli_words(msg, from) or tostring(client), topic)
   end
+  M.from = from
   if not recorder then interruptible(sys, client) end
 
   local cmd = {
@@ -371,7 +402,7 @@ local function run(sys, argv)
   if cmd.progress then cmd.progress.clear() end
   if truto.is_error(result) then return commands.report_error(sys, result) end
   local msg = misuse_message(result)
-  if msg then sys:usage(msg, topic) end
+  if msg then sys:usage(cli_words(msg, M.from or {}), topic) end
   error(result, 0)
 end
 
