@@ -45,6 +45,7 @@ build = {
     ["truto.cli.json"] = "src/truto/cli/json.lua",
     ["truto.cli.output"] = "src/truto/cli/output.lua",
     ["truto.cli.progress"] = "src/truto/cli/progress.lua",
+    ["truto.cli.stream"] = "src/truto/cli/stream.lua",
     ["truto.cli.sys"] = "src/truto/cli/sys.lua",
     ["truto.cli.text"] = "src/truto/cli/text.lua",
     ["truto.cli.webhook"] = "src/truto/cli/webhook.lua",

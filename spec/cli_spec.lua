@@ -18,9 +18,8 @@ local LUA_ENV = "LUA_PATH=" .. quote(ROOT .. "/build/?.lua;" .. ROOT .. "/build/
 -- fallback while the module's decoder loses []), for a text it refuses.
 local function decode_error(text)
   local e = helper.shell("cd " .. quote(ROOT) .. " && " .. LUA_ENV .. " lua5.4 -e "
-    .. quote(("local _, e = require('truto.cli.json').decode(%q) io.write(type(e) == 'table' and e.message or e)")
-      :format(text)))
-  e = e:gsub("^not valid JSON", "invalid JSON")
+    .. quote(("local j = require('truto.cli.json') local _, e = j.decode(%q) "
+      .. "io.write(j.explain(type(e) == 'table' and e.message or e, %q))"):format(text, text)))
   assert(e:match("%d"), "no position in the decoder's message: " .. e)
   return e
 end
@@ -141,7 +140,8 @@ describe("lua-truto", function()
       out, err, code = run { "mock", "--help" }
       assert.equal("", err)
       assert.equal(0, code)
-      assert.equal("Usage: lua-truto mock --port N [--dir DIR]\n", out:match("^[^\n]*\n"))
+      assert.equal("Usage: lua-truto mock --port N [--dir DIR] [--latency MS] [--limits truto|JSON]\n",
+        out:match("^[^\n]*\n"))
     end)
 
     it("prints the version", function()
@@ -345,10 +345,10 @@ describe("lua-truto", function()
       assert.equal("POST", mock.last().method)
       assert.equal("/unified/user-directory/users", mock.last().path)
 
-      expect({ "organizations", "delete", "org-1", "-a", "acct-small", "-o", "table" }, nil,
+      expect({ "organizations", "delete", "org-1", "-a", "acct-small", "-o", "table", "--yes" }, nil,
         lines { "deleted  true", "id       org-1" }, "", 0)
       assert.equal("DELETE", mock.last().method)
-      expect({ "organizations", "delete", "org-2", "-a", "acct-small" }, nil, "{}\n", "", 0)
+      expect({ "organizations", "delete", "org-2", "-a", "acct-small", "-y" }, nil, "{}\n", "", 0)
 
       expect({ "users", "call", "downgrade", "-a", "acct-small", "--body", '{"id":"u004"}' }, nil,
         '{"result":{"body":{"id":"u004"},"method":"downgrade"}}\n', "", 0)
@@ -434,7 +434,6 @@ describe("lua-truto", function()
         { { "mock", "-a", "x" }, usage("option '-a' does not apply to mock", "mock") },
         { { "users", "-a", "x", "--frob" }, usage("unknown option '--frob'") },
         { { "users", "-a" }, usage("option '-a' needs a value") },
-        { { "users", "-a", "x", "-o", "json", "-o", "csv" }, usage("option '-o' given twice") },
         { { "users", "-a", "x", "--help=yes" }, usage("option '--help' takes no value") },
         { { "users", "-a", "x", "-o", "xml" }, usage("-o must be table, json, ndjson or csv, got 'xml'", "list") },
         { { "users", "-a", "x", "--limit", "0" }, usage("--limit expects a positive integer, got '0'") },
@@ -459,7 +458,7 @@ describe("lua-truto", function()
         { { "users", "-a", "x" }, { token = false },
           usage("no API token: set TRUTO_API_TOKEN, pass --token-file FILE, or put 'token = ...' in " .. tmp
             .. "/empty-home/.config/lua-truto/config") },
-        { { "mock" }, usage("mock needs --port N", "mock") },
+        { { "mock" }, usage("mock needs --port N (0: any free port)", "mock") },
         { { "mock", "--port", "70000" }, usage("--port must be at most 65535", "mock") },
         { { "mock", "--port", "80", "extra" }, usage("mock takes no arguments", "mock") },
       }
@@ -512,8 +511,8 @@ describe("lua-truto", function()
     it("refuses a profile that group or others can read", function()
       os.execute("chmod 644 " .. quote(config))
       expect(groups, { home = home, token = false, base_url = false }, "",
-        "lua-truto: refusing to use " .. config .. ": it holds the API token but it is open to group or "
-        .. "others (mode 644); run: chmod 600 " .. quote(config) .. "\n", 2)
+        "lua-truto: refusing to use " .. config .. ": it holds the API token and group or others can read it "
+        .. "(mode 644); run: chmod 600 " .. quote(config) .. "\n", 2)
       -- Not read at all when the environment gives everything.
       expect(groups, { home = home }, '{"id":"g01"}\n', "", 0)
     end)
@@ -574,8 +573,7 @@ describe("lua-truto", function()
       end
       assert.is_true(stopped)
       local first = read_file(log):match("^[^\n]*")
-      assert.equal("lua-truto: mock server " .. ROOT .. "/spec/mock/serve (next to this script, in its checkout) on "
-        .. base .. ", token test-token", first)
+      assert.equal("mock Truto on " .. base .. " (token: test-token)", first)
     end)
 
     it("says when LUA_TRUTO_MOCK names no file", function()

@@ -68,4 +68,17 @@ describe("a LuaRocks install", function()
     assert.equal(41, select(2, list:gsub("\r\n", "")))
     assert.matches("^id\r\nu001\r\n", list)
   end)
+
+  it("runs from a private tree (luarocks --tree T make), with no LUA_PATH and no luarocks path", function()
+    local private = tmp .. "/private"
+    local out, code = sh(("cd %s && luarocks --lua-version 5.4 --tree %s make --deps-mode=none "
+      .. "rockspec/lua-truto-scm-1.rockspec"):format(tmp, private))
+    assert.equal(0, code, out)
+    local m = h.server()
+    local list, lcode = sh(("cd / && env -u LUA_PATH -u LUA_CPATH -u LUA_PATH_5_4 -u LUA_CPATH_5_4 TRUTO_API_TOKEN=%s "
+      .. "TRUTO_BASE_URL=%s HOME=/nonexistent %s/bin/lua-truto users -a acct-small -o csv --fields id --max-items 2")
+      :format(m.token, m.url, private))
+    assert.equal(0, lcode, list)
+    assert.equal("id\r\nu001\r\nu002\r\n", list:sub(1, #"id\r\nu001\r\nu002\r\n"))
+  end)
 end)

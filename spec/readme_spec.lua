@@ -73,4 +73,17 @@ describe("README.md", function()
     assert.truthy(readme:find("\nmake deps demo ", 1, true))
     assert.truthy(readme:find("\nmake deps test ", 1, true))
   end)
+
+  it("says once, and truly, when a list reads its next page (issue 19 item 20)", function()
+    local readme = run.read(run.ROOT .. "/README.md")
+    local lists = readme:match("\n### Lists\n(.-)\n### ")
+    assert.truthy(lists, "no Lists section")
+    -- prefetch = true is the default: the next page is read while the current one is used.
+    assert.falsy(lists:find("fetch the next page only when the current one is used up", 1, true))
+    assert.truthy(lists:find("`prefetch` (default `true`", 1, true))
+    local function count(text) return select(2, lists:gsub(text:gsub("%p", "%%%0"), "")) end
+    assert.equal(1, count("Read-ahead") + count("already being read") + count("already being fetched"))
+    assert.equal(1, count("Many accounts at once"))
+    assert.equal(1, count("`on_error = \"skip\"`"))
+  end)
 end)

@@ -103,8 +103,23 @@ end
 -- with streams of its own), else through `lua5.4 lua-truto`. o: env (the
 -- whole environment it sees; HOME defaults to an empty dir), stdin (text),
 -- tty = { [0]=, [1]=, [2]= } (default: none is a terminal), columns,
+-- terminal (what is typed on the controlling terminal; default: none),
 -- stdout (a file to write to instead of capturing, e.g. /dev/full),
 -- process = true (always a separate process). Returns stdout, stderr, code.
+-- A stand-in for /dev/tty: reads come from `input`, writes go to the
+-- list `echo` (the captured stderr).
+function run.fake_terminal(input, echo)
+  local lines = input:gmatch("([^\n]*)\n")
+  return {
+    read = function() return lines() end,
+    write = function(self, ...)
+      for i = 1, select("#", ...) do echo[#echo + 1] = tostring((select(i, ...))) end
+      return self
+    end,
+    flush = function(self) return self end,
+  }
+end
+
 local empty_home
 function run.cli(argv, o)
   o = o or {}
@@ -137,6 +152,7 @@ function run.cli(argv, o)
         [2] = o.tty and o.tty[2] or false },
       columns = o.columns or false,
       script = run.ROOT .. "/lua-truto",
+      terminal = o.terminal and run.fake_terminal(o.terminal, err) or false,
     }
     local code = cli.main(argv, sys)
     stdin:close()

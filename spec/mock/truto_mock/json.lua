@@ -9,6 +9,8 @@
 
 local json = {}
 
+local math_type = rawget(math, "type") -- Lua 5.3+; nil on LuaJIT
+
 local ARRAY = { __name = "json.array" }
 local RAW = { __name = "json.raw" }
 
@@ -27,6 +29,11 @@ end
 
 function json.is_array(t)
   return getmetatable(t) == ARRAY
+end
+
+--- Whether `v` is a json.raw value (a number kept as its literal).
+function json.is_raw(v)
+  return getmetatable(v) == RAW
 end
 
 -- Keys that come first, in this order; every other key follows, sorted bytewise.
@@ -240,7 +247,13 @@ function decode_value(s, pos)
   local num = s:match("^-?%d+%.?%d*[eE]?[-+]?%d*", pos)
   if num and num:match("^-?0%d") == nil and tonumber(num) and not num:match("%.$")
     and not num:match("%.[eE]") then
-    return tonumber(num), pos + #num
+    local n = tonumber(num)
+    -- An integer that this Lua holds only as a rounded double (LuaJIT past 2^53, any Lua past
+    -- 2^63) stays its literal, so that it is stored and echoed exactly.
+    if num:match("^-?%d+$") and (not math_type or math_type(n) ~= "integer") and math.abs(n) >= 2 ^ 53 then
+      return json.raw(num), pos + #num
+    end
+    return n, pos + #num
   end
   fail(pos, "unexpected input")
 end

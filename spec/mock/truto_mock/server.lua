@@ -206,8 +206,8 @@ end
 
 -- JSON merge patch (RFC 7386): null removes a key, objects merge, anything else replaces.
 local function merge_patch(target, patch)
-  if type(patch) ~= "table" or json.is_array(patch) then return patch end
-  if type(target) ~= "table" or json.is_array(target) then target = {} end
+  if type(patch) ~= "table" or json.is_array(patch) or json.is_raw(patch) then return patch end
+  if type(target) ~= "table" or json.is_array(target) or json.is_raw(target) then target = {} end
   for k, v in pairs(patch) do
     if v == json.null then
       target[k] = nil
@@ -220,7 +220,7 @@ end
 
 local function object_body(req)
   local body, err = json.decode(req.body)
-  if type(body) ~= "table" or json.is_array(body) or body == json.null then
+  if type(body) ~= "table" or json.is_array(body) or body == json.null or json.is_raw(body) then
     return nil, reply.error(400, "The request body must be a JSON object"
       .. (err and " (" .. err .. ")" or ""))
   end

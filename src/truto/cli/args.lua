@@ -29,6 +29,8 @@ M.OPTIONS = {
   ["--retries"] = { "retries", true },
   ["-v"] = { "verbose", false }, ["--verbose"] = { "verbose", false },
   ["--port"] = { "port", true },
+  ["--latency"] = { "latency", true },
+  ["--limits"] = { "limits", true },
   ["--dir"] = { "dir", true },
   ["--webhook"] = { "webhook", true }, ["--webhook-secret"] = { "webhook_secret", true },
   ["-h"] = { "help", false }, ["--help"] = { "help", false },
@@ -47,14 +49,59 @@ M.ACCEPTS = {
   update = WRITE,
   delete = { idempotency_key = true, dry_run = true, yes = true },
   call = WRITE,
-  mock = { port = true, dir = true, help = true, webhook = true, webhook_secret = true },
+  mock = { port = true, dir = true, latency = true, limits = true, help = true, webhook = true, webhook_secret = true },
   completion = { help = true },
 }
 M.ACTIONS = { list = true, get = true, create = true, update = true, delete = true, call = true }
+-- The resources of the user-directory model (a name 1-2 edits from one of
+-- these is taken for a typo of it; any other name goes to Truto as it is).
+M.RESOURCES = { "users", "groups", "organizations", "roles", "role_assignments", "licenses", "workspaces",
+  "activities", "me", "billing", "utilization" }
 M.ARGUMENT = { get = "ID", update = "ID", delete = "ID", call = "METHOD" }
 
+--- The edit distance of `a` and `b` (Damerau-Levenshtein: a swap of two
+-- neighbours counts 1, so "usres" is 1 from "users").
+function M.distance(a, b)
+  local d = {}
+  for i = 0, #a do d[i] = { [0] = i } end
+  for j = 0, #b do d[0][j] = j end
+  for i = 1, #a do
+    for j = 1, #b do
+      local cost = a:sub(i, i) == b:sub(j, j) and 0 or 1
+      d[i][j] = math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
+      if i > 1 and j > 1 and a:sub(i, i) == b:sub(j - 1, j - 1) and a:sub(i - 1, i - 1) == b:sub(j, j) then
+        d[i][j] = math.min(d[i][j], d[i - 2][j - 2] + 1)
+      end
+    end
+  end
+  return d[#a][#b]
+end
+
+--- The candidate closest to `word` when it is close enough to be a typo
+-- (1 edit, or 2 for words of 6 letters or more), else nil. `candidates`
+-- is a list or a set (keys).
+function M.suggest(word, candidates)
+  local list = candidates[1] and candidates or {}
+  if not candidates[1] then for k in pairs(candidates) do list[#list + 1] = k end end
+  table.sort(list)
+  local best, best_d = nil, #word >= 6 and 3 or 2
+  for _, c in ipairs(list) do
+    local dist = M.distance(word:lower(), c)
+    if dist < best_d then best, best_d = c, dist end
+  end
+  return best
+end
+
+-- " (did you mean 'x'?)" or "".
+function M.did_you_mean(word, candidates)
+  local s = M.suggest(word, candidates)
+  return s and format("; did you mean '%s'?", s) or ""
+end
+
 --- Splits argv into options, positional arguments and the name each option
--- was given as.
+-- was given as. A later value of an option replaces an earlier one (-q and
+-- -H add up); the value of an option is the next word, unless that word
+-- is itself an option name (`--fields -a x`: write --fields=-a to mean it).
 function M.parse(sys, argv)
   local opts, positional, seen = { query = {}, header = {} }, {}, {}
   local i, n = 1, #argv
@@ -71,7 +118,7 @@ function M.parse(sys, argv)
     end
     if name:sub(1, 1) == "-" and name ~= "-" then
       local spec = M.OPTIONS[name]
-      if not spec then sys:usage(format("unknown option '%s'", name)) end
+      if not spec then sys:usage(format("unknown option '%s'%s", name, M.did_you_mean(name, M.OPTIONS))) end
       local field, takes, repeatable = spec[1], spec[2], spec[3]
       local value = true
       if takes then
@@ -81,6 +128,10 @@ function M.parse(sys, argv)
           i = i + 1
           value = argv[i]
           if value == nil then sys:usage(format("option '%s' needs a value", name)) end
+          if M.OPTIONS[value] or (value:match("^%-%-[^=]+=") and M.OPTIONS[value:match("^(%-%-[^=]+)=")]) then
+            sys:usage(format("option '%s' needs a value, got the option '%s' (write %s=%s if that is the value)",
+              name, value, name, value))
+          end
         end
       elseif inline then
         sys:usage(format("option '%s' takes no value", name))
@@ -88,7 +139,6 @@ function M.parse(sys, argv)
       if repeatable then
         opts[field][#opts[field] + 1] = value
       else
-        if seen[field] and takes then sys:usage(format("option '%s' given twice", name)) end
         opts[field] = value
       end
       seen[field] = name

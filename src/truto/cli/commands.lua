@@ -271,21 +271,36 @@ local function find_mock(sys)
   return nil, dir
 end
 
-function M.mock(sys, opts, args)
-  if not opts.port then sys:usage("mock needs --port N", "mock") end
-  local port = args.positive_integer(sys, opts.port, "--port", "mock")
-  if port > 65535 then sys:usage("--port must be at most 65535", "mock") end
-  local webhook_arguments = require("truto.cli.webhook").mock_arguments(sys, opts)
+-- The mock's flags from ours: --port N (0: a free one), --dir, --latency MS, --limits.
+local function mock_flags(sys, opts)
+  if not opts.port then sys:usage("mock needs --port N (0: any free port)", "mock") end
+  if not opts.port:match("^%d+$") then
+    sys:usage(format("--port expects a port number (0: any free port), got '%s'", opts.port), "mock")
+  end
+  local port = math.tointeger(tonumber(opts.port))
+  if not port or port > 65535 then sys:usage("--port must be at most 65535", "mock") end
+  local flags = " --port " .. port
+  if opts.dir then flags = flags .. " --dir " .. quote(opts.dir) end
+  if opts.latency then
+    if not opts.latency:match("^%d+$") then
+      sys:usage(format("--latency expects milliseconds (an integer >= 0), got '%s'", opts.latency), "mock")
+    end
+    flags = flags .. " --latency " .. opts.latency
+  end
+  if opts.limits then flags = flags .. " --limits " .. quote(opts.limits) end
+  return flags
+end
+
+function M.mock(sys, opts)
+  local flags = mock_flags(sys, opts) .. require("truto.cli.webhook").mock_arguments(sys, opts)
   local serve, how = find_mock(sys)
   if not serve then
     sys:fail(EXIT_USAGE, "cannot find the mock server (spec/mock/serve) next to " .. how
       .. ", nor in ../share/lua-truto/mock: set LUA_TRUTO_MOCK to its path")
   end
-  sys.stderr:write(format("%s: mock server %s (%s) on http://127.0.0.1:%d, token test-token\n",
-    sys_mod.PROG, serve, how, port))
-  local cmd = quote(serve) .. " --port " .. port .. " --foreground"
-  if opts.dir then cmd = cmd .. " --dir " .. quote(opts.dir) end
-  cmd = cmd .. webhook_arguments
+  -- The server announces itself ("mock Truto on http://127.0.0.1:PORT") once it listens, and
+  -- says once why not (a port already taken) before that.
+  local cmd = quote(serve) .. flags .. " --foreground"
   -- The server runs in a child shell that stops it on INT/TERM, and also
   -- when this process ($PPID there) goes away without telling it.
   local script = cmd .. [[ &

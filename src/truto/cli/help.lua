@@ -26,7 +26,7 @@ Actions:
   get ID            one item
   create            create an item from --body
   update ID         change an item with --body (PATCH)
-  delete ID         delete an item (asks on a terminal unless --yes)
+  delete ID         delete an item (asks on the terminal; --yes to skip)
   call METHOD       a custom method: POST RESOURCE/METHOD with --body
 
 Options:
@@ -128,8 +128,10 @@ Updates an item: PATCH /unified/MODEL/RESOURCE/ID with the JSON body, e.g.
 M.delete = [==[
 Usage: lua-truto RESOURCE delete ID -a ACCOUNT [-q KEY=VALUE]... [--yes] [--dry-run] [-o FORMAT]
 
-Deletes an item: DELETE /unified/MODEL/RESOURCE/ID. On a terminal it asks
-first, unless --yes. Prints Truto's answer ({} when it has no body).
+Deletes an item: DELETE /unified/MODEL/RESOURCE/ID. It asks first on the
+controlling terminal (whatever stdin and stderr are), unless --yes; with no
+terminal to ask, --yes is required. Prints Truto's answer ({} when it has
+no body).
 ]==]
 
 M.call = [==[
@@ -141,11 +143,15 @@ e.g. lua-truto users call downgrade -a ACCOUNT --body '{"id":"u001"}'
 ]==]
 
 M.mock = [==[
-Usage: lua-truto mock --port N [--dir DIR]
+Usage: lua-truto mock --port N [--dir DIR] [--latency MS] [--limits truto|JSON]
 
 Runs the mock Truto server of lua-truto's own tests on 127.0.0.1:N in the
-foreground, until interrupted. Point a client at it with
+foreground, until interrupted; --port 0 picks a free port. Once it listens
+it says "mock Truto on http://127.0.0.1:N"; point a client at it with
   TRUTO_API_TOKEN=test-token TRUTO_BASE_URL=http://127.0.0.1:N
+--latency MS delays every answer; --limits truto sets Truto's rate limits
+(500 requests per 10 s per token, 50 per account), or JSON as for POST
+/__mock/limits (spec/mock/README.md).
 Accounts: acct-small (40 users, 6 groups, 3 organizations), acct-large
 (100,000 users), fault-500, fault-429, fault-remote, fault-close, ...
 With --webhook URL --webhook-secret S, every write it accepts is POSTed to

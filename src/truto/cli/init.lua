@@ -14,6 +14,7 @@ local output = require "truto.cli.output"
 local json = require "truto.cli.json"
 local help = require "truto.cli.help"
 local text = require "truto.cli.text"
+local stream = require "truto.cli.stream"
 
 local M = {}
 
@@ -32,6 +33,19 @@ local function misuse_message(e)
     return e:match("bad argument #%d+ to '[^']*' %((.*)%)$")
   end
   return nil
+end
+
+-- The command line's names for the module's options in its messages
+-- ("option 'max_retries': ..." is about --retries); `from` names where the
+-- token and the base URL came from.
+local FLAGS = { max_retries = "--retries", timeout = "--timeout", headers = "-H", idempotency_key = "--idempotency-key",
+  integrated_account_id = "-a" }
+local function cli_words(msg, from)
+  local function flag(name)
+    return FLAGS[name] or (name == "token" or name == "base_url") and from[name] or nil
+  end
+  msg = msg:gsub("option '([%w_]+)'", function(name) return flag(name) end)
+  return (msg:gsub("^([%a_]+)", function(name) return flag(name) end))
 end
 
 local function file_type(path)
@@ -91,7 +105,7 @@ local function read_body(sys, spec, topic)
       hint = format(" (to send the file, write --body @%s)", body_text)
     end
     local why = type(err) == "table" and err.message or tostring(err) -- a decode error object, or text
-    sys:usage("--body: " .. tostring(why):gsub("^not valid JSON", "invalid JSON") .. hint, topic)
+    sys:usage("--body: " .. json.explain(why, body_text) .. hint, topic)
   end
   if type(body) ~= "table" then sys:usage("--body must be a JSON object or array", topic) end
   return body
@@ -128,10 +142,35 @@ local function check_base_url(sys, url)
   end
 end
 
--- Asks "yes or no" on the terminal; true for y/yes.
-local function confirm(sys, question)
-  sys.stderr:write(question, " [y/N] ")
-  local answer = sys.stdin:read("l")
+-- A resource name one or two edits from one of user-directory's is a typo:
+-- said here rather than sent (Truto would answer "404 No route").
+local function check_resource(sys, resource)
+  for _, known in ipairs(args.RESOURCES) do if known == resource then return end end
+  local guess = args.suggest(resource, args.RESOURCES)
+  if guess then
+    sys:usage(format("unknown resource '%s' of user-directory; did you mean '%s'?", resource, guess))
+  end
+end
+
+-- --response-format stream: the server's lines are written as they came
+-- (NDJSON), so nothing that reshapes items applies; list and get only.
+local function check_stream(sys, action, seen, topic)
+  if action ~= "list" and action ~= "get" then
+    sys:usage("--response-format stream applies to list and get", topic)
+  end
+  for _, field in ipairs { "output", "fields", "max_items", "dry_run" } do
+    if seen[field] then
+      sys:usage(format("%s does not apply to --response-format stream (its lines are written as they come)",
+        seen[field]), topic)
+    end
+  end
+end
+
+-- Asks "yes or no" on the controlling terminal; true for y/yes.
+local function confirm(tty, question)
+  tty:write(question, " [y/N] ")
+  tty:flush()
+  local answer = tty:read("l")
   return answer ~= nil and (answer:lower() == "y" or answer:lower() == "yes")
 end
 
@@ -159,7 +198,7 @@ local function run(sys, argv)
     elseif first == "mock" or first == "completion" or args.ACTIONS[first] then t = help[first]
     elseif second and args.ACTIONS[second] then t = help[second]
     elseif second == nil then t = help.resource(first)
-    else sys:usage(format("unknown action '%s'", second), first) end
+    else sys:usage(format("unknown action '%s'%s", second, args.did_you_mean(second, args.ACTIONS)), first) end
     sys:write(t)
     sys:flush()
     return EXIT_OK
@@ -182,7 +221,8 @@ local function run(sys, argv)
   local action = first == "mock" and "mock" or second or "list"
   local topic = first == "mock" and "mock" or args.ACTIONS[action] and action or first
   if not (args.ACTIONS[action] or action == "mock" and first == "mock") then
-    sys:usage(format("unknown action '%s' (list, get, create, update, delete, call)", action), first)
+    sys:usage(format("unknown action '%s' (list, get, create, update, delete, call)%s", action,
+      args.did_you_mean(action, args.ACTIONS)), first)
   end
   for field, name in pairs(seen) do
     if not (args.ACCEPTS[action][field] or (action ~= "mock" and args.COMMON[field])) then
@@ -191,7 +231,7 @@ local function run(sys, argv)
   end
   if action == "mock" then
     if #positional > 1 then sys:usage("mock takes no arguments", "mock") end
-    return commands.mock(sys, opts, args)
+    return commands.mock(sys, opts)
   end
 
   local resource = first
@@ -215,6 +255,7 @@ local function run(sys, argv)
   if not model:match("^[%w_%-]+$") then
     sys:usage(format("'%s' is not a model name (letters, digits, '-', '_')", model))
   end
+  if model == "user-directory" then check_resource(sys, resource) end
 
   -- Query parameters.
   local query, kinds = {}, {}
@@ -237,6 +278,8 @@ local function run(sys, argv)
     end
     set_query("truto_response_format", opts.response_format, "--response-format")
   end
+  local streamed = opts.response_format == "stream"
+  if streamed then check_stream(sys, action, seen, topic) end
   if opts.account == "" then sys:usage("-a must not be empty", topic) end
   if opts.account and query.integrated_account_id ~= nil then
     sys:usage("-a and -q integrated_account_id=... given both", topic)
@@ -279,24 +322,31 @@ local function run(sys, argv)
 
   -- Connection settings: flag, environment, config file (profile).
   local token, base_url
+  local from = {} -- where the token and the base URL came from, for messages
   if opts.token then
     token = opts.token ~= "" and opts.token or nil
+    from.token = "--token"
     sys:say("warning: --token is visible to other processes (/proc/PID/cmdline); "
       .. "use $TRUTO_API_TOKEN, --token-file FILE or the config file")
   elseif opts.token_file then
     token = config.token_file(sys, opts.token_file)
+    from.token = "--token-file " .. opts.token_file
   end
-  token = token or sys:env("TRUTO_API_TOKEN")
+  if not token and sys:env("TRUTO_API_TOKEN") then
+    token, from.token = sys:env("TRUTO_API_TOKEN"), "$TRUTO_API_TOKEN"
+  end
   if opts.base_url == "" then sys:usage("--base-url must not be empty") end
   base_url = opts.base_url or sys:env("TRUTO_BASE_URL")
+  from.base_url = opts.base_url and "--base-url" or base_url and "$TRUTO_BASE_URL" or nil
   local account = opts.account or sys:env("TRUTO_ACCOUNT")
   local profile_name = opts.profile or sys:env("TRUTO_PROFILE")
   local path
   if not token or not base_url or (not account and query.integrated_account_id == nil) or profile_name then
     local profile
-    profile, path = config.read(sys, profile_name)
-    token = token or profile.token
-    base_url = base_url or profile.base_url
+    profile, path = config.read(sys, profile_name, token == nil)
+    local in_file = " in " .. tostring(path) .. (profile_name and " [" .. profile_name .. "]" or "")
+    if not token and profile.token then token, from.token = profile.token, "the token" .. in_file end
+    if not base_url and profile.base_url then base_url, from.base_url = profile.base_url, "base_url" .. in_file end
     if query.integrated_account_id == nil then account = account or profile.account end
   end
   if account == nil and query.integrated_account_id == nil then
@@ -325,12 +375,11 @@ local function run(sys, argv)
   if not ok then
     local msg = misuse_message(client)
     if msg and msg:match("^base_url must use https://") then
-      sys:usage("--base-url must use https:// (http:// only for 127.0.0.1, ::1 or localhost)")
-    elseif msg and msg:match("^base_url") then
-      sys:usage((msg:gsub("^base_url", "--base-url")))
+      sys:usage(from.base_url .. " must use https:// (http:// only for 127.0.0.1, ::1 or localhost)")
     end
-    sys:usage(msg or tostring(client), topic)
+    sys:usage(msg and cli_words(msg, from) or tostring(client), topic)
   end
+  M.from = from
   if not recorder then interruptible(sys, client) end
 
   local cmd = {
@@ -341,22 +390,24 @@ local function run(sys, argv)
   M.active = { client = client, cmd = cmd }
   if recorder then return commands.dry_run(sys, client, recorder, cmd) end
 
-  if action == "delete" and not opts.yes and sys:is_tty(0) and sys:is_tty(2) then
+  if action == "delete" and not opts.yes then
+    local tty = sys:terminal()
+    if not tty then sys:usage("--yes required when not running interactively (no terminal to ask)", topic) end
     local acct = query.integrated_account_id or account
     local question = format("Delete %s %s of account %s?", resource, text.clean(id), text.clean(tostring(acct)))
-    if not confirm(sys, question) then
+    if not confirm(tty, question) then
       sys:say("not deleted")
       return EXIT_USAGE
     end
   end
 
-  local runner = action == "list" and commands.list or commands.single
+  local runner = streamed and stream.run or action == "list" and commands.list or commands.single
   local ran, result = pcall(runner, sys, client, cmd)
   if ran then return result end
   if cmd.progress then cmd.progress.clear() end
   if truto.is_error(result) then return commands.report_error(sys, result) end
   local msg = misuse_message(result)
-  if msg then sys:usage(msg, topic) end
+  if msg then sys:usage(cli_words(msg, M.from or {}), topic) end
   error(result, 0)
 end
 

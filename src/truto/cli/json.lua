@@ -10,6 +10,38 @@ M.encode = truto.encode_json
 
 M.decode = truto.decode_json
 
+local TOKENS = {
+  T_OBJ_BEGIN = "'{'", T_OBJ_END = "'}'", T_ARR_BEGIN = "'['", T_ARR_END = "']'", T_STRING = "a string",
+  T_NUMBER = "a number", T_BOOLEAN = "true or false", T_NULL = "null", T_COLON = "':'", T_COMMA = "','",
+  T_END = "the end of the text", T_WHITESPACE = "white space", ["invalid number"] = "an invalid number",
+  ["invalid token"] = "an invalid token", ["invalid escape code"] = "an invalid escape code",
+}
+local EXPECTED = { value = "a value", ["the end"] = "the end of the text", colon = "':'",
+  ["object key string"] = "a key (a string in double quotes)", ["comma or object end"] = "',' or '}'",
+  ["comma or array end"] = "',' or ']'" }
+
+-- Line and column (both from 1) of byte `pos` in `text`.
+local function line_column(text, pos)
+  local line, start = 1, 1
+  for nl in text:sub(1, pos - 1):gmatch("()\n") do line, start = line + 1, nl + 1 end
+  return line, pos - start + 1
+end
+
+--- A decoder's message for `text` in a person's words: "at line L, column
+-- C: expected X, found Y" instead of "Expected X but found T_Y at character N".
+function M.explain(message, text)
+  message = tostring(message)
+  local expected, found, pos = message:match("Expected (.-) but found (.-) at character (%d+)")
+  if expected then
+    local line, col = line_column(text, tonumber(pos))
+    return string.format("invalid JSON at line %d, column %d: expected %s, found %s", line, col,
+      EXPECTED[expected] or expected, TOKENS[found] or found)
+  end
+  return (message:gsub("^not valid JSON", "invalid JSON"):gsub("at character (%d+)", function(n)
+    return string.format("at line %d, column %d", line_column(text, tonumber(n)))
+  end))
+end
+
 --- The first integer literal of a JSON text that no 64-bit integer holds
 -- (sent as is it would become a rounded float), or nil.
 function M.inexact_integer(text)

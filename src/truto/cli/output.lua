@@ -1,6 +1,7 @@
 --- Output formats: table, json, ndjson, csv. A list streams through a
 -- writer ({ item, page_done, finish }); a single answer goes through
--- `single`. Everything shown on a terminal is cleaned of control characters.
+-- `single`. Everything shown on a terminal is cleaned of control characters
+-- (every format; JSON by escaping them); a file or a pipe gets exact bytes.
 local json = require "truto.cli.json"
 local text = require "truto.cli.text"
 local truto = require "truto"
@@ -76,7 +77,7 @@ end
 
 -- One item as JSON: as is (id first), or projected onto `fields` in their
 -- order, a missing field giving null.
-local function item_json(sys, item, fields)
+local function projected_json(sys, item, fields)
   if not fields or type(item) ~= "table" then return encode(sys, item, true) end
   local parts = {}
   for i, f in ipairs(fields) do
@@ -86,11 +87,20 @@ local function item_json(sys, item, fields)
   return "{" .. concat(parts, ",") .. "}"
 end
 
+-- On a terminal the JSON escapes the control characters an encoder leaves raw.
+local function item_json(sys, item, fields)
+  local t = projected_json(sys, item, fields)
+  return sys:is_tty(1) and text.json_for_terminal(t) or t
+end
+
 local FORMULA = { ["="] = true, ["+"] = true, ["-"] = true, ["@"] = true }
 
-local function csv_row(values, safe)
+-- `terminal`: stdout is one, so every cell is cleaned of control
+-- characters (a file or a pipe gets the bytes exactly).
+local function csv_row(values, safe, terminal)
   local parts = {}
   for i, s in ipairs(values) do
+    if terminal then s = text.clean(s) end
     if safe and FORMULA[s:sub(1, 1)] then s = "'" .. s end
     if s:find('[,"\r\n]') then s = '"' .. s:gsub('"', '""') .. '"' end
     parts[i] = s
@@ -164,11 +174,12 @@ function M.list_writer(sys, format, o)
   local columns, pending = fields, {}
   local emit_header, emit_row
   if format == "csv" then
-    emit_header = function() if #columns > 0 then sys:write(csv_row(columns, o.csv_safe)) end end
+    local tty = sys:is_tty(1)
+    emit_header = function() if #columns > 0 then sys:write(csv_row(columns, o.csv_safe, tty)) end end
     emit_row = function(item)
       local values = {}
       for i, f in ipairs(columns) do values[i] = M.cell_text(sys, M.field_value(item, f)) end
-      if #columns > 0 then sys:write(csv_row(values, o.csv_safe)) end
+      if #columns > 0 then sys:write(csv_row(values, o.csv_safe, tty)) end
     end
   else
     local widths
@@ -257,7 +268,8 @@ function M.single(sys, format, value, o)
     end
     local values = {}
     for i, f in ipairs(header) do values[i] = M.cell_text(sys, M.field_value(value, f)) end
-    if #header > 0 then sys:write(csv_row(header, o.csv_safe), csv_row(values, o.csv_safe)) end
+    local tty = sys:is_tty(1)
+    if #header > 0 then sys:write(csv_row(header, o.csv_safe, tty), csv_row(values, o.csv_safe, tty)) end
   else
     if type(value) ~= "table" then
       sys:write(table_cell(sys, value), "\n")

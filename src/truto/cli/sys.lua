@@ -35,18 +35,60 @@ function M.command_line(cmd)
   return text and text:match("^([^\n]*)") or nil
 end
 
+--- Standard descriptors 0-2 that were closed when the process started
+-- ({ [1] = true } after `lua-truto >&-`), filled by guard_fds.
+M.closed_fds = {}
+local fillers = {} -- the /dev/null files that hold them, kept open
+
+--- Run by the launcher before libcurl is loaded: a standard descriptor that
+-- is closed is opened on /dev/null, so that no socket of libcurl's lands
+-- on fd 1 and takes the output; the command line then reports a write
+-- error for a closed stdout, as `ls >&-` does. Linux: /proc/self/fd.
+function M.guard_fds()
+  local closed = M.closed_standard_fds()
+  for fd = 0, 2 do
+    if closed[fd] then
+      M.closed_fds[fd] = true
+      -- Takes the lowest free descriptor: this one, as those below it are open.
+      fillers[#fillers + 1] = io.open("/dev/null", fd == 0 and "rb" or "wb")
+    end
+  end
+end
+
+--- Which of this process's descriptors 0-2 are closed: one child shell
+-- looks for /proc/PID/fd/N without opening anything in this process.
+function M.closed_standard_fds()
+  local f = io.open("/proc/self/stat", "rb") -- closed at once: it may sit on a free 0-2 meanwhile
+  local pid = f and f:read("l"):match("^(%d+)")
+  if f then f:close() end
+  if not pid then return {} end
+  local d = "/proc/" .. pid .. "/fd/"
+  local _, _, mask = os.execute(("c=0; test -h %s0 || c=$((c|1)); test -h %s1 || c=$((c|2)); "
+    .. "test -h %s2 || c=$((c|4)); exit $c"):format(d, d, d))
+  mask = tonumber(mask) or 0
+  return { [0] = mask & 1 ~= 0, [1] = mask & 2 ~= 0, [2] = mask & 4 ~= 0 }
+end
+
+-- A stream standing for a descriptor that was closed: every write fails
+-- (flushing nothing does not).
+local CLOSED = {
+  write = function() return nil, "Bad file descriptor", 9 end,
+  flush = function(self) return self end,
+}
+
 local Sys = {}
 Sys.__index = Sys
 
 --- The process's sys: real streams, os.getenv, `test -t` for terminals.
 -- `o` overrides any field (stdout, stderr, stdin, getenv, tty = {[0]=,[1]=,[2]=},
--- columns, uid, script).
+-- columns, uid, script, terminal: a file for /dev/tty, false for none).
 function M.new(o)
   o = o or {}
   local self = setmetatable({
-    stdout = o.stdout or io.stdout, stderr = o.stderr or io.stderr, stdin = o.stdin or io.stdin,
+    stdout = o.stdout or (M.closed_fds[1] and CLOSED or io.stdout), stderr = o.stderr or io.stderr,
+    stdin = o.stdin or io.stdin,
     getenv = o.getenv or os.getenv, tty = o.tty or {}, columns = o.columns, uid = o.uid,
-    script = o.script, sleep = o.sleep,
+    script = o.script, sleep = o.sleep, term = o.terminal,
   }, Sys)
   return self
 end
@@ -64,6 +106,16 @@ function Sys:is_tty(fd)
     self.tty[fd] = os.execute("test -t " .. fd) == true
   end
   return self.tty[fd]
+end
+
+--- The controlling terminal (/dev/tty) opened for reading and writing, or
+-- nil when the process has none: questions go there, whatever stdin and
+-- stderr are redirected to.
+function Sys:terminal()
+  if self.term == nil then
+    self.term = io.open("/dev/tty", "r+") or false
+  end
+  return self.term or nil
 end
 
 function Sys.exit(_, code)

@@ -68,6 +68,17 @@ local function is_control(cp)
     or (cp >= 0x202A and cp <= 0x202E) or (cp >= 0x2066 and cp <= 0x2069)
 end
 
+--- JSON text safe for a terminal: the code points `clean` drops that a
+-- JSON encoder leaves raw (DEL, C1 controls such as U+009B CSI, line
+-- separators, bidirectional controls) written as \uXXXX escapes. Still the
+-- same JSON value.
+function M.json_for_terminal(s)
+  if not s:find("[\127\194\226]") then return s end
+  local function escape(seq) return string.format("\\u%04x", utf8.codepoint(seq)) end
+  s = s:gsub("\127", "\\u007f"):gsub("\194[\128-\159]", escape)
+  return (s:gsub("\226\128[\168-\174]", escape):gsub("\226\129[\166-\169]", escape))
+end
+
 local VISIBLE = { [0x0A] = "\\n", [0x0D] = "\\r", [0x09] = "\\t" }
 
 --- `s` safe for a terminal, on one line: newline, CR and tab written as \n,
