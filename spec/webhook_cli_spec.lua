@@ -92,7 +92,7 @@ describe("lua-truto webhook verify", function()
     usage({ "mock", "--port", "1", "--webhook", "http://127.0.0.1:1/" }, "--webhook URL and --webhook-secret SECRET go together")
     usage({ "mock", "--port", "1", "--webhook", "ftp://x/", "--webhook-secret", "s" },
       "--webhook must be an http:// or https:// URL, got 'ftp://x/'")
-    usage({ "mock", "--webhook", "http://127.0.0.1:1/", "--webhook-secret", "s" }, "mock needs --port N")
+    usage({ "mock", "--webhook", "http://127.0.0.1:1/", "--webhook-secret", "s" }, "mock needs --port N (0: any free port)")
   end)
 
   it("prints its help", function()
