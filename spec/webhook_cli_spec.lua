@@ -202,4 +202,31 @@ describe("lua-truto webhook listen with lua-truto mock --webhook", function()
     assert.equal(200, last.status)
     assert.is_true(last.attempt >= 2 and last.attempt <= 4)
   end)
+
+  it("is sent 4 times in all, 1, 2 and 4 s apart, to a receiver that keeps refusing it", function()
+    local hook_port = run.free_port()
+    local events = dir .. "/events3"
+    spawn({ "webhook", "listen", "--port", tostring(hook_port), "--secret-file", secret("not-the-secret") }, events)
+    assert(run.wait_port(hook_port, 10), "webhook listen does not start")
+    local mock_dir = dir .. "/mock3"
+    local client = mock(hook_port, mock_dir)
+    assert(client:create("user-directory", "users", { name = "Refused" }))
+    local log = wait_lines(mock_dir .. "/webhooks.log", 4, 20)
+    socket.sleep(1) -- and nothing after the 4th
+    log = wait_lines(mock_dir .. "/webhooks.log", 5, 0)
+    assert.equal(4, #log)
+    local attempts = {}
+    for i, line in ipairs(log) do attempts[i] = truto.decode_json(line) end
+    for i, a in ipairs(attempts) do
+      assert.equal(i, a.attempt)
+      assert.equal(401, a.status)
+      assert.equal(attempts[1].id, a.id)
+    end
+    for i, delay in ipairs { 1, 2, 4 } do
+      local gap = attempts[i + 1].time - attempts[i].time
+      assert.is_true(gap >= delay * 0.9 and gap < delay + 2, ("gap %d: %.2f s"):format(i, gap))
+    end
+    assert.equal("", run.slurp(events))
+    assert.equal(4, select(2, run.slurp(events .. ".err"):gsub("refused: signature", "")))
+  end)
 end)
