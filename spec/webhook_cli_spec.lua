@@ -211,9 +211,9 @@ describe("lua-truto webhook listen with lua-truto mock --webhook", function()
     local mock_dir = dir .. "/mock3"
     local client = mock(hook_port, mock_dir)
     assert(client:create("user-directory", "users", { name = "Refused" }))
-    local log = wait_lines(mock_dir .. "/webhooks.log", 4, 20)
+    wait_lines(mock_dir .. "/webhooks.log", 4, 20)
     socket.sleep(1) -- and nothing after the 4th
-    log = wait_lines(mock_dir .. "/webhooks.log", 5, 0)
+    local log = wait_lines(mock_dir .. "/webhooks.log", 5, 0)
     assert.equal(4, #log)
     local attempts = {}
     for i, line in ipairs(log) do attempts[i] = truto.decode_json(line) end
