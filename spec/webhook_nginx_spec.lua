@@ -188,6 +188,18 @@ describe("webhook receiver in nginx", function()
     assert.equal(1, handled("evt-slow", 1).calls)
   end)
 
+  it("takes the signature header in any case of its name", function()
+    local body = event("evt-case")
+    local conn = assert(socket.connect("127.0.0.1", server.port)) -- raw bytes: LuaSocket's http lower-cases names
+    conn:settimeout(10)
+    assert(conn:send(("POST /hook HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\nX-TRUTO-SIGNATURE: %s\r\n"
+      .. "Connection: close\r\n\r\n%s"):format(#body, truto.webhook.sign(body, SECRET), body)))
+    local status_line = conn:receive("*l")
+    conn:close()
+    assert.equal("HTTP/1.1 200 OK", status_line)
+    assert.equal(1, handled("evt-case", 1).calls)
+  end)
+
   it("answers 401, 400 and 405 to bad deliveries and never calls on_event", function()
     local body = event("evt-bad")
     assert.equal(401, (post("/hook", body, false)))
