@@ -20,8 +20,8 @@ local events = ngx.shared.spec_events
 
 -- Counts each event per id, with the size of its payload.
 local function record(event)
+  events:set("size:" .. event.id, #(event.payload.blob or "")) -- before the count the spec waits for
   events:incr("calls:" .. event.id, 1, 0)
-  events:set("size:" .. event.id, #(event.payload.blob or ""))
 end
 
 function M.hook()
@@ -274,7 +274,10 @@ describe("examples/webhook-nginx.conf", function()
     local delivered = assert(truto.decode_json(lines[1]))
     assert.equal("record:created", delivered.event)
     assert.same(created, delivered.payload.record)
+    -- the handler logs its notice after writing the file
+    local notice = "truto event record:created " .. delivered.id
+    while not server:log():find(notice, 1, true) and socket.gettime() < deadline do socket.sleep(0.05) end
+    assert.truthy(server:log():find(notice, 1, true), server:log())
     for line in server:log():gmatch("[^\n]+") do assert.truthy(line:find("[notice]", 1, true), line) end
-    assert.truthy(server:log():find("truto event record:created " .. delivered.id, 1, true))
   end)
 end)
