@@ -197,9 +197,44 @@ describe("lua-truto webhook listen with lua-truto mock --webhook", function()
     local event = truto.decode_json(lines[1])
     assert.same(created, event.payload.record)
     assert.equal(first.id, event.id)
-    log = wait_lines(mock_dir .. "/webhooks.log", 2)
-    local last = truto.decode_json(log[#log])
+    -- the listener printed the event before the mock read its answer and logged the attempt
+    local last
+    local deadline = socket.gettime() + 10
+    repeat
+      log = wait_lines(mock_dir .. "/webhooks.log", 2)
+      last = truto.decode_json(log[#log])
+      if last.status == 200 then break end
+      socket.sleep(0.05)
+    until socket.gettime() > deadline
     assert.equal(200, last.status)
     assert.is_true(last.attempt >= 2 and last.attempt <= 4)
+    for i = 1, #log - 1 do assert.is_nil(truto.decode_json(log[i]).status) end -- the ones before: not reached
+  end)
+
+  it("is sent 4 times in all, 1, 2 and 4 s apart, to a receiver that keeps refusing it", function()
+    local hook_port = run.free_port()
+    local events = dir .. "/events3"
+    spawn({ "webhook", "listen", "--port", tostring(hook_port), "--secret-file", secret("not-the-secret") }, events)
+    assert(run.wait_port(hook_port, 10), "webhook listen does not start")
+    local mock_dir = dir .. "/mock3"
+    local client = mock(hook_port, mock_dir)
+    assert(client:create("user-directory", "users", { name = "Refused" }))
+    wait_lines(mock_dir .. "/webhooks.log", 4, 20)
+    socket.sleep(1) -- and nothing after the 4th
+    local log = wait_lines(mock_dir .. "/webhooks.log", 5, 0)
+    assert.equal(4, #log)
+    local attempts = {}
+    for i, line in ipairs(log) do attempts[i] = truto.decode_json(line) end
+    for i, a in ipairs(attempts) do
+      assert.equal(i, a.attempt)
+      assert.equal(401, a.status)
+      assert.equal(attempts[1].id, a.id)
+    end
+    for i, delay in ipairs { 1, 2, 4 } do
+      local gap = attempts[i + 1].time - attempts[i].time
+      assert.is_true(gap >= delay * 0.9 and gap < delay + 2, ("gap %d: %.2f s"):format(i, gap))
+    end
+    assert.equal("", run.slurp(events))
+    assert.equal(4, select(2, run.slurp(events .. ".err"):gsub("refused: signature", "")))
   end)
 end)

@@ -6,7 +6,7 @@
 --     environment_id, webhook_id, created_at }
 -- with `X-Truto-Signature: format=sha256,v=<HMAC-SHA256 of the body, hex>`. A delivery the
 -- receiver does not answer with a 2xx is sent again 3 times, 1, 2 and 4 s apart. Each attempt is
--- a JSON line in DIR/webhooks.log: { id, event, attempt, status | error }.
+-- a JSON line in DIR/webhooks.log: { id, event, attempt, status | error, time }.
 --
 -- The HMAC is OpenSSL's libcrypto through LuaJIT's FFI: the mock runs in nginx without
 -- lua-truto's module (and is a second implementation the module's verify is checked against).
@@ -96,7 +96,8 @@ end
 local function deliver(premature, delivery, attempt)
   if premature then return end
   local status, err = post(delivery.body, delivery.signature)
-  log({ id = delivery.id, event = delivery.event, attempt = attempt, status = status, error = err })
+  ngx.update_time()
+  log({ id = delivery.id, event = delivery.event, attempt = attempt, status = status, error = err, time = ngx.now() })
   if status and status >= 200 and status < 300 then return end
   local delay = RETRY_DELAYS[attempt]
   if delay then ngx.timer.at(delay, deliver, delivery, attempt + 1) end
