@@ -123,6 +123,7 @@ function M.new(fname, opts)
     _policy = {
       max_retries = opts.max_retries or 3,
       max_retry_wait = opts.max_retry_wait or 60,
+      deadline = opts.deadline,
       retry_statuses = status_set(opts.retry_statuses or attempt.DEFAULT_RETRY_STATUSES),
       on_retry = opts.on_retry, on_wait = opts.on_wait, debug = opts.debug,
       sleep = opts.sleep or transport.sleep,
