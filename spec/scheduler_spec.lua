@@ -273,3 +273,66 @@ describe("fan-out", function()
     c:close()
   end)
 end)
+
+describe("a DELETE", function()
+  it("gets an Idempotency-Key by default and is re-sent, with the same key, after a send that got no answer", function()
+    local c, t = client({ { fail = "transport" }, { status = 204, body = "" } })
+    local res = assert(c:request { method = "DELETE", path = "/unified/user-directory/users/u1" })
+    assert.equal(204, res.status)
+    assert.equal(2, #t.sent)
+    local keys = {}
+    for i, sent in ipairs(t.sent) do
+      for _, line in ipairs(sent.headers) do
+        local k = line:match("^Idempotency%-Key: (%x+)$")
+        if k then keys[i] = k end
+      end
+    end
+    assert.equal(32, #keys[1])
+    assert.equal(keys[1], keys[2])
+    c:close()
+  end)
+
+  it("without a key (idempotency_key = false) is not sent again once it may have arrived", function()
+    local c, t = client({ { fail = "transport" }, { status = 204, body = "" } })
+    local value, err = c:delete("user-directory", "users", "u1", { integrated_account_id = "acct-x" },
+      { idempotency_key = false })
+    assert.is_nil(value)
+    assert.equal("transport", err.kind)
+    assert.equal(1, #t.sent)
+    c:close()
+  end)
+end)
+
+describe("a signal", function()
+  local function own_pid()
+    local f = assert(io.open("/proc/self/stat"))
+    local pid = f:read("*l"):match("^(%d+)")
+    f:close()
+    return pid
+  end
+
+  it("ends core.sleep at once (Ctrl-C during a wait)", function()
+    local pid = own_pid()
+    local t0 = core.now()
+    os.execute("(sleep 0.3; kill -INT " .. pid .. ") >/dev/null 2>&1 &")
+    -- Lua's SIGINT hook raises "interrupted!" right after the sleep returns early
+    local ok, err = pcall(function()
+      local slept = core.sleep(20)
+      return slept
+    end)
+    local elapsed = core.now() - t0
+    assert.is_true(elapsed < 5, elapsed)
+    if ok then assert.is_false(err) else assert.matches("interrupted", tostring(err)) end
+  end)
+
+  it("makes a call waiting to send again fail as interrupted when its sleep reports it", function()
+    local c, t = client({ { status = 429, headers = { ["retry-after"] = "5" },
+      body = '{"statusCode":429,"message":"Rate limit exceeded"}' }, {} },
+      { sleep = function() return false, "interrupted" end })
+    local value, err = get(c, "acct-int")
+    assert.is_nil(value)
+    assert.equal("interrupted", err.kind)
+    assert.equal(1, #t.sent)
+    c:close()
+  end)
+end)

@@ -1,8 +1,9 @@
 --- truto.attempt: sending a request, and when to send it again.
 --
 -- The resend rule. A request goes on the wire again only when that is safe:
--- its method is GET, HEAD, OPTIONS or DELETE; or it carries an
--- Idempotency-Key (Truto answers a replay with the first answer); or it
+-- its method is GET, HEAD, OPTIONS or TRACE; or it carries an
+-- Idempotency-Key (POST, PATCH and DELETE get one by default; Truto
+-- answers a replay with the first answer); or it
 -- provably never reached the server (`sends == 0`: connection refused, DNS,
 -- connect timeout). A write that may not be sent twice also never rides on
 -- an idle pooled connection (`reuse = false`): the server may have closed
@@ -23,7 +24,9 @@ local format, concat, random, min = string.format, table.concat, math.random, ma
 M.DEFAULT_RETRY_STATUSES = { 429, 500, 502, 504 }
 local BACKOFF_BASE, BACKOFF_CAP, DEFAULT_429_WAIT = 0.5, 10, 10
 
-local REPLAYABLE = { GET = true, HEAD = true, OPTIONS = true, DELETE = true }
+-- DELETE is not among them: a DELETE re-sent after the first one arrived
+-- gets 404 for a delete that succeeded (it is keyed instead, as writes are).
+local REPLAYABLE = { GET = true, HEAD = true, OPTIONS = true, TRACE = true }
 
 --- Whether req may be sent again when it may have reached the server.
 function M.replayable(req)

@@ -196,7 +196,7 @@ local function base_headers(self, kind)
 end
 
 local JSON_BODY = { ["content-type"] = "Content-Type: application/json" }
-local WRITES = { POST = true, PATCH = true }
+local WRITES = { POST = true, PATCH = true, DELETE = true } -- keyed by default (truto.attempt)
 
 --- A fully built request. `call` holds: method, url, body (text or nil),
 -- headers (a set from options.headers, or nil), account, and the call's

@@ -64,13 +64,14 @@ function M.can_yield()
 end
 
 --- Waits without blocking nginx where it can yield; blocks elsewhere.
+-- Returns false when a signal (Ctrl-C) ended the wait early.
 function M.sleep(seconds)
-  if seconds <= 0 then return end
+  if seconds <= 0 then return true end
   if M.can_yield() then
     nginx().sleep(seconds)
-  else
-    core.sleep(seconds)
+    return true
   end
+  return core.sleep(seconds)
 end
 
 local warned_blocking = false

@@ -378,6 +378,14 @@ function M.main(argv, sys)
       for _, transport in pairs(M.transports and M.transports() or {}) do
         if type(transport) == "table" and transport.cancel_all then pcall(transport.cancel_all) end
       end
+      local resume = active.cmd.resume
+      if resume and resume.cursor then
+        pcall(sys.flush, sys)
+        pcall(sys.say, sys, resume.skip > 0
+          and string.format("interrupted inside a page; --cursor %s lists that page again "
+            .. "(its first %d items were printed)", sys_mod.quote(text.clean(resume.cursor)), resume.skip)
+          or string.format("interrupted; the rest of the list: --cursor %s", sys_mod.quote(text.clean(resume.cursor))))
+      end
     end
     return sys_mod.EXIT_INTERRUPTED
   end
