@@ -273,7 +273,7 @@ function M.send(client, req, policy, first)
     end
     if wait > 0 then
       local ok, why = M.wait(policy, wait, { reason = answer and "retry-after" or "backoff", account = req.account })
-      if ok then req.waited_until = why end
+      if ok then req.waited_until = math.max(why, (req.waited_until or 0) + wait) end
       if not ok then return nil, M.request_error(why, "interrupted while waiting to send the request again", req,
         attempts) end
     end
