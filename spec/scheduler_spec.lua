@@ -336,3 +336,47 @@ describe("a signal", function()
     c:close()
   end)
 end)
+
+describe("a read-ahead", function()
+  local h = require "spec.helpers.client"
+  local mock = h.mock
+
+  local function busy(seconds)
+    local t0 = core.now()
+    while core.now() - t0 < seconds do end
+  end
+
+  for _, how in ipairs { "users", "pages" } do
+    it("times out only while the caller waits for it: 0.15 s of work per item, timeout = 1, one request per page ("
+      .. how .. ")", function()
+      for _ = 1, 2 do
+        mock.reset()
+        local c = h.client { timeout = 1 }
+        local n = 0
+        if how == "users" then
+          for _ in c:users({ integrated_account_id = "acct-1k-ra", limit = 10 }) do
+            n = n + 1
+            busy(0.15)
+            if n == 20 then break end
+          end
+        else
+          for page in c:pages("user-directory", "users", { integrated_account_id = "acct-1k-ra", limit = 10 }) do
+            n = n + #page.result
+            busy(1.5)
+            if n == 20 then break end
+          end
+        end
+        assert.equal(20, n)
+        local requests = mock.requests()
+        assert.is_true(#requests <= 3, #requests) -- 2 pages and at most one read-ahead
+        local cursors = {}
+        for _, r in ipairs(requests) do
+          local cursor = r.raw_query
+          assert.is_nil(cursors[cursor], "a page was asked for twice")
+          cursors[cursor] = true
+        end
+        c:close()
+      end
+    end)
+  end
+end)

@@ -38,19 +38,6 @@ local function next_request(st)
   return req
 end
 
--- Starts the request for the stream's next page without waiting for it
--- (`taken`: the rate budget already let it go). A start the budget refused
--- is kept as the stream's next read.
-local function stream_start(st, taken)
-  st.req = next_request(st)
-  local handle, err = attempt.start(st.client, st.req, st.policy, 1, taken)
-  if handle then
-    st.pending = handle
-  else
-    st.req, st.start_err = nil, err
-  end
-end
-
 -- Starts the stream's next page if the learned rate budget lets it go now,
 -- without waiting (a fan-out must not stall its other accounts); else sets
 -- st.ready_at, when it may look again.
@@ -69,6 +56,7 @@ local function stream_try_start(st, now)
     return false
   end
   st.req = req
+  req.ahead = true -- its timeout runs only while someone waits for it (truto.transport)
   local handle, err = attempt.start(st.client, req, st.policy, 1, wait ~= nil)
   if handle then
     st.pending = handle
@@ -136,7 +124,9 @@ local function fetch_page(it)
   local st = it.stream
   local page, result, keyed = stream_read(st)
   if page == nil then fail(it, result) end
-  if st.policy.prefetch and not st.pager:done() then stream_start(st) end
+  -- the read-ahead goes only when the rate budget lets it go now: a hold is
+  -- waited when the caller asks for that page, never before this one is given
+  if st.policy.prefetch and not st.pager:done() then stream_try_start(st, core.now()) end
   return page, result, keyed
 end
 
