@@ -380,3 +380,49 @@ describe("a read-ahead", function()
     end)
   end
 end)
+
+describe("client:close() in the middle of a loop", function()
+  local h = require "spec.helpers.client"
+  for _, case in ipairs {
+    { "one account", { integrated_account_id = "acct-1k-close", limit = 10 } },
+    { "many accounts", { integrated_account_id = { "acct-1k-c1", "acct-1k-c2" }, limit = 10 } },
+  } do
+    it("raises the closed error object at the next step (" .. case[1] .. ")", function()
+      local c = h.client {}
+      local n = 0
+      local ok, err = pcall(function()
+        for _ in c:users(case[2]) do
+          n = n + 1
+          if n == 3 then c:close() end
+        end
+      end)
+      assert.is_false(ok)
+      assert.equal(3, n)
+      assert.equal("closed", err.kind)
+      assert.equal("the client is closed (client:close() was called)", err.message)
+    end)
+  end
+end)
+
+describe("fan-out while one account waits", function()
+  local h = require "spec.helpers.client"
+  local mock = h.mock
+
+  it("reads the other account's answers once: none is sent again because of another's Retry-After", function()
+    mock.reset()
+    local c = h.client { timeout = 0.5, concurrency = 2 }
+    local per_account = {}
+    for _, account in c:users { integrated_account_id = { "flaky-429-1", "acct-1k-fan" }, limit = 250 } do
+      per_account[account] = (per_account[account] or 0) + 1
+    end
+    assert.same({ ["flaky-429-1"] = 40, ["acct-1k-fan"] = 1000 }, per_account)
+    local sent = {}
+    for _, r in ipairs(mock.requests()) do
+      local account = r.raw_query:match("integrated_account_id=([%w%-]+)")
+      sent[account] = (sent[account] or 0) + 1
+    end
+    assert.equal(4, sent["acct-1k-fan"]) -- 4 pages, each asked for once
+    assert.equal(2, sent["flaky-429-1"])  -- the 429, then its page
+    c:close()
+  end)
+end)

@@ -118,6 +118,15 @@ local function fail(it, err)
   error(err, 0)
 end
 
+-- Raises the `closed` error object when the client was closed in the
+-- middle of the loop (after releasing the iterator), on either transport.
+local function check_client(it)
+  if it.client._closed then
+    it:close()
+    client_mod.check_open(it.client, "iterator")
+  end
+end
+
 -- Fetches the next page of a one-account iterator, and starts the one
 -- after it (read-ahead) so that it arrives while the caller works.
 local function fetch_page(it)
@@ -161,6 +170,7 @@ end
 
 -- The item iterator: yields item (or item, key for truto_key_by answers).
 local function next_item(it)
+  check_client(it)
   while true do
     local item, key = take_item(it)
     if item ~= nil then
@@ -178,6 +188,7 @@ M.next_item = next_item
 
 -- The page iterator: yields each decoded page.
 local function next_page(it)
+  check_client(it)
   if exhausted(it) then return nil end
   return (fetch_page(it))
 end
@@ -294,6 +305,7 @@ local function retire(it)
 end
 
 local function next_multi(it)
+  check_client(it)
   while true do
     local item = take_item(it)
     if item ~= nil then return item, it.current end
