@@ -243,7 +243,7 @@ describe("fan-out", function()
     local started = {}
     local t = { sent = {} }
     function t.start(_, req)
-      local account = req.url:match("integrated_account_id=([%w%-]+)")
+      local account = req.url:match("integrated_account_id=([%w%-%%]+)")
       started[#started + 1] = account
       local handle = { account = account }
       function handle.wait()
@@ -412,16 +412,16 @@ describe("fan-out while one account waits", function()
     mock.reset()
     local c = h.client { timeout = 0.5, concurrency = 2 }
     local per_account = {}
-    for _, account in c:users { integrated_account_id = { "flaky-429-1", "acct-1k-fan" }, limit = 250 } do
+    for _, account in c:users { integrated_account_id = { "flaky-429-1", "acct-1k-fan@300" }, limit = 250 } do
       per_account[account] = (per_account[account] or 0) + 1
     end
-    assert.same({ ["flaky-429-1"] = 40, ["acct-1k-fan"] = 1000 }, per_account)
+    assert.same({ ["flaky-429-1"] = 40, ["acct-1k-fan@300"] = 1000 }, per_account)
     local sent = {}
     for _, r in ipairs(mock.requests()) do
-      local account = r.raw_query:match("integrated_account_id=([%w%-]+)")
+      local account = r.raw_query:match("integrated_account_id=([%w%-%%]+)")
       sent[account] = (sent[account] or 0) + 1
     end
-    assert.equal(4, sent["acct-1k-fan"]) -- 4 pages, each asked for once
+    assert.equal(4, sent["acct-1k-fan%40300"]) -- 4 pages, each asked for once
     assert.equal(2, sent["flaky-429-1"])  -- the 429, then its page
     c:close()
   end)
