@@ -62,6 +62,26 @@ for _, rl in ipairs { { "default (learned)", nil }, { "rate_limit = false", fals
   c:close()
 end
 
+-- 4. acct-large paced by the mock's headers: 20 requests per 2 s for that account (fixed windows
+--    aligned to the clock, like Truto's): 100 pages of 1,000 need 5 windows.
+do
+  local socket = require "socket"
+  mock.reset()
+  mock.limits { accounts = { ["acct-large"] = { requests = 20, per = 2 } } }
+  local t = socket.gettime()
+  socket.sleep(2 - t % 2 + 0.02) -- start just after a window opens
+  local c = client {}
+  local t0 = core.now()
+  local n = 0
+  for _ in c:users { integrated_account_id = "acct-large", limit = 1000 } do n = n + 1 end
+  local elapsed = core.now() - t0
+  local report = mock.rate()
+  print(string.format("acct-large limited to 20 per 2 s by headers: %d users, %d requests, %.2f s (the limit allows "
+    .. "100 pages in 4 windows + the last burst: 8.0 s), %d 429s", n, #mock.requests(), elapsed, report.throttled))
+  c:close()
+  mock.reset()
+end
+
 do
   local t = {}
   function t.start() return { wait = function()
