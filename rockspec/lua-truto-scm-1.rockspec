@@ -55,6 +55,7 @@ build = {
     ["truto.options"] = "src/truto/options.lua",
     ["truto.rate"] = "src/truto/rate.lua",
     ["truto.rate.redis"] = "src/truto/rate/redis.lua",
+    ["truto.rate.hints"] = "src/truto/rate/hints.lua",
     ["truto.transport"] = "src/truto/transport.lua",
     ["truto.webhook"] = "src/truto/webhook.lua",
     ["truto.sync"] = "src/truto/sync.lua",

@@ -263,6 +263,17 @@ function M.any()
   ngx.say(cjson.encode(out))
 end
 
+-- wait_any on a handle of another nginx request (issue 16): handed back at once, and wait()
+-- says it is orphaned; the worker never spins.
+function M.carried_any()
+  ngx.update_time()
+  local started = ngx.now()
+  local i = carried.transport:wait_any { carried }
+  local res, err = carried:wait()
+  ngx.update_time()
+  ngx.say(cjson.encode { index = i, res = res, err = err, elapsed = ngx.now() - started })
+end
+
 function M.carried()
   ngx.update_time()
   local started = ngx.now()
@@ -306,6 +317,7 @@ http {
     location = /leave { content_by_lua_block { require("truto_client").leave() } }
     location = /any { content_by_lua_block { require("truto_client").any() } }
     location = /carried { content_by_lua_block { require("truto_client").carried() } }
+    location = /carried_any { content_by_lua_block { require("truto_client").carried_any() } }
     location = /log { content_by_lua_block { require("truto_script").log() } }
   }
 
@@ -629,6 +641,23 @@ describe("the nginx transport (contract v2)", function()
       message = "reading the answer: the request was started in another nginx request (its connection belongs to that one)" },
       value.err)
     assert.is_true(elapsed < 0.5, "waited " .. elapsed .. " s")
+  end)
+
+  it("wait_any on a handle of another request hands it back at once (orphaned), and the worker keeps answering", function()
+    behave("slow2")
+    local status = http_request("GET", "/leave?port=" .. server.script_port)
+    assert.equal(200, status)
+    local t0 = socket.gettime()
+    local text
+    status, text = http_request("GET", "/carried_any")
+    local elapsed = socket.gettime() - t0
+    assert.equal(200, status)
+    local value = cjson.decode(text)
+    assert.equal(1, value.index)
+    assert.is_true(value.err.orphaned)
+    assert.is_true(elapsed < 1, "waited " .. elapsed .. " s")
+    status, text = http_request("GET", "/leave?port=" .. server.script_port) -- the worker answers
+    assert.same({ 200, "left\n" }, { status, text })
   end)
 
   it("wait_any gives the first answer to arrive, and leaves no thread behind", function()

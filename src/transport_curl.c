@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define DEFAULT_MAX_BODY (64L * 1024 * 1024)
@@ -56,6 +57,8 @@ typedef struct slot {
     int added;           /* in the multi handle */
     pid_t pid;           /* the process that started it */
     curl_off_t max_body; /* bytes of answer body accepted */
+    double wait_timeout; /* > 0: the timeout counts only time spent waiting for it (read-ahead) */
+    double waited;       /* seconds spent waiting for it so far */
     tbuf body;
     tbuf headers; /* raw header lines of the answer */
     char errbuf[CURL_ERROR_SIZE];
@@ -532,6 +535,11 @@ static void start_slot(lua_State *L, tcurl *t, slot *s)
     lua_getfield(L, 2, "reuse");
     int reuse = lua_isnil(L, -1) || lua_toboolean(L, -1);
     lua_pop(L, 1);
+    /* a read-ahead: its timeout runs only while someone waits for it, never
+     * while the caller's own code works (see wait_slot) */
+    lua_getfield(L, 2, "ahead");
+    int ahead = lua_toboolean(L, -1);
+    lua_pop(L, 1);
     struct curl_slist *headers = build_headers(L, t, 2);
     CURL *e = headers ? take_easy(t) : NULL;
     if (!e) {
@@ -549,6 +557,8 @@ static void start_slot(lua_State *L, tcurl *t, slot *s)
     s->refused = NULL;
     s->max_body = (curl_off_t)max_body;
     s->pid = t->pid;
+    s->wait_timeout = ahead ? timeout : 0;
+    s->waited = 0;
     s->errbuf[0] = 0;
     tbuf_reset(&s->body);
     tbuf_reset(&s->headers);
@@ -563,7 +573,7 @@ static void start_slot(lua_State *L, tcurl *t, slot *s)
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, reuse ? 0L : 1L);
     curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, s->max_body);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, seconds_ms(timeout));
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, ahead ? 0L : seconds_ms(timeout));
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, seconds_ms(connect_timeout));
     lua_pop(L, 3);
     s->state = SLOT_RUNNING;
@@ -659,11 +669,11 @@ static int pump(tcurl *t)
     return 1;
 }
 
-/* Blocks until a transfer of t has news or 1 s passed; 0 when polling
- * failed (every running request has then failed with the reason). */
-static int poll_multi(tcurl *t)
+/* Blocks until a transfer of t has news or ms milliseconds passed; 0 when
+ * polling failed (every running request has then failed with the reason). */
+static int poll_multi(tcurl *t, int ms)
 {
-    CURLMcode rc = curl_multi_poll(t->multi, NULL, 0, 1000, NULL);
+    CURLMcode rc = curl_multi_poll(t->multi, NULL, 0, ms, NULL);
     if (rc != CURLM_OK) {
         fail_running(t, "curl_multi_poll", curl_multi_strerror(rc));
         return 0;
@@ -686,14 +696,54 @@ static int orphaned(slot *s)
     return 1;
 }
 
+static double monotonic(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Counts `elapsed` seconds of waiting against a read-ahead's timeout; one
+ * whose time is up ends as a timeout. */
+static void charge_wait(slot *s, double elapsed)
+{
+    if (s->state != SLOT_RUNNING || s->wait_timeout <= 0)
+        return;
+    s->waited += elapsed;
+    if (s->waited < s->wait_timeout)
+        return;
+    if (s->added && s->owner)
+        curl_multi_remove_handle(s->owner->multi, s->easy);
+    s->added = 0;
+    snprintf(s->errbuf, sizeof s->errbuf, "timed out after %.1f s waiting for the answer",
+             s->waited);
+    s->result = CURLE_OPERATION_TIMEDOUT;
+    s->state = SLOT_DONE;
+}
+
+/* How long one poll may block for s: at most 1 s, and no longer than what
+ * is left of a read-ahead's timeout. */
+static int poll_ms(const slot *s, int ms)
+{
+    if (s->state == SLOT_RUNNING && s->wait_timeout > 0) {
+        double left = (s->wait_timeout - s->waited) * 1000 + 1;
+        if (left < ms)
+            ms = left < 1 ? 1 : (int)left;
+    }
+    return ms;
+}
+
 /* Runs transfers until s is done (blocking). */
 static void wait_slot(tcurl *t, slot *s)
 {
     if (orphaned(s))
         return;
     int ok = pump(t);
-    while (ok && s->state == SLOT_RUNNING)
-        ok = poll_multi(t) && pump(t);
+    while (ok && s->state == SLOT_RUNNING) {
+        double t0 = monotonic();
+        ok = poll_multi(t, poll_ms(s, 1000)) && pump(t);
+        charge_wait(s, monotonic() - t0);
+    }
     fail_slot(s, "curl", "the transfer could not be driven"); /* if not done yet */
 }
 
@@ -1014,8 +1064,18 @@ static int curl_wait_any(lua_State *L)
     tcurl *t = check_curl(L);
     luaL_checktype(L, 2, LUA_TTABLE);
     size_t n = lua_rawlen(L, 2);
+    /* a request of another client is not driven by this one: refuse it
+     * (waiting on it here would spin or block forever) */
+    for (size_t i = 1; i <= n; i++) {
+        lua_rawgeti(L, 2, (lua_Integer)i);
+        slot *s = luaL_testudata(L, -1, TRUTO_REQUEST_MT);
+        lua_pop(L, 1);
+        if (s && s->state != SLOT_IDLE && s->owner != t)
+            return luaL_error(L, "wait_any: request %d belongs to another transport", (int)i);
+    }
+    double elapsed = 0;
     for (;;) {
-        int any_running = 0;
+        int any_running = 0, ms = 1000;
         int driven = pump(t);
         for (size_t i = 1; i <= n; i++) {
             lua_rawgeti(L, 2, (lua_Integer)i);
@@ -1026,17 +1086,21 @@ static int curl_wait_any(lua_State *L)
             orphaned(s);
             if (!driven)
                 fail_slot(s, "curl", "the transfer could not be driven");
+            charge_wait(s, elapsed);
             if (s->state == SLOT_DONE) {
                 lua_pushinteger(L, (lua_Integer)i);
                 return 1;
             }
-            any_running |= s->state == SLOT_RUNNING && s->owner != NULL;
+            any_running |= s->state == SLOT_RUNNING && s->owner == t;
+            ms = poll_ms(s, ms);
         }
         if (!any_running) {
             lua_pushnil(L);
             return 1;
         }
-        poll_multi(t); /* on failure every running request is done: found next round */
+        double t0 = monotonic();
+        poll_multi(t, ms); /* on failure every running request is done: found next round */
+        elapsed = monotonic() - t0;
     }
 }
 

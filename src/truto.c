@@ -12,7 +12,7 @@
  *   json_info()                 -> { array_mt, integers, compat } (json.h)
  *   read_response(status, headers, body, method, url[, opts]) -> value | nil, err
  *   retry_after(retry_after, ratelimit_reset) -> seconds | nil
- *   sleep(seconds), now() -> monotonic seconds
+ *   sleep(seconds) -> true | false, "interrupted", now() -> monotonic seconds
  *   error(fields)               -> error object
  *   int64(digits | integer)     -> truto.int64 (value.h)
  *   pager([cursor])             -> pager (pager.h)
@@ -108,20 +108,28 @@ static int l_retry_after(lua_State *L)
     return 1;
 }
 
-/* core.sleep(seconds): the blocking wait between retries outside nginx. */
+/* core.sleep(seconds) -> true | false, "interrupted": the blocking wait
+ * between retries outside nginx. A signal (Ctrl-C) ends it early: the
+ * caller gives up (and Lua's SIGINT hook, when set, runs right after). */
 static int l_sleep(lua_State *L)
 {
     lua_Number s = luaL_checknumber(L, 1);
-    if (!(s > 0))
-        return 0;
+    if (!(s > 0)) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
     if (!(s <= 1e9)) /* also infinity: a wait no caller means */
         return luaL_argerror(L, 1, "seconds out of range");
     struct timespec ts;
     ts.tv_sec = (time_t)s;
     ts.tv_nsec = (long)((s - floor(s)) * 1e9);
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-    return 0;
+    if (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+        lua_pushboolean(L, 0);
+        lua_pushliteral(L, "interrupted");
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
 }
 
 /* core.now() -> seconds on a monotonic clock, for waits and rate limits. */

@@ -119,8 +119,10 @@ local cases = {
     end,
     result = { 200, 200 },
     wire = {
-      { conn = 1, line = "DELETE /x HTTP/1.1", headers = headers(), body = "" },
-      { conn = 1, line = "DELETE /x HTTP/1.1", headers = headers(with(JSON_BODY, { "content-length: 14" })),
+      -- a DELETE is keyed like a write (issue 16)
+      { conn = 1, line = "DELETE /x HTTP/1.1", headers = headers { "idempotency-key: <key 1>" }, body = "" },
+      { conn = 1, line = "DELETE /x HTTP/1.1",
+        headers = headers(with(JSON_BODY, { "content-length: 14", "idempotency-key: <key 2>" })),
         body = '{"why":"gone"}' },
     },
   },
@@ -180,8 +182,9 @@ local cases = {
     result = { true, true, true, true, true, true },
     wire = (function()
       local out = {}
-      for _, seg in ipairs { "%2E", "%2E%2E", "a%2Fb", "50%25", "a%20b", "%C3%A9" } do
-        out[#out + 1] = { conn = 1, line = "DELETE " .. ORG .. seg .. A .. " HTTP/1.1", headers = headers(), body = "" }
+      for i, seg in ipairs { "%2E", "%2E%2E", "a%2Fb", "50%25", "a%20b", "%C3%A9" } do
+        out[#out + 1] = { conn = 1, line = "DELETE " .. ORG .. seg .. A .. " HTTP/1.1",
+          headers = headers { "idempotency-key: <key " .. i .. ">" }, body = "" }
       end
       return out
     end)(),
@@ -195,7 +198,8 @@ local cases = {
       return { type = type(v), empty = next(v) == nil }
     end,
     result = { type = "table", empty = true },
-    wire = { { conn = 1, line = "DELETE " .. ORG .. "org-1" .. A .. " HTTP/1.1", headers = headers(), body = "" } },
+    wire = { { conn = 1, line = "DELETE " .. ORG .. "org-1" .. A .. " HTTP/1.1",
+      headers = headers { "idempotency-key: <key 1>" }, body = "" } },
   },
   {
     name = "a write without a key is not sent again after the server dropped it",

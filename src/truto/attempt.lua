@@ -1,8 +1,9 @@
 --- truto.attempt: sending a request, and when to send it again.
 --
 -- The resend rule. A request goes on the wire again only when that is safe:
--- its method is GET, HEAD, OPTIONS or DELETE; or it carries an
--- Idempotency-Key (Truto answers a replay with the first answer); or it
+-- its method is GET, HEAD, OPTIONS or TRACE; or it carries an
+-- Idempotency-Key (POST, PATCH and DELETE get one by default; Truto
+-- answers a replay with the first answer); or it
 -- provably never reached the server (`sends == 0`: connection refused, DNS,
 -- connect timeout). A write that may not be sent twice also never rides on
 -- an idle pooled connection (`reuse = false`): the server may have closed
@@ -23,7 +24,9 @@ local format, concat, random, min = string.format, table.concat, math.random, ma
 M.DEFAULT_RETRY_STATUSES = { 429, 500, 502, 504 }
 local BACKOFF_BASE, BACKOFF_CAP, DEFAULT_429_WAIT = 0.5, 10, 10
 
-local REPLAYABLE = { GET = true, HEAD = true, OPTIONS = true, DELETE = true }
+-- DELETE is not among them: a DELETE re-sent after the first one arrived
+-- gets 404 for a delete that succeeded (it is keyed instead, as writes are).
+local REPLAYABLE = { GET = true, HEAD = true, OPTIONS = true, TRACE = true }
 
 --- Whether req may be sent again when it may have reached the server.
 function M.replayable(req)
@@ -98,18 +101,99 @@ local function log_answer(policy, answer, failure)
   end
 end
 
+-- The rate hooks of one call: its clock, its sleep, its bounds.
+local function rate_hooks(policy, req)
+  -- the call's clock: after a wait, at least its end (a sleep the caller replaced may not let
+  -- any time pass, and the wait was for the same hold)
+  local function now()
+    local t = core.now()
+    local after = req.waited_until
+    if after and after > t then return after end
+    return t
+  end
+  return {
+    sleep = policy.sleep, now = now, on_wait = policy.on_wait, debug = policy.debug,
+    max_wait = policy.max_retry_wait, deadline = req.deadline_at,
+    probe_ttl = (req.timeout or 30) + (req.connect_timeout or 0),
+  }
+end
+
+--- Seconds left before the call's deadline (nil: none).
+function M.time_left(req)
+  return req.deadline_at and req.deadline_at - core.now() or nil
+end
+
+--- Sets req.deadline_at from the policy's `deadline` unless it is set (an iterator sets it
+-- once for the whole listing).
+function M.set_deadline(req, policy)
+  if policy.deadline and not req.deadline_at then req.deadline_at = core.now() + policy.deadline end
+end
+
+--- Whether the learned budget lets a request of `account` start now (for a driver that must
+-- not block): 0, or the seconds until it may look again. nil: no limiter.
+function M.ready_in(client, account, policy, req)
+  local limiter = client._limiter
+  if not limiter then return nil end
+  return limiter:check_hints(account, rate_hooks(policy, req))
+end
+
+--- The error of a rate hold of `wait` s (reason `why`) that is longer than
+-- max_retry_wait or ends past the deadline; nil when it may be waited
+-- (then it is reported, when 0.1 s or more, through on_wait and debug).
+function M.hold_error(policy, req, wait, why)
+  local account = req.account ~= nil and tostring(req.account) or "(none)"
+  if wait > policy.max_retry_wait then
+    return M.request_error("rate_limited", format(
+      "the rate budget asks for a wait of %.1f s (account %s, %s), longer than max_retry_wait (%s s)",
+      wait, account, why, tostring(policy.max_retry_wait)), req, 0)
+  end
+  local left = M.time_left(req)
+  if left and wait >= left then
+    return M.request_error("timeout", format(
+      "the deadline comes before the rate budget lets the request go (a wait of %.1f s: account %s, %s)",
+      wait, account, why), req, 0)
+  end
+  if wait >= 0.1 then
+    if policy.on_wait then policy.on_wait { wait = wait, budget = "server", reason = why, account = req.account } end
+    if policy.debug then
+      policy.debug(format("rate limit: holding the request %.2f s for account %s, %s", wait, account, why))
+    end
+  end
+  return nil
+end
+
 --- Starts one send of req on the client's transport for this call, after
--- the rate budget lets it start. Returns the handle and the transport.
-function M.start(client, req, policy, attempt)
+-- the rate budget lets it start (`taken`: M.ready_in already said so).
+-- Returns the handle and the transport, or nil and an error object (a
+-- wait longer than max_retry_wait or past the deadline).
+function M.start(client, req, policy, attempt, taken)
   local limiter = client._limiter
   if limiter then
-    limiter:acquire(req.account, {
-      sleep = policy.sleep, now = core.now, on_wait = policy.on_wait, debug = policy.debug,
-    })
+    local waited, kind, message = limiter:acquire(req.account, rate_hooks(policy, req), taken)
+    if not waited then return nil, M.request_error(kind, message, req, (attempt or 1) - 1) end
+  end
+  local left = M.time_left(req)
+  if left then
+    if left <= 0 then
+      return nil, M.request_error("timeout", "the call's deadline has passed", req, (attempt or 1) - 1)
+    end
+    req.timeout = min(policy.timeout, left)
   end
   if policy.debug then log_request(policy, req, attempt or 1) end
   local t = req.transport or transport.pick(client._transports)
   return t:start(req), t
+end
+
+--- Tells the limiter what one attempt taught (an answer, or none).
+function M.learn(client, req, policy, answer)
+  local limiter = client._limiter
+  if not limiter then return end
+  if not answer then return limiter:learn(req.account, { failed = true }) end
+  local retry_after
+  if answer.status == 429 then
+    retry_after = core.retry_after(answer.headers["retry-after"], nil)
+  end
+  limiter:observe(req.account, answer.headers, answer.status, retry_after, policy.max_retry_wait)
 end
 
 -- Reports a send the caller did not see start: libcurl's own re-send on
@@ -131,8 +215,17 @@ end
 -- given, is the first send already started (read-ahead).
 function M.send(client, req, policy, first)
   local attempts, retries, stale_resent = 0, 0, false
+  M.set_deadline(req, policy)
   while true do
-    local handle = first or M.start(client, req, policy, attempts + 1)
+    local handle = first
+    if not handle then
+      local start_err
+      handle, start_err = M.start(client, req, policy, attempts + 1)
+      if not handle then
+        start_err.attempts = attempts
+        return nil, start_err
+      end
+    end
     first = nil
     local answer, failure = handle:wait()
     local sends = (answer or failure).sends or 1
@@ -142,7 +235,7 @@ function M.send(client, req, policy, first)
     end
     attempts = attempts + 1
     if policy.debug then log_answer(policy, answer, failure) end
-    if answer and client._limiter then client._limiter:observe(req.account, answer.headers) end
+    M.learn(client, req, policy, answer)
     local wait, err
     if answer then
       if not policy.retry_statuses[answer.status] then return answer, attempts end
@@ -166,12 +259,43 @@ function M.send(client, req, policy, first)
       retries = retries + 1
     end
     if answer then retries = retries + 1 end
+    local left = M.time_left(req)
+    if left and wait >= left then
+      -- the wait would end past the call's deadline: fail now, with what the last attempt said
+      err.kind = "timeout"
+      err.message = format("the call's deadline comes before the next attempt, in %.1f s (last: %s)", wait,
+        answer and format("%d %s", answer.status, err.message or "") or err.message)
+      return nil, err
+    end
     if policy.on_retry then
       policy.on_retry { attempt = attempts, status = answer and answer.status, wait = wait,
         method = req.method, url = req.url, error = err }
     end
-    if wait > 0 then policy.sleep(wait) end
+    if wait > 0 then
+      local ok, why = M.wait(policy, wait, { reason = answer and "retry-after" or "backoff", account = req.account })
+      if ok then req.waited_until = math.max(why, (req.waited_until or 0) + wait) end
+      if not ok then return nil, M.request_error(why, "interrupted while waiting to send the request again", req,
+        attempts) end
+    end
   end
+end
+
+--- Waits `seconds` before the next attempt; reports a wait of 0.1 s or more
+-- (on_wait, debug). Returns true, or nil and "interrupted" when a signal
+-- (Ctrl-C) ended the wait (the sleep returned false).
+function M.wait(policy, seconds, info)
+  if seconds >= 0.1 then
+    info.wait = seconds
+    info.budget = "retry"
+    if policy.on_wait then policy.on_wait(info) end
+    if policy.debug then
+      policy.debug(format("waiting %.2f s before the next attempt (account %s, %s)", seconds,
+        info.account ~= nil and tostring(info.account) or "(none)", info.reason))
+    end
+  end
+  local t = core.now()
+  if policy.sleep(seconds) == false then return nil, "interrupted" end
+  return true, t + seconds
 end
 
 --- One request whose answer is JSON: the decoded value and the number of

@@ -123,6 +123,7 @@ function M.new(fname, opts)
     _policy = {
       max_retries = opts.max_retries or 3,
       max_retry_wait = opts.max_retry_wait or 60,
+      deadline = opts.deadline,
       retry_statuses = status_set(opts.retry_statuses or attempt.DEFAULT_RETRY_STATUSES),
       on_retry = opts.on_retry, on_wait = opts.on_wait, debug = opts.debug,
       sleep = opts.sleep or transport.sleep,
@@ -195,7 +196,7 @@ local function base_headers(self, kind)
 end
 
 local JSON_BODY = { ["content-type"] = "Content-Type: application/json" }
-local WRITES = { POST = true, PATCH = true }
+local WRITES = { POST = true, PATCH = true, DELETE = true } -- keyed by default (truto.attempt)
 
 --- A fully built request. `call` holds: method, url, body (text or nil),
 -- headers (a set from options.headers, or nil), account, and the call's

@@ -17,30 +17,60 @@ local type, next, ipairs, setmetatable, error = type, next, ipairs, setmetatable
 local format = string.format
 local argerror = options.argerror
 
-local function new_stream(client, path, query, policy)
+-- `deadline_at`: when the whole listing must end (the `deadline` option), or nil.
+local function new_stream(client, path, query, policy, deadline_at)
   return {
-    client = client, path = path, query = query, policy = policy,
+    client = client, path = path, query = query, policy = policy, deadline_at = deadline_at,
     account = query.integrated_account_id, pager = core.pager(query.next_cursor),
   }
+end
+
+local function deadline_of(policy)
+  return policy.deadline and core.now() + policy.deadline or nil
 end
 
 -- The request for the stream's next page.
 local function next_request(st)
   st.query.next_cursor = st.pager:cursor()
-  return client_mod.build(st.client, "GET", client_mod.with_query(st.path, st.query), nil, nil, st.account,
+  local req = client_mod.build(st.client, "GET", client_mod.with_query(st.path, st.query), nil, nil, st.account,
     st.policy)
+  req.deadline_at = st.deadline_at
+  return req
 end
 
--- Starts the request for the stream's next page without waiting for it.
-local function stream_start(st)
-  st.req = next_request(st)
-  st.pending = attempt.start(st.client, st.req, st.policy)
+-- Starts the stream's next page if the learned rate budget lets it go now,
+-- without waiting (a fan-out must not stall its other accounts); else sets
+-- st.ready_at, when it may look again.
+local function stream_try_start(st, now)
+  if st.ready_at and st.ready_at > now then return false end
+  st.ready_at = nil
+  local req = next_request(st)
+  local wait, why = attempt.ready_in(st.client, st.account, st.policy, req)
+  if wait and wait > 0 then
+    local err = attempt.hold_error(st.policy, req, wait, why)
+    if err then
+      st.start_err = err
+    else
+      st.ready_at = now + wait
+    end
+    return false
+  end
+  st.req = req
+  req.ahead = true -- its timeout runs only while someone waits for it (truto.transport)
+  local handle, err = attempt.start(st.client, req, st.policy, 1, wait ~= nil)
+  if handle then
+    st.pending = handle
+  else
+    st.req, st.start_err = nil, err
+  end
+  return true
 end
 
 local function stream_cancel(st)
   if st.pending then
     st.pending:cancel()
     st.pending = nil
+    attempt.learn(st.client, st.req, st.policy, nil) -- gives back a slow start's probe
   end
 end
 
@@ -48,6 +78,11 @@ end
 -- one), retries as the policy says, feeds the pager. Returns page, result,
 -- keyed; or nil and an error object.
 local function stream_read(st)
+  if st.start_err then
+    local err = st.start_err
+    st.start_err = nil
+    return nil, err
+  end
   local req, pending = st.req, st.pending
   st.req, st.pending = nil, nil
   if not pending then req = next_request(st) end
@@ -83,13 +118,24 @@ local function fail(it, err)
   error(err, 0)
 end
 
+-- Raises the `closed` error object when the client was closed in the
+-- middle of the loop (after releasing the iterator), on either transport.
+local function check_client(it)
+  if it.client._closed then
+    it:close()
+    client_mod.check_open(it.client, "iterator")
+  end
+end
+
 -- Fetches the next page of a one-account iterator, and starts the one
 -- after it (read-ahead) so that it arrives while the caller works.
 local function fetch_page(it)
   local st = it.stream
   local page, result, keyed = stream_read(st)
   if page == nil then fail(it, result) end
-  if st.policy.prefetch and not st.pager:done() then stream_start(st) end
+  -- the read-ahead goes only when the rate budget lets it go now: a hold is
+  -- waited when the caller asks for that page, never before this one is given
+  if st.policy.prefetch and not st.pager:done() then stream_try_start(st, core.now()) end
   return page, result, keyed
 end
 
@@ -124,6 +170,7 @@ end
 
 -- The item iterator: yields item (or item, key for truto_key_by answers).
 local function next_item(it)
+  check_client(it)
   while true do
     local item, key = take_item(it)
     if item ~= nil then
@@ -141,6 +188,7 @@ M.next_item = next_item
 
 -- The page iterator: yields each decoded page.
 local function next_page(it)
+  check_client(it)
   if exhausted(it) then return nil end
   return (fetch_page(it))
 end
@@ -163,50 +211,76 @@ local function open_streams(it)
     for k, v in next, it.query do query[k] = v end
     query.integrated_account_id = it.accounts[it.next_account]
     it.next_account = it.next_account + 1
-    local st = new_stream(it.client, it.path, query, it.policy)
+    local st = new_stream(it.client, it.path, query, it.policy, it.deadline_at)
     st.ready = {}
     it.active[#it.active + 1] = st
   end
 end
 
 local function wants_request(st)
-  return not st.pending and not st.failed and not st.pager:done() and #st.ready < MAX_READY
+  return not st.pending and not st.start_err and not st.failed and not st.pager:done() and #st.ready < MAX_READY
 end
 
 -- Starts requests, round-robin over the open streams, until `concurrency`
--- are in flight.
+-- are in flight. The round starts where the last one stopped, so each
+-- stream gets its turn (and every account starts in the first round, up to
+-- `concurrency`).
 local function refill(it)
   open_streams(it)
   local active, in_flight = it.active, 0
   for _, st in ipairs(active) do
     if st.pending then in_flight = in_flight + 1 end
   end
-  local n = #active
+  local n, first, last, now = #active, it.turn, nil, core.now()
   for k = 1, n do
     if in_flight >= it.policy.concurrency then break end
-    local st = active[(it.turn + k - 1) % n + 1]
-    if wants_request(st) then
-      stream_start(st)
-      in_flight = in_flight + 1
-      it.turn = (it.turn + k) % n
+    local i = (first + k - 1) % n + 1
+    local st = active[i]
+    if wants_request(st) and stream_try_start(st, now) then
+      if st.pending then in_flight = in_flight + 1 end
+      last = i
     end
   end
+  if last then it.turn = last % n end
+end
+
+local read_into
+
+-- Nothing in flight: sleeps until the first stream the rate budget held
+-- may look again. Returns false when no stream is waiting.
+local function wait_for_budget(it)
+  local at
+  for _, st in ipairs(it.active) do
+    if st.ready_at and (not at or st.ready_at < at) then at = st.ready_at end
+  end
+  if not at then return false end
+  local wait = at - core.now()
+  if wait > 0 and it.policy.sleep(wait) == false then
+    fail(it, attempt.request_error("interrupted", "interrupted while the rate budget held the listing",
+      { method = "GET", url = it.path }, 0))
+  end
+  return true
 end
 
 -- Waits for one request in flight and stores its page (or its error).
 local function receive(it)
   local requests, owners, t = {}, {}, nil
   for _, st in ipairs(it.active) do
+    if st.start_err then return read_into(it, st) end
     if st.pending then
       requests[#requests + 1] = st.pending
       owners[#requests] = st
       t = t or st.req.transport
     end
   end
-  if not t then return false end
+  if not t then return wait_for_budget(it) end
   local i = t:wait_any(requests)
   if not i then return false end
-  local st = owners[i]
+  return read_into(it, owners[i])
+end
+
+-- Reads a stream's page (or its failure) into its ready list.
+function read_into(it, st)
   local page, result, keyed = stream_read(st)
   if page == nil then
     result.account_id = st.account
@@ -231,6 +305,7 @@ local function retire(it)
 end
 
 local function next_multi(it)
+  check_client(it)
   while true do
     local item = take_item(it)
     if item ~= nil then return item, it.current end
@@ -275,6 +350,7 @@ local function iterate_accounts(self, fname, path, params, n, policy, accounts)
   local query = client_mod.prepare_query(self, fname, n, one) -- checks the params once
   local it = setmetatable({
     client = self, policy = policy, query = query, accounts = list, next_account = 1, turn = 0,
+    deadline_at = deadline_of(policy),
     path = path, active = {}, errors = {},
   }, Iterator)
   return next_multi, it, nil, it
@@ -292,7 +368,8 @@ function M.iterate(self, fname, step, model, resource, params, n, opts)
     return iterate_accounts(self, fname, path, params, n, policy, accounts)
   end
   local query = client_mod.prepare_query(self, fname, n, params)
-  local it = setmetatable({ client = self, stream = new_stream(self, path, query, policy) }, Iterator)
+  local it = setmetatable({ client = self, stream = new_stream(self, path, query, policy, deadline_of(policy)) },
+    Iterator)
   -- The fourth value is closed when a generic for ends, even by break.
   return step, it, nil, it
 end

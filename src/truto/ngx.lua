@@ -939,6 +939,9 @@ function M.new(settings)
         local x = h.x
         if x then
           if x.pos <= #x.buf or x.first_done then return i end
+          -- a socket of another nginx request cannot be waited on here: its
+          -- wait() says so (orphaned), as wait() does, and it is sent again
+          if x.ctx and current_ctx() ~= x.ctx then return i end
           live[#live + 1] = x
           index[#live] = i
         end
@@ -963,11 +966,17 @@ function M.new(settings)
     local found
     repeat
       if not pcall(ngx.thread.wait, unpack(threads)) then ngx.sleep(0.01) end
+      local alive = false
       for k = 1, #live do
         if live[k].first_done then
           found = found or index[k]
         end
+        local co = live[k].waiter
+        if co and coroutine.status(co) ~= "dead" then alive = true end
       end
+      -- every waiter ended without an answer (a socket error, a timeout):
+      -- wait() on the first tells what happened; never spin
+      if not found and not alive then found = index[1] end
     until found
     for k = 1, #live do live[k].abandon = true end -- the others stop within SLICE
     return found

@@ -201,7 +201,7 @@ M.CLIENT = {
   max_retries = "count", max_retry_wait = "seconds", retry_statuses = "statuses",
   on_retry = "function", on_wait = "function", sleep = "function", debug = "function",
   prefetch = "boolean", concurrency = "positive_count", rate_limit = "rate_limit",
-  transport = "transport",
+  transport = "transport", deadline = "positive",
   -- nginx transport: passed to it as they are (see truto.ngx)
   pool_size = "positive_count", keepalive_timeout = "seconds", backlog = "positive_count",
   send_timeout = "positive", read_timeout = "positive",
@@ -214,7 +214,7 @@ M.CALL = {
   timeout = "positive", connect_timeout = "positive",
   max_retries = "count", max_retry_wait = "seconds", retry_statuses = "statuses",
   on_retry = "function", idempotency_key = "key",
-  prefetch = "boolean", concurrency = "positive_count", on_error = "on_error",
+  prefetch = "boolean", concurrency = "positive_count", on_error = "on_error", deadline = "positive",
 }
 
 --- Raises on an unknown option or a value of the wrong kind.

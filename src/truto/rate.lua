@@ -1,11 +1,16 @@
--- Rate budgets: how many requests may start, per API token and per integrated account.
+-- Rate budgets: when a request may start, per integrated account (and per API token).
 --
--- Truto allows 500 requests per 10 s per token and 50 per 10 s per integrated account. A budget
--- is "at most `requests` starts in any window of `per` seconds". Every client with the same
--- token and base URL uses the same budgets (a module-level registry of the limiters, released
--- when the last one is closed or collected). A request reserves its start slot in every budget it
--- draws on (atomically) before it waits, so concurrent waiters spread out instead of starting
--- together.
+-- Truto publishes no limit of its own (the vendor behind each account has one), so by default
+-- the budget is learned from the answers, never invented: each account is paced by its own
+-- `ratelimit-remaining` / `ratelimit-reset`, a 429 holds it for its `Retry-After`, and an
+-- account nothing is known of yet gets one request in flight until its first answer (slow
+-- start; see truto.rate.hints). A fixed budget is opt-in: `rate_limit = { requests, per }` (per
+-- token) and/or `account = { requests, per }` (per account), "at most `requests` starts in any
+-- window of `per` seconds". Every client with the same token and base URL shares the same
+-- budgets (a module-level registry of the limiters, released when the last one is closed or
+-- collected). A request reserves its start slot in every fixed budget it draws on (atomically)
+-- before it waits, so concurrent waiters spread out instead of starting together. No wait is
+-- longer than the caller's max_retry_wait or past its deadline: the call fails instead.
 --
 -- Where the budgets live (the "store"):
 --   * in this process (the default);
@@ -23,18 +28,25 @@
 --         The server said budget `name` is spent: no start before `seconds` from now.
 --     truto.rate.redis is one, for OpenResty fleets (lua-resty-redis and a redis-server).
 --
+-- The learned budgets live in the nginx shared dict when there is one, else in this process.
+-- A store's answer is checked (a finite wait from 0 to max_retry_wait): a bad answer or a store
+-- that raises is a failed store, and the request keeps to this process' budget (one debug line
+-- per request; inside nginx one error-log line per worker).
+--
 -- The server is the one shared truth: limiter:observe() reads `ratelimit-remaining` and
--- `ratelimit-reset` after every answer and holds the budget until the reset when the window is
--- spent, so processes that know nothing of each other still converge.
+-- `ratelimit-reset` after every answer, so processes that know nothing of each other still
+-- converge.
 --
 -- Runs on Lua 5.1 (LuaJIT, inside nginx) to 5.4: no integer operators.
+
+local hints = require "truto.rate.hints"
 
 local M = {}
 
 local floor, huge, min = math.floor, math.huge, math.min
 local format, tostring, type = string.format, tostring, type
 
-M.DEFAULTS = { requests = 500, per = 10, account = { requests = 50, per = 10 }, shared_dict = "truto_rate" }
+M.DEFAULTS = { shared_dict = "truto_rate" }
 
 local MAX_REQUESTS = 1000000 -- a ring of this many start times at most
 local MAX_PER = 86400        -- a day
@@ -145,9 +157,10 @@ end
 -- The process-local store: for each budget name, a ring of the last `requests` start times.
 
 local PRUNE_EVERY = 1000 -- reservations between two sweeps of the rings nobody needs any more
+local FORGET_AFTER = 60  -- seconds: a learned budget nothing holds is kept this long after its last use
 
 local function local_store()
-  local store = { rings = {}, holds = {}, count = 0 }
+  local store = { rings = {}, holds = {}, learned = {}, count = 0 }
 
   -- Drops the rings whose newest start is more than `per` ago (an account read once, long ago):
   -- a process that fans out over many accounts keeps only those still in a window.
@@ -158,6 +171,32 @@ local function local_store()
     for name, deadline in pairs(self.holds) do
       if deadline <= now then self.holds[name] = nil end
     end
+    for name, state in pairs(self.learned) do
+      if hints.lifetime(state, now) <= 0 and (state.seen or now) + FORGET_AFTER <= now then self.learned[name] = nil end
+    end
+  end
+
+  -- The learned budgets (truto.rate.hints), one small table each.
+  function store.hint_take(self, name, now, probe_ttl)
+    local state = self.learned[name]
+    if not state then
+      state = {}
+      self.learned[name] = state
+    end
+    state.seen = now
+    self.count = self.count + 1
+    if self.count % PRUNE_EVERY == 0 then prune(self, now) end
+    return hints.take(state, now, probe_ttl)
+  end
+
+  function store.hint_learn(self, name, now, h)
+    local state = self.learned[name]
+    if not state then
+      state = {}
+      self.learned[name] = state
+    end
+    state.seen = now
+    hints.learn(state, now, h)
   end
 
   function store.reserve(self, budgets, now)
@@ -199,7 +238,7 @@ local function local_store()
   -- Forgets every budget whose name holds `prefix` (no limiter of that token is left).
   function store.forget(self, prefix)
     local mark = ":" .. prefix .. ":"
-    for _, t in ipairs { self.rings, self.holds } do
+    for _, t in ipairs { self.rings, self.holds, self.learned } do
       for name in pairs(t) do
         if name:find(mark, 1, true) then t[name] = nil end
       end
@@ -223,6 +262,8 @@ local function yieldable(ngx)
   local phase = ngx.get_phase()
   return phase == "rewrite" or phase == "access" or phase == "content" or phase == "timer"
 end
+
+local process_store -- this process' store (below)
 
 local function dict_store(ngx, dict)
   local store = {}
@@ -284,6 +325,29 @@ local function dict_store(ngx, dict)
     return start - now, binding
   end
 
+  -- The learned budgets: one short string each (truto.rate.hints.encode), under the lock.
+  local function with_hints(name, fn)
+    if not lock() then return nil, "the shared dict lock stays taken" end
+    local now = clock()
+    local state = hints.decode(dict:get(name))
+    local a, b = fn(state, now)
+    local ok, err = dict:set(name, hints.encode(state), hints.lifetime(state, now) + FORGET_AFTER)
+    dict:delete(key)
+    if not ok then return nil, "shared dict: " .. tostring(err) end
+    return a, b
+  end
+
+  function store.hint_take(_, name, _, probe_ttl)
+    local wait, why = with_hints(name, function(state, now) return hints.take(state, now, probe_ttl) end)
+    if wait == nil then return process_store:hint_take(name, clock(), probe_ttl) end
+    return wait, why
+  end
+
+  function store.hint_learn(_, name, _, h)
+    local ok = with_hints(name, function(state, now) hints.learn(state, now, h) return true end)
+    if not ok then process_store:hint_learn(name, clock(), h) end
+  end
+
   function store.hold(_, name, seconds)
     if not lock() then return nil, "the shared dict lock stays taken" end
     local deadline = clock() + seconds
@@ -302,7 +366,7 @@ end
 -- The registry: one local store for the process, one dict store per dict name, and how many
 -- limiters use each token's budgets.
 
-local process_store = local_store()
+process_store = local_store()
 local dict_stores = {}
 -- prefix -> the open limiters of that token (a weak set: a limiter never closed still lets go
 -- of its budgets once it is collected, at the next sweep)
@@ -341,8 +405,17 @@ end
 local Limiter = {}
 Limiter.__index = Limiter
 
-local function budget_of(t, default)
-  return { requests = t.requests or default.requests, per = t.per or default.per }
+local DEFAULT_PER = 10
+
+local function budget_of(t)
+  return { requests = t.requests, per = t.per or DEFAULT_PER }
+end
+
+-- The store that keeps the learned state (truto.rate.hints) of each account: the nginx shared
+-- dict when there is one, else this process.
+local function hint_store(value)
+  local store = nginx_dict(value.shared_dict or M.DEFAULTS.shared_dict)
+  return store or process_store
 end
 
 --- A limiter for the client whose token and base URL `key` names.
@@ -356,10 +429,8 @@ function M.new(value, key)
   if type(key) ~= "string" then error("rate.new: key must be a string", 2) end
   value = value or {}
   local prefix = digest(key)
-  local token = budget_of(value, M.DEFAULTS)
-  local account = value.account
-  if account == nil then account = M.DEFAULTS.account end
-  if account then account = budget_of(account, M.DEFAULTS.account) end
+  local token = value.requests and budget_of(value) or nil
+  local account = value.account and budget_of(value.account) or nil
   local store, where = value.store, "store"
   if not store then
     store, where = nginx_dict(value.shared_dict or M.DEFAULTS.shared_dict)
@@ -367,96 +438,189 @@ function M.new(value, key)
   end
   sweep()
   local limiter = setmetatable({
-    prefix = prefix, store = store, where = where,
+    prefix = prefix, store = store, where = where, hints = hint_store(value),
     token = token, account = account,
-    token_name = budget_name("t", prefix, token.requests, token.per),
+    token_name = token and budget_name("t", prefix, token.requests, token.per),
   }, Limiter)
   users[prefix] = users[prefix] or setmetatable({}, { __mode = "k" })
   users[prefix][limiter] = true
   return limiter
 end
 
--- The budgets a request of `account_id` draws on (token first).
+-- The fixed budgets (opt-in) a request of `account_id` draws on (token first); may be empty.
 function Limiter:budgets(account_id)
+  local list = {}
   local t = self.token
-  local list = { { name = self.token_name, requests = t.requests, per = t.per + margin(t.per), kind = "token" } }
+  if t then
+    list[1] = { name = self.token_name, requests = t.requests, per = t.per + margin(t.per), kind = "token" }
+  end
   local a = self.account
   if a and account_id ~= nil then
-    list[2] = { name = budget_name("a", self.prefix, a.requests, a.per, tostring(account_id)),
+    list[#list + 1] = { name = budget_name("a", self.prefix, a.requests, a.per, tostring(account_id)),
       requests = a.requests, per = a.per + margin(a.per), kind = "account" }
   end
   return list
 end
 
+-- The name of the learned budget of `account_id` (nil: the calls that name no account).
+function Limiter:hint_name(account_id)
+  return format("h:%s:%s", self.prefix, account_id ~= nil and tostring(account_id) or "")
+end
+
+local function describe_wait(info)
+  if info.budget == "account" or info.budget == "token" then
+    if info.budget == "account" then
+      return format("the account budget of %s (%d per %s s)", tostring(info.account), info.requests,
+        tostring(info.per))
+    end
+    return format("the token budget (%d per %s s)", info.requests, tostring(info.per))
+  end
+  return format("account %s, %s", info.account ~= nil and tostring(info.account) or "(none)", info.reason)
+end
+M.describe_wait = describe_wait
+
 local function report(hooks, info)
   if hooks.on_wait then hooks.on_wait(info) end
   if hooks.debug then
-    local what = info.budget == "account"
-      and format("the account budget of %s (%d per %s s)", tostring(info.account), info.requests, tostring(info.per))
-      or format("the %s budget (%d per %s s)", info.budget, info.requests, tostring(info.per))
-    hooks.debug(format("rate limit: holding the request %.2f s for %s", info.wait, what))
+    hooks.debug(format("rate limit: holding the request %.2f s for %s", info.wait, describe_wait(info)))
   end
 end
 
---- Reserves the start of one request (one attempt) of `account_id` (nil: the token budget
--- only) in every budget, then sleeps until that start. Reports holds of REPORT_AT s or more
--- through hooks.on_wait(info) and hooks.debug(line).
--- @param hooks { sleep = fn(s), now = fn() -> s, on_wait = fn | nil, debug = fn | nil }
--- @return the seconds waited
-function Limiter:acquire(account_id, hooks)
-  if self.closed then error("rate limiter used after close", 2) end
-  local budgets = self:budgets(account_id)
+local warned = {} -- store -> true once its failure was written to nginx's error log
+
+-- Says once per worker in nginx's error log that a shared store failed, and per request in
+-- debug (as the caller asked for every detail there).
+local function store_failed(self, hooks, why)
+  local which = self.where == "store" and "rate_limit.store" or "the shared dict " .. self.where
+  if hooks.debug then
+    hooks.debug("rate limit: " .. which .. " failed (" .. tostring(why)
+      .. "); this request keeps to the budget of this process")
+  end
+  local ngx = rawget(_G, "ngx")
+  if not warned[self.store] and type(ngx) == "table" and type(ngx.log) == "function" then
+    warned[self.store] = true
+    ngx.log(ngx.ERR, "lua-truto: ", which, " failed (", tostring(why),
+      "); rate budgets fall back to this worker's process until it answers again")
+  end
+end
+
+-- Reserves a start in the fixed budgets, checking the store's answer: a wait that is not a
+-- finite number in [0, max_wait] (or a store that raises) counts as a failed store.
+local function reserve(self, budgets, now, hooks)
+  local store = self.store
+  local ok, wait, binding = pcall(store.reserve, store, budgets, now)
+  local why
+  if not ok then
+    why = tostring(wait)
+  elseif wait == nil then
+    why = binding
+  elseif type(wait) ~= "number" or wait ~= wait or wait < 0 or wait == huge
+      or (self.where == "store" and wait > (hooks.max_wait or huge)) then
+    why = format("it answered %s, not a wait from 0 to %s s", describe(wait), tostring(hooks.max_wait or huge))
+  end
+  if why then
+    store_failed(self, hooks, why)
+    if store == process_store then return nil, why end
+    return process_store:reserve(budgets, now)
+  end
+  if type(binding) ~= "number" or not budgets[binding] then binding = nil end
+  return wait, binding
+end
+
+--- Whether a request of `account_id` may start now by what the server said (the learned
+-- budget). Returns 0 (it may, and is counted), or the seconds until it may look again and why.
+function Limiter:check_hints(account_id, hooks, now)
+  now = now or hooks.now()
   self.now = hooks.now
-  local now = hooks.now()
-  local wait, binding = self.store:reserve(budgets, now)
-  if not wait then
-    -- The shared store failed (Redis down, dict full): keep to the budget of this process.
-    if hooks.debug then
-      local which = self.where == "store" and "rate_limit.store" or "the shared dict " .. self.where
-      hooks.debug("rate limit: " .. which .. " failed (" .. tostring(binding)
-        .. "); this request keeps to the budget of this process")
-    end
-    wait, binding = process_store:reserve(budgets, now)
-  end
-  if wait <= 0 then return 0 end
-  if wait >= REPORT_AT then
-    local b = budgets[binding or 1]
-    local limit = b.kind == "account" and self.account or self.token
-    report(hooks, { wait = wait, budget = b.kind, account = account_id, requests = limit.requests,
-      per = limit.per, store = self.where })
-  end
-  hooks.sleep(wait)
-  return wait
+  -- a fixed budget the caller configured says how to pace a cold start: no slow start then
+  local probe_ttl = (self.token or self.account) and 0 or hooks.probe_ttl or 30
+  return self.hints:hint_take(self:hint_name(account_id), now, probe_ttl)
 end
 
--- A header value as a number, or nil (several values: the first one).
-local function header_number(headers, name)
-  local v = headers[name]
-  if type(v) == "table" then v = v[1] end
-  if type(v) == "number" then return v end
-  if type(v) ~= "string" then return nil end
-  v = tonumber(v:match("^%s*([%d%.]+)"))
-  if v and v == v and v < huge then return v end
+-- Whether waiting `wait` s is allowed: nil when it is, else the failure's kind and message.
+local function beyond_bounds(wait, info, hooks)
+  local max_wait = hooks.max_wait or huge
+  if wait > max_wait then
+    return "rate_limited", format("the rate budget asks for a wait of %.1f s (%s), longer than max_retry_wait (%s s)",
+      wait, describe_wait(info), tostring(max_wait))
+  end
+  if hooks.deadline and hooks.now() + wait > hooks.deadline then
+    return "timeout", format("the deadline comes before the rate budget lets the request go (a wait of %.1f s: %s)",
+      wait, describe_wait(info))
+  end
   return nil
 end
 
---- Reads an answer's rate headers. When an answer that went through says the window is spent
--- (`ratelimit-remaining: 0` and `ratelimit-reset: <seconds>`), no request of this budget starts
--- before the window reopens: the hold goes on the account's budget when there is one, else on
--- the token's. An answer with `Retry-After` (a 429) holds nothing: the retry loop waits that
--- long for its own request, and the budgets keep the others in step.
-function Limiter:observe(account_id, headers)
-  if self.closed or type(headers) ~= "table" or headers["retry-after"] ~= nil then return end
-  local remaining = header_number(headers, "ratelimit-remaining")
-  if not remaining or remaining > 0 then return end
-  local seconds = header_number(headers, "ratelimit-reset")
-  if not seconds or seconds <= 0 then return end
-  seconds = min(seconds, MAX_PER)
+-- Waits `wait` s for the reason `info` gives, within the caller's bounds.
+local function hold(wait, info, hooks)
+  local kind, message = beyond_bounds(wait, info, hooks)
+  if kind then return nil, kind, message end
+  info.wait = wait
+  if wait >= REPORT_AT then report(hooks, info) end
+  if hooks.sleep(wait) == false then
+    return nil, "interrupted", format("interrupted while the rate budget held the request (%s)", describe_wait(info))
+  end
+  return true
+end
+
+--- Waits until one request (one attempt) of `account_id` (nil: no account) may start: until
+-- the learned budget lets it go (unless `taken`: the caller already asked check_hints), then
+-- reserves its start in every fixed budget and waits for it. Reports waits of REPORT_AT s or
+-- more through hooks.on_wait(info) and hooks.debug(line). No wait goes past hooks.max_wait or
+-- hooks.deadline: the call fails instead.
+-- @param hooks { sleep = fn(s), now = fn() -> s, on_wait, debug, max_wait, deadline, probe_ttl }
+-- @return the seconds waited, or nil, kind ("rate_limited" | "timeout" | "interrupted"), message
+function Limiter:acquire(account_id, hooks, taken)
+  if self.closed then error("rate limiter used after close", 2) end
+  local waited, after = 0, -huge
+  while not taken do
+    -- the time after the waits so far (a sleep the caller replaced may not let any pass)
+    local now = math.max(hooks.now(), after)
+    local wait, why = self:check_hints(account_id, hooks, now)
+    after = now + wait
+    if wait <= 0 then break end
+    local ok, kind, message = hold(wait, { budget = "server", reason = why, account = account_id,
+      store = self.hints == process_store and "process" or "shared dict" }, hooks)
+    if not ok then return nil, kind, message end
+    waited = waited + wait
+  end
   local budgets = self:budgets(account_id)
-  local name = budgets[#budgets].name
+  if #budgets == 0 then return waited end
+  local now = hooks.now()
+  local wait, binding = reserve(self, budgets, now, hooks)
+  if not wait then wait, binding = 0, nil end
+  if wait <= 0 then return waited end
+  local b = budgets[binding or 1]
+  local limit = b.kind == "account" and self.account or self.token
+  local ok, kind, message = hold(wait, { budget = b.kind, account = account_id, requests = limit.requests,
+    per = limit.per, store = self.where, reason = "rate_limit" }, hooks)
+  if not ok then return nil, kind, message end
+  return waited + wait
+end
+
+--- Records what one attempt of `account_id` taught: `h` from truto.rate.hints.read (an
+-- answer), or { failed = true } (no answer, or a request abandoned before it was answered).
+-- A window the server says is spent also holds the fixed budgets (the store's hold).
+function Limiter:learn(account_id, h)
+  if self.closed then return end
   local now = self.now and self.now() or 0
-  local ok = self.store:hold(name, seconds, now)
-  if not ok then process_store:hold(name, seconds, now) end
+  self.hints:hint_learn(self:hint_name(account_id), now, h)
+  local seconds = h.hold or (h.remaining == 0 and h.reset)
+  if not seconds or seconds <= 0 then return end
+  -- the fixed budget of the account (or, for a call without one, the token's) is held too
+  local budgets = self:budgets(account_id)
+  local b = budgets[#budgets]
+  if not b or (account_id ~= nil and b.kind ~= "account") then return end
+  local name = b.name
+  local ok, done = pcall(self.store.hold, self.store, name, seconds, now)
+  if not ok or not done then process_store:hold(name, seconds, now) end
+end
+
+--- Reads an answer's headers (`status`, the parsed `retry_after` of a 429, each wait bounded
+-- by `bound` s) into the learned budget of `account_id`.
+function Limiter:observe(account_id, headers, status, retry_after, bound)
+  if self.closed then return end
+  self:learn(account_id, hints.read(headers, status, retry_after, bound or huge))
 end
 
 --- Releases this limiter's share of its budgets (the last one forgets them). Idempotent.

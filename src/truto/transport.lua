@@ -3,7 +3,7 @@
 -- A transport performs fully built requests and knows nothing of Truto:
 --
 --     req = { method, url, headers = { "Name: value", ... }, body, timeout,
---             connect_timeout, max_body, reuse }
+--             connect_timeout, max_body, reuse, ahead }
 --     transport:start(req) -> handle; handle:wait() -> answer | nil, failure
 --     answer  = { status, headers = { [lower name] = value }, body, sends }
 --     failure = { kind = "transport" | "timeout", message, sends, too_large, stale,
@@ -16,7 +16,9 @@
 -- never sends a request twice on its own (libcurl's re-send on a dead reused
 -- connection is the one exception, reported as `sends = 2`); `sends = 0`
 -- means the request provably never left. `reuse = false` asks for a new
--- connection. `stale`: a reused idle connection failed before any answer
+-- connection. `ahead = true` (a read-ahead): `timeout` counts only the time
+-- spent waiting for the answer (wait, wait_any), never the caller's own work
+-- in between. `stale`: a reused idle connection failed before any answer
 -- byte; `orphaned`: the send belonged to an nginx request that has ended;
 -- `aborted`: the nginx client went away (truto.ngx.abort). Which failures
 -- are sent again is decided by truto.attempt.
@@ -64,13 +66,14 @@ function M.can_yield()
 end
 
 --- Waits without blocking nginx where it can yield; blocks elsewhere.
+-- Returns false when a signal (Ctrl-C) ended the wait early.
 function M.sleep(seconds)
-  if seconds <= 0 then return end
+  if seconds <= 0 then return true end
   if M.can_yield() then
     nginx().sleep(seconds)
-  else
-    core.sleep(seconds)
+    return true
   end
+  return core.sleep(seconds)
 end
 
 local warned_blocking = false

@@ -27,6 +27,7 @@ M.OPTIONS = {
   ["--base-url"] = { "base_url", true },
   ["--timeout"] = { "timeout", true },
   ["--retries"] = { "retries", true },
+  ["--rate"] = { "rate", true },
   ["-v"] = { "verbose", false }, ["--verbose"] = { "verbose", false },
   ["--port"] = { "port", true },
   ["--latency"] = { "latency", true },
@@ -40,7 +41,7 @@ M.OPTIONS = {
 -- Options every API command accepts; their errors point to `--help`.
 M.COMMON = { help = true, account = true, model = true, query = true, token = true, token_file = true,
   profile = true, base_url = true, timeout = true, retries = true, verbose = true, output = true,
-  fields = true, response_format = true, header = true, csv_safe = true, version = true }
+  fields = true, response_format = true, header = true, csv_safe = true, version = true, rate = true }
 local WRITE = { body = true, idempotency_key = true, dry_run = true }
 M.ACCEPTS = {
   list = { limit = true, max_items = true, cursor = true },

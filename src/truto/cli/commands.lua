@@ -168,7 +168,9 @@ function M.list(sys, client, cmd)
       sys:say("debug (page ", tostring(pages), "): ", text.clean(json.text(page.debug) or "?"))
     end
     local items = page_items(page)
+    cmd.resume = { cursor = page_cursor, skip = 0 } -- what Ctrl-C prints (cli.init)
     for i, item in ipairs(items) do
+      cmd.resume.skip = i - 1
       if cmd.max_items and count >= cmd.max_items then
         stopped = { cursor = page_cursor, skip = i - 1 }
         break
@@ -185,7 +187,9 @@ function M.list(sys, client, cmd)
       break
     end
     page_cursor = next_cursor(page)
+    cmd.resume = page_cursor and { cursor = page_cursor, skip = 0 } or nil
   end
+  cmd.resume = nil
   progress.clear()
   writer.finish()
   sys:flush()

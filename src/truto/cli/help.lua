@@ -61,7 +61,9 @@ Options:
                           for 127.0.0.1, ::1 and localhost
       --timeout SECONDS   per-request timeout (default 30)
       --retries N         retries of 429/5xx answers and network failures
-  -v, --verbose           tell each retry on stderr
+      --rate N/S          at most N requests in any S seconds (default: paced
+                          by the server's ratelimit-* headers, no fixed cap)
+  -v, --verbose           tell each retry and each wait on stderr
   -h, --help              this help; `lua-truto ACTION --help` for one action
   -V, --version           the version
 

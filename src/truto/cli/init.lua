@@ -317,6 +317,16 @@ local function run(sys, argv)
       sys:usage(format("--retries expects an integer >= 0, got '%s'", opts.retries))
     end
   end
+  local rate_limit
+  if opts.rate then
+    -- --rate N/S: at most N requests in any S seconds (the account's and the token's budget)
+    local n, per = opts.rate:match("^(%d+)/(%d*%.?%d+)$")
+    n, per = math.tointeger(tonumber(n)), tonumber(per)
+    if not n or n < 1 or n > 1000000 or not per or per <= 0 or per > 86400 then
+      sys:usage(format("--rate expects REQUESTS/SECONDS (like 50/10), got '%s'", opts.rate))
+    end
+    rate_limit = { requests = n, per = per, account = { requests = n, per = per } }
+  end
   local headers = #opts.header > 0 and args.headers(sys, opts.header) or nil
   if opts.idempotency_key == "" then sys:usage("--idempotency-key must not be empty", topic) end
 
@@ -362,8 +372,18 @@ local function run(sys, argv)
   local client_opts = {
     token = token, base_url = base_url, integrated_account_id = account,
     timeout = timeout, max_retries = recorder and 0 or retries, headers = headers,
-    transport = recorder,
+    transport = recorder, rate_limit = rate_limit,
   }
+  local progress_of = {} -- the list's progress line, once there is one (cmd.progress)
+  client_opts.on_wait = function(w)
+    local what = format("%.1f s: account %s, %s", w.wait, w.account ~= nil and tostring(w.account) or "(none)",
+      w.reason or w.budget or "rate limit")
+    if progress_of.cmd and progress_of.cmd.progress and progress_of.cmd.progress.waiting then
+      progress_of.cmd.progress.waiting(what)
+    end
+    -- a retry's wait is told by on_retry below
+    if opts.verbose and w.budget ~= "retry" then sys:say("waiting " .. what) end
+  end
   if opts.verbose then
     client_opts.on_retry = function(r)
       local why = r.status and ("HTTP " .. r.status)
@@ -387,6 +407,7 @@ local function run(sys, argv)
     output = out_format, fields = fields, max_items = max_items, csv_safe = opts.csv_safe,
     call_opts = opts.idempotency_key and { idempotency_key = opts.idempotency_key } or nil,
   }
+  progress_of.cmd = cmd
   M.active = { client = client, cmd = cmd }
   if recorder then return commands.dry_run(sys, client, recorder, cmd) end
 
@@ -433,6 +454,14 @@ function M.main(argv, sys)
       if active.cmd.progress then pcall(active.cmd.progress.clear) end
       for _, transport in pairs(M.transports and M.transports() or {}) do
         if type(transport) == "table" and transport.cancel_all then pcall(transport.cancel_all) end
+      end
+      local resume = active.cmd.resume
+      if resume and resume.cursor then
+        pcall(sys.flush, sys)
+        pcall(sys.say, sys, resume.skip > 0
+          and string.format("interrupted inside a page; --cursor %s lists that page again "
+            .. "(its first %d items were printed)", sys_mod.quote(text.clean(resume.cursor)), resume.skip)
+          or string.format("interrupted; the rest of the list: --cursor %s", sys_mod.quote(text.clean(resume.cursor))))
       end
     end
     return sys_mod.EXIT_INTERRUPTED

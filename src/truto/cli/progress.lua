@@ -15,6 +15,12 @@ function M.new(sys)
     sys.stderr:write(format("\r\27[K%s: %d item%s, %d page%s", "lua-truto", items, items == 1 and "" or "s",
       pages, pages == 1 and "" or "s"))
   end
+  -- A wait the rate budget or a retry imposes: said on the line instead of freezing it.
+  function self.waiting(what)
+    if not self.enabled then return end
+    self.shown = true
+    sys.stderr:write(format("\r\27[K%s: waiting %s", "lua-truto", what))
+  end
   function self.clear()
     if self.shown then
       sys.stderr:write("\r\27[K")
