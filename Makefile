@@ -95,6 +95,9 @@ define install_missing
 	fi
 endef
 
+# Sync: the SQLite mirror (LuaSQL's driver) and the sqlite3 shell its specs query it with.
+DEB_PACKAGES += lua-sql-sqlite3 sqlite3
+
 deps:
 	$(call install_missing,$(DEB_PACKAGES))
 
