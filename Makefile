@@ -104,6 +104,9 @@ endef
 
 # The locale `make test-locale` runs the suite in (a "," decimal point).
 TEST_LOCALE := de_DE.UTF-8
+# Sync: the SQLite mirror (LuaSQL's driver) and the sqlite3 shell its specs query it with.
+DEB_PACKAGES += lua-sql-sqlite3 sqlite3
+
 deps:
 	$(call install_missing,$(DEB_PACKAGES))
 	@if ! locale -a 2>/dev/null | grep -qix 'de_DE.utf-\?8'; then \
