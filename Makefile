@@ -62,7 +62,7 @@ DEB_PACKAGES := lua5.4 liblua5.4-dev lua-cjson libcurl4-openssl-dev pkg-config g
                 openssl ca-certificates luarocks luajit2 libluajit2-5.1-dev curl procps libssl-dev locales
 # Developer tools on top: lint, docs, formatting, sanitizers, valgrind, fuzzing.
 DEV_DEB_PACKAGES := lua-check lua-ldoc lua-markdown clang-format clang-tidy clang libclang-rt-14-dev \
-                    valgrind
+                    valgrind lua-luaossl
 
 .PHONY: all deps dev-deps check-fresh test test-locale test-asan test-valgrind test-luajit mock demo demo-nginx install clean examples docs lint format-check bench fuzz
 
