@@ -374,7 +374,8 @@ local cases = {
       for i = 1, 5 do
         out[i] = { conn = 1, line = "GET " .. ORG .. "org-1" .. A .. " HTTP/1.1", headers = headers(), body = "" }
       end
-      out[6] = { conn = 1, line = "DELETE " .. ORG .. "org-1" .. A .. " HTTP/1.1", headers = headers(), body = "" }
+      out[6] = { conn = 1, line = "DELETE " .. ORG .. "org-1" .. A .. " HTTP/1.1",
+        headers = headers { "idempotency-key: <key 1>" }, body = "" }
       return out
     end)(),
   },
