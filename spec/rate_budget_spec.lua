@@ -152,9 +152,13 @@ describe("rate budgets", function()
     starts = {}
     for _ in client:users { integrated_account_id = { "acct-1k-r6", "acct-1k-r7" }, limit = 200 } do end
     assert.equal(10, #starts)
-    assert.equal(6, (max_in_window(starts, 1)))
+    -- at most 3 + 3; the server's headers (ratelimit-remaining: 0 until a reset rounded up to
+    -- whole seconds) may hold an account a little longer than its fixed budget would
+    local most2 = max_in_window(starts, 1)
+    assert.is_true(most2 >= 5 and most2 <= 6, most2)
     for _, account in ipairs({ "acct-1k-r6", "acct-1k-r7" }) do
-      assert.equal(3, (max_in_window(starts, 1, function(e) return e.account == account end)))
+      local own = max_in_window(starts, 1, function(e) return e.account == account end)
+      assert.is_true(own >= 2 and own <= 3, account .. ": " .. own)
     end
     assert.equal(0, mock.rate().throttled)
     client:close()

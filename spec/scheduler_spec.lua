@@ -422,3 +422,23 @@ describe("fan-out while one account waits", function()
     c:close()
   end)
 end)
+
+describe("curl wait_any", function()
+  local h = require "spec.helpers.client"
+  it("refuses a request of another client instead of waiting on it (never spins)", function()
+    local tr = require "truto.transport"
+    local m = h.server()
+    local c1, c2 = h.client { transport = "curl" }, h.client { transport = "curl" }
+    local t1, t2 = tr.pick(c1._transports), tr.pick(c2._transports)
+    local handle = t1:start { method = "GET", headers = {},
+      url = m.url .. "/unified/user-directory/organizations/org-1?integrated_account_id=acct-small" }
+    local ok, err = pcall(t2.wait_any, t2, { handle })
+    assert.is_false(ok)
+    assert.matches("wait_any: request 1 belongs to another transport", tostring(err))
+    assert.equal(1, t1:wait_any { handle })
+    local answer = assert(handle:wait())
+    assert.equal(200, answer.status)
+    c1:close()
+    c2:close()
+  end)
+end)

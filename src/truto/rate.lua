@@ -490,11 +490,12 @@ local warned = {} -- store -> true once its failure was written to nginx's error
 
 -- Says once per worker in nginx's error log that a shared store failed, and per request in
 -- debug (as the caller asked for every detail there).
-local function store_failed(self, hooks, why)
+local function store_failed(self, hooks, why, fallback)
   local which = self.where == "store" and "rate_limit.store" or "the shared dict " .. self.where
   if hooks.debug then
-    hooks.debug("rate limit: " .. which .. " failed (" .. tostring(why)
-      .. "); this request keeps to the budget of this process")
+    local level = fallback == process_store and "this process" or "the shared dict"
+    hooks.debug("rate limit: " .. which .. " failed (" .. tostring(why) .. "); this request keeps to the budget of "
+      .. level)
   end
   local ngx = rawget(_G, "ngx")
   if not warned[self.store] and type(ngx) == "table" and type(ngx.log) == "function" then
@@ -519,9 +520,14 @@ local function reserve(self, budgets, now, hooks)
     why = format("it answered %s, not a wait from 0 to %s s", describe(wait), tostring(hooks.max_wait or huge))
   end
   if why then
-    store_failed(self, hooks, why)
+    -- the next shared level: Redis -> the nginx shared dict -> this process
+    local fallback = process_store
+    if store ~= self.hints and self.hints ~= process_store then fallback = self.hints end
+    store_failed(self, hooks, why, fallback)
     if store == process_store then return nil, why end
-    return process_store:reserve(budgets, now)
+    local wait2, binding2 = fallback:reserve(budgets, now)
+    if wait2 == nil and fallback ~= process_store then return process_store:reserve(budgets, now) end
+    return wait2, binding2
   end
   if type(binding) ~= "number" or not budgets[binding] then binding = nil end
   return wait, binding
