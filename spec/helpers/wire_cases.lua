@@ -422,25 +422,28 @@ local cases = {
   },
   {
     name = "a header name repeated 50,000 times is joined in linear time",
-    script = { "repeated_5000", "repeated_50000" },
+    script = { "repeated_5000", "repeated_5000", "repeated_5000", "repeated_50000", "repeated_50000",
+      "repeated_50000" },
     run = function(truto, base)
       local c = client(truto, base)
-      local lengths, cpu = {}, {}
-      for i = 1, 2 do
+      local lengths, cpu = {}, { math.huge, math.huge }
+      for i = 1, 6 do
+        local size = i <= 3 and 1 or 2
         collectgarbage()
         local t0 = os.clock()
         local res = c:request { path = "/h" }
-        cpu[i] = os.clock() - t0
-        lengths[i] = #res.headers.a
+        cpu[size] = math.min(cpu[size], os.clock() - t0) -- the best of three: noise only adds
+        lengths[size] = #res.headers.a
       end
       -- ten times the lines: about ten times the work if linear, a hundred if quadratic
-      return { lengths = lengths, linear = cpu[2] / math.max(cpu[1], 0.002) < 25 }
+      return { lengths = lengths, linear = cpu[2] / math.max(cpu[1], 0.002) < 40 }
     end,
     result = { lengths = { 5000 * 3 - 2, 50000 * 3 - 2 }, linear = true },
-    wire = {
-      { conn = 1, line = "GET /h HTTP/1.1", headers = headers(), body = "" },
-      { conn = 1, line = "GET /h HTTP/1.1", headers = headers(), body = "" },
-    },
+    wire = (function()
+      local out = {}
+      for i = 1, 6 do out[i] = { conn = 1, line = "GET /h HTTP/1.1", headers = headers(), body = "" } end
+      return out
+    end)(),
   },
   {
     name = 'read-modify-write with big_integers = "int64" sends 9007199254740993 back as that number',
