@@ -369,5 +369,17 @@ describe("lua-truto (issue 19)", function()
       assert.equal("", out)
       assert.equal(2, code)
     end)
+
+    it("says the list was cut when --max-items stops inside the first page", function()
+      local out, err, code = cli { "groups", "-a", "acct-small", "-o", "ndjson", "--fields", "id", "--max-items", "2" }
+      assert.equal('{"id":"g01"}\n{"id":"g02"}\n', out)
+      assert.equal("lua-truto: stopped at --max-items 2 inside the first page: the list was cut "
+        .. "(run it again with a larger --max-items for more)\n", err)
+      assert.equal(0, code)
+      -- A whole list within the limit says nothing.
+      out, err = cli { "groups", "-a", "acct-small", "-o", "ndjson", "--fields", "id", "--max-items", "6" }
+      assert.equal(6, select(2, out:gsub("\n", "")))
+      assert.equal("", err)
+    end)
   end)
 end)

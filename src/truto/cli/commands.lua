@@ -196,6 +196,9 @@ function M.list(sys, client, cmd)
     elseif stopped.cursor then
       sys:say(format("stopped at --max-items %d inside a page; --cursor %s lists that page again "
         .. "(its first %d items were printed)", cmd.max_items, quote(text.clean(stopped.cursor)), stopped.skip))
+    else
+      sys:say(format("stopped at --max-items %d inside the first page: the list was cut "
+        .. "(run it again with a larger --max-items for more)", cmd.max_items))
     end
   end
   return EXIT_OK
