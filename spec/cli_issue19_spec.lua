@@ -381,5 +381,27 @@ describe("lua-truto (issue 19)", function()
       assert.equal(6, select(2, out:gsub("\n", "")))
       assert.equal("", err)
     end)
+
+    it54("asks for --token-file - on a terminal without echo", function()
+      local modes = {}
+      local out, err, code = cli({ "users", "get", "u001", "-a", "acct-small", "-o", "json", "--fields", "id",
+        "--token-file", "-" }, { tty = { [0] = true }, stdin = m.token .. "\n", env = { TRUTO_API_TOKEN = "" },
+        stty = function(mode) modes[#modes + 1] = mode return true end })
+      assert.equal('{"id":"u001"}\n', out)
+      assert.equal("Truto API token (not shown): \n", err)
+      assert.equal(0, code)
+      assert.same({ "-echo", "echo" }, modes)
+      assert.equal("Bearer " .. m.token, mock.last().headers.authorization)
+    end)
+
+    it("says that --fields indexes start at 1", function()
+      local out, err, code = cli { "users", "get", "u001", "-a", "acct-small", "-o", "json", "--fields", "emails.0.email" }
+      assert.equal('{"emails.0.email":null}\n', out)
+      assert.equal("lua-truto: warning: --fields emails.0.email: list indexes start at 1 (emails.1.email is the "
+        .. "first item)\n", err)
+      assert.equal(0, code)
+      local help = cli { "users", "list", "--help" }
+      assert.truthy(help:find("list indexes starting at 1", 1, true), help)
+    end)
   end)
 end)

@@ -218,6 +218,10 @@ function M.split_fields(sys, spec)
     f = f:match("^%s*(.-)%s*$")
     if f == "" then sys:usage("--fields: empty field name in '" .. spec .. "'") end
     if seen[f] then sys:usage("--fields: '" .. f .. "' given twice") end
+    if f:match("%.0$") or f:match("%.0%.") then
+      local first = f:gsub("%.0%.", ".1."):gsub("%.0$", ".1")
+      sys:say(format("warning: --fields %s: list indexes start at 1 (%s is the first item)", f, first))
+    end
     seen[f] = true
     fields[#fields + 1] = f
   end

@@ -44,7 +44,8 @@ Options:
       --max-items N       stop after N items (list); the cursor to resume
                           from is printed on stderr
       --cursor C          start the list at cursor C
-      --fields A,B        only these fields, in this order (a.b reaches inside)
+      --fields A,B        only these fields, in this order (a.b reaches inside;
+                          list indexes start at 1: emails.1.email)
       --response-format F unified (default), raw, normalized, stream or debug
                           (debug: each page's debug object on stderr)
   -o, --output FORMAT     table, json, ndjson or csv
@@ -88,7 +89,8 @@ Lists every item of RESOURCE, following next_cursor page after page.
   --max-items N     stop after N items; stderr then tells the --cursor that
                     resumes the list
   --cursor C        start at cursor C
-  --fields A,B      only these fields (a.b reaches inside: emails.1.email)
+  --fields A,B      only these fields (a.b reaches inside: emails.1.email,
+                    list indexes starting at 1)
   --response-format unified, raw, normalized, stream or debug
   -o FORMAT         table: aligned columns sized from the first page, rows
                     written as pages arrive (default on a terminal)
