@@ -403,5 +403,29 @@ describe("lua-truto (issue 19)", function()
       local help = cli { "users", "list", "--help" }
       assert.truthy(help:find("list indexes starting at 1", 1, true), help)
     end)
+
+    it("--dry-run works for list and get, and shows the headers lua-truto really sends", function()
+      local out, err, code = cli { "users", "-a", "acct-small", "--limit", "5", "--dry-run" }
+      assert.equal("", err)
+      assert.equal(0, code)
+      assert.same({}, methods())
+      local first = out:match("^[^\n]*")
+      assert.equal("GET " .. m.url .. "/unified/user-directory/users?integrated_account_id=acct-small&limit=5", first)
+      local get = cli { "users", "get", "u 1", "-a", "acct-small", "--dry-run", "-H", "X-Trace: 7" }
+      assert.equal("GET " .. m.url .. "/unified/user-directory/users/u%201?integrated_account_id=acct-small",
+        get:match("^[^\n]*"))
+      assert.same({}, methods())
+      -- The same get, sent: every header the dry run printed reached the server as printed.
+      cli { "users", "get", "u 1", "-a", "acct-small", "-H", "X-Trace: 7" }
+      local received = mock.last().headers
+      local n = 0
+      for name, value in get:gmatch("\n([%w-]+): ([^\n]*)") do
+        if name ~= "Authorization" then
+          assert.equal(value, received[name:lower()], name)
+          n = n + 1
+        end
+      end
+      assert.is_true(n >= 4) -- Host, Accept, User-Agent, X-Trace
+    end)
   end)
 end)

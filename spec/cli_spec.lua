@@ -121,7 +121,7 @@ describe("lua-truto", function()
 
       local firsts = {
         list = "Usage: lua-truto RESOURCE [list] -a ACCOUNT [-q KEY=VALUE]... [--limit N]\n",
-        get = "Usage: lua-truto RESOURCE get ID -a ACCOUNT [-q KEY=VALUE]... [--fields A,B] [-o FORMAT]\n",
+        get = "Usage: lua-truto RESOURCE get ID -a ACCOUNT [-q KEY=VALUE]... [--fields A,B] [-o FORMAT] [--dry-run]\n",
         create = "Usage: lua-truto RESOURCE create -a ACCOUNT --body JSON|-|@FILE [-q KEY=VALUE]...\n",
         update = "Usage: lua-truto RESOURCE update ID -a ACCOUNT --body JSON|-|@FILE [-q KEY=VALUE]...\n",
         delete = "Usage: lua-truto RESOURCE delete ID -a ACCOUNT [-q KEY=VALUE]... [--yes] [--dry-run] [-o FORMAT]\n",

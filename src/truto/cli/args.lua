@@ -42,8 +42,8 @@ M.COMMON = { help = true, account = true, model = true, query = true, token = tr
   fields = true, response_format = true, header = true, csv_safe = true, version = true }
 local WRITE = { body = true, idempotency_key = true, dry_run = true }
 M.ACCEPTS = {
-  list = { limit = true, max_items = true, cursor = true },
-  get = {},
+  list = { limit = true, max_items = true, cursor = true, dry_run = true },
+  get = { dry_run = true },
   create = WRITE,
   update = WRITE,
   delete = { idempotency_key = true, dry_run = true, yes = true },

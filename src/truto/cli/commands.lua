@@ -6,6 +6,7 @@ local output = require "truto.cli.output"
 local progress_mod = require "truto.cli.progress"
 local json = require "truto.cli.json"
 local text = require "truto.cli.text"
+local core = require "truto.core"
 
 local M = {}
 
@@ -228,15 +229,32 @@ function M.single(sys, client, cmd)
   return EXIT_OK
 end
 
---- Prints the request a write would send (the token masked), sends nothing.
+--- Prints the request the command would send first (the token masked),
+-- sends nothing: for list (its first page), get and the writes.
 function M.dry_run(sys, client, recorder, cmd)
-  M.single(setmetatable({ stdout = { write = function() return true end, flush = function() return true end },
-    stderr = { write = function() end } }, { __index = sys }), client, cmd)
+  if cmd.action == "list" then
+    pcall(function() -- the first page is asked for, and "sent" to the recorder
+      local iter, state, init, closing = client:pages(cmd.model, cmd.resource, cmd.query, { prefetch = false })
+      local ok = pcall(iter, state, init)
+      if closing and closing.close then closing:close() end
+      return ok
+    end)
+  else
+    M.single(setmetatable({ stdout = { write = function() return true end, flush = function() return true end },
+      stderr = { write = function() end } }, { __index = sys }), client, cmd)
+  end
   local req = recorder.requests[1]
   if not req then sys:fail(sys_mod.EXIT_API, "dry run: no request was built") end
   local host = req.url:match("^%a+://([^/]+)") or "?"
   local out = { req.method .. " " .. req.url, "Host: " .. host, "Authorization: Bearer ***" }
-  for _, line in ipairs(req.headers) do out[#out + 1] = line end
+  for _, line in ipairs(req.headers) do
+    -- The client names libcurl in the User-Agent of its libcurl transport, which the real run
+    -- uses; the recorder stands in for it here.
+    if not line:find(" libcurl/", 1, true) then
+      line = line:gsub("^(User%-Agent: %S+)", "%1 libcurl/" .. tostring(core.CURL_VERSION))
+    end
+    out[#out + 1] = line
+  end
   if req.body ~= nil then out[#out + 1] = "Content-Length: " .. #req.body end
   sys:write(concat(out, "\n"), "\n")
   if req.body ~= nil then sys:write("\n", req.body, "\n") end

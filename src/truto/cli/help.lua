@@ -39,6 +39,7 @@ Options:
   -H, --header 'N: V'     extra request header, repeatable
       --idempotency-key K Idempotency-Key of a write (create, update, delete, call)
       --dry-run           print the request (token masked) and send nothing
+                          (list: its first page; get; the writes)
   -y, --yes               delete without asking
       --limit N           page size (list)
       --max-items N       stop after N items (list); the cursor to resume
@@ -78,7 +79,7 @@ Exit codes: 0 ok, 1 API error, 2 usage error, 3 network failure,
 
 M.list = [==[
 Usage: lua-truto RESOURCE [list] -a ACCOUNT [-q KEY=VALUE]... [--limit N]
-                 [--max-items N] [--cursor C] [--fields A,B] [-o table|json|ndjson|csv]
+                 [--max-items N] [--cursor C] [--fields A,B] [-o table|json|ndjson|csv] [--dry-run]
 
 Lists every item of RESOURCE, following next_cursor page after page.
 
@@ -105,7 +106,7 @@ A progress line goes to stderr while it is a terminal and stdout is not.
 ]==]
 
 M.get = [==[
-Usage: lua-truto RESOURCE get ID -a ACCOUNT [-q KEY=VALUE]... [--fields A,B] [-o FORMAT]
+Usage: lua-truto RESOURCE get ID -a ACCOUNT [-q KEY=VALUE]... [--fields A,B] [-o FORMAT] [--dry-run]
 
 Gets one item: GET /unified/MODEL/RESOURCE/ID. ID is sent percent-encoded, so
 it may hold '/', ':', spaces or any UTF-8.
