@@ -427,5 +427,19 @@ describe("lua-truto (issue 19)", function()
       end
       assert.is_true(n >= 4) -- Host, Accept, User-Agent, X-Trace
     end)
+
+    it54("does not cut a later page's longer values in the last table column to the first page's width", function()
+      for _, columns in ipairs { 80, false } do
+        local out, err, code = cli({ "users", "-a", "acct-small", "-o", "table", "--limit", "2", "--fields", "id,name" },
+          { columns = columns })
+        assert.equal(0, code, err)
+        assert.equal("ID    NAME\nu001  Zoë Ångström\n", out:sub(1, #"ID    NAME\nu001  Zoë Ångström\n"))
+        assert.truthy(out:find('\nu017  Robert "Bobby" Tables\n', 1, true), out)
+      end
+      -- Still within the terminal: at 20 columns the name is cut at its edge.
+      local out = cli({ "users", "-a", "acct-small", "-o", "table", "--limit", "2", "--fields", "id,name" },
+        { columns = 20 })
+      assert.truthy(out:find('\nu017  Robert "Bobby…\n', 1, true), out)
+    end)
   end)
 end)
