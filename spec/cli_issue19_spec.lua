@@ -441,5 +441,20 @@ describe("lua-truto (issue 19)", function()
         { columns = 20 })
       assert.truthy(out:find('\nu017  Robert "Bobby…\n', 1, true), out)
     end)
+
+    it("-v says when an answer was an idempotent replay", function()
+      local argv = { "users", "create", "-a", "acct-small", "-o", "json", "--fields", "name", "-v",
+        "--idempotency-key", "k-19", "--body", '{"name":"Replay Me"}' }
+      local out, err, code = cli(argv)
+      assert.equal('{"name":"Replay Me"}\n', out)
+      assert.equal("", err)
+      assert.equal(0, code)
+      out, err, code = cli(argv)
+      assert.equal('{"name":"Replay Me"}\n', out)
+      assert.equal("lua-truto: the answer is a replay (Idempotent-Replayed: true): Truto had already done this "
+        .. "request with the same Idempotency-Key\n", err)
+      assert.equal(0, code)
+      assert.same({ "POST", "POST" }, methods())
+    end)
   end)
 end)

@@ -21,7 +21,9 @@ local EXIT_OK, EXIT_USAGE = sys_mod.EXIT_OK, sys_mod.EXIT_USAGE
 --- Wraps a transport so that waiting for an answer happens in Lua, a few
 -- milliseconds at a time: Lua's SIGINT hook (Ctrl-C) then fires during a
 -- request instead of after it, and `cancel_all` abandons what is in flight.
-function M.interruptible(inner, sleep)
+-- `observe(answer)`, when given, sees every answer (transport contract v2:
+-- { status, headers = { [lower name] = value }, ... }).
+function M.interruptible(inner, sleep, observe)
   local active = setmetatable({}, { __mode = "k" })
   local Handle = {}
   Handle.__index = Handle
@@ -32,11 +34,15 @@ function M.interruptible(inner, sleep)
       pause = math.min(pause * 2, 0.01)
     end
   end
+  local function seen(answer, ...)
+    if observe and type(answer) == "table" and type(answer.headers) == "table" then observe(answer) end
+    return answer, ...
+  end
   function Handle:wait()
     local h = self.h
     poll(function() return h:done() end)
     active[self] = nil
-    return h:wait()
+    return seen(h:wait())
   end
   function Handle:done() return self.h:done() end
   function Handle:cancel()

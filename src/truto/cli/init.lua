@@ -114,22 +114,22 @@ end
 -- Makes the client's libcurl transport wait in Lua, so that Ctrl-C acts
 -- during a request. This reaches into the client (its transport set, or
 -- the `_transport` of older modules): the module has no public hook for it.
-local function interruptible(sys, client)
+local function interruptible(sys, client, observe)
   local core_ok, core = pcall(require, "truto.core")
   if not core_ok or not core.sleep then return end
   local sleep = sys.sleep or core.sleep
   local set = rawget(client, "_transports")
   if type(set) == "table" and type(set.make) == "function" and type(set.made) == "table" then
-    if set.made.curl then set.made.curl = commands.interruptible(set.made.curl, sleep) end
+    if set.made.curl then set.made.curl = commands.interruptible(set.made.curl, sleep, observe) end
     local make = set.make
     set.make = function(kind, ...)
       local t = make(kind, ...)
-      if kind == "curl" then t = commands.interruptible(t, sleep) end
+      if kind == "curl" then t = commands.interruptible(t, sleep, observe) end
       return t
     end
     M.transports = function() return set.made end
   elseif rawget(client, "_transport") then
-    client._transport = commands.interruptible(client._transport, sleep)
+    client._transport = commands.interruptible(client._transport, sleep, observe)
     M.transports = function() return { client._transport } end
   end
 end
@@ -375,7 +375,12 @@ local function run(sys, argv)
     sys:usage(msg and cli_words(msg, from) or tostring(client), topic)
   end
   M.from = from
-  if not recorder then interruptible(sys, client) end
+  -- -v: an answer Truto replayed for an Idempotency-Key it had seen is said so.
+  local replayed = false
+  local function observe(answer)
+    replayed = tostring(answer.headers["idempotent-replayed"]):lower() == "true"
+  end
+  if not recorder then interruptible(sys, client, opts.verbose and observe) end
 
   local cmd = {
     action = action, model = model, resource = resource, id = id, query = query, body = body,
@@ -398,6 +403,10 @@ local function run(sys, argv)
 
   local runner = streamed and stream.run or action == "list" and commands.list or commands.single
   local ran, result = pcall(runner, sys, client, cmd)
+  if ran and replayed then
+    sys:say("the answer is a replay (Idempotent-Replayed: true): Truto had already done this request "
+      .. "with the same Idempotency-Key")
+  end
   if ran then return result end
   if cmd.progress then cmd.progress.clear() end
   if truto.is_error(result) then return commands.report_error(sys, result) end
