@@ -457,4 +457,21 @@ describe("lua-truto (issue 19)", function()
       assert.same({ "POST", "POST" }, methods())
     end)
   end)
+
+  it54("runs a command module registered with one table entry", function()
+    local cli_mod = require "truto.cli"
+    package.loaded["spec.fake_command"] = { run = function(sys, words)
+      sys:write("fake ", table.concat(words, "|"), "\n")
+      return 7
+    end }
+    cli_mod.COMMANDS.fake = "spec.fake_command"
+    finally(function()
+      cli_mod.COMMANDS.fake = nil
+      package.loaded["spec.fake_command"] = nil
+    end)
+    local out, err, code = cli { "fake", "-a", "x", "--unknown" }
+    assert.equal("fake -a|x|--unknown\n", out)
+    assert.equal("", err)
+    assert.equal(7, code)
+  end)
 end)

@@ -174,7 +174,15 @@ local function confirm(tty, question)
   return answer ~= nil and (answer:lower() == "y" or answer:lower() == "yes")
 end
 
+--- Commands that are modules of their own: `lua-truto NAME WORDS...` runs
+-- require(M.COMMANDS[NAME]).run(sys, { WORDS... }) -> exit code, before any
+-- option is parsed (the module owns its words). One entry registers one:
+--   M.COMMANDS.webhook = "truto.cli.webhook"
+M.COMMANDS = {}
+
 local function run(sys, argv)
+  local own = argv[1] and M.COMMANDS[argv[1]]
+  if own then return require(own).run(sys, { table.unpack(argv, 2) }) end
   local opts, positional, seen = args.parse(sys, argv)
   if opts.version then
     sys:write(format("%s %s\n", sys_mod.PROG, tostring(truto.VERSION)))
