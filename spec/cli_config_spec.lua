@@ -12,6 +12,9 @@ local function cli(argv, o)
   return run.cli(argv, o)
 end
 
+-- What stderr says when --max-items 1 cuts the list inside its first page.
+local CUT = "lua-truto: stopped at --max-items 1 inside the first page: the list was cut "
+  .. "(run it again with a larger --max-items for more)\n"
 local GROUPS = { "groups", "-a", "acct-small", "-o", "ndjson", "--fields", "id", "--max-items", "1" }
 
 describe("lua-truto config", function()
@@ -75,7 +78,7 @@ describe("lua-truto config", function()
     out, err, code = cli({ "groups", "--profile", "work", "-o", "ndjson", "--fields", "id", "--max-items", "1" },
       { env = { HOME = home } })
     assert.equal('{"id":"g01"}\n', out)
-    assert.equal("", err)
+    assert.equal(CUT, err)
     assert.equal(0, code)
     assert.equal("integrated_account_id=acct-small", mock.last().raw_query)
     out, err, code = cli({ "groups", "--profile", "home" }, { env = { HOME = home } })
@@ -88,19 +91,19 @@ describe("lua-truto config", function()
     local _, err, code = cli { "groups", "-a", "acct-small", "--token", m.token, "-o", "ndjson", "--max-items", "1" }
     assert.equal(0, code)
     assert.equal("lua-truto: warning: --token is visible to other processes (/proc/PID/cmdline); "
-      .. "use $TRUTO_API_TOKEN, --token-file FILE or the config file\n", err)
+      .. "use $TRUTO_API_TOKEN, --token-file FILE or the config file\n" .. CUT, err)
     run.write(home .. "/token", m.token .. "\n")
     run.shell("chmod 600 " .. run.quote(home .. "/token"))
     local out
     out, err, code = cli { "groups", "-a", "acct-small", "--token-file", home .. "/token", "-o", "ndjson",
       "--fields", "id", "--max-items", "1" }
     assert.equal('{"id":"g01"}\n', out)
-    assert.equal("", err)
+    assert.equal(CUT, err)
     assert.equal(0, code)
     out, err, code = cli({ "groups", "-a", "acct-small", "--token-file", "-", "-o", "ndjson", "--fields", "id",
       "--max-items", "1" }, { stdin = m.token .. "\n" })
     assert.equal('{"id":"g01"}\n', out)
-    assert.equal("", err)
+    assert.equal(CUT, err)
     assert.equal(0, code)
     assert.equal("Bearer " .. m.token, mock.last().headers.authorization)
   end)

@@ -369,5 +369,109 @@ describe("lua-truto (issue 19)", function()
       assert.equal("", out)
       assert.equal(2, code)
     end)
+
+    it("says the list was cut when --max-items stops inside the first page", function()
+      local out, err, code = cli { "groups", "-a", "acct-small", "-o", "ndjson", "--fields", "id", "--max-items", "2" }
+      assert.equal('{"id":"g01"}\n{"id":"g02"}\n', out)
+      assert.equal("lua-truto: stopped at --max-items 2 inside the first page: the list was cut "
+        .. "(run it again with a larger --max-items for more)\n", err)
+      assert.equal(0, code)
+      -- A whole list within the limit says nothing.
+      out, err = cli { "groups", "-a", "acct-small", "-o", "ndjson", "--fields", "id", "--max-items", "6" }
+      assert.equal(6, select(2, out:gsub("\n", "")))
+      assert.equal("", err)
+    end)
+
+    it54("asks for --token-file - on a terminal without echo", function()
+      local modes = {}
+      local out, err, code = cli({ "users", "get", "u001", "-a", "acct-small", "-o", "json", "--fields", "id",
+        "--token-file", "-" }, { tty = { [0] = true }, stdin = m.token .. "\n", env = { TRUTO_API_TOKEN = "" },
+        stty = function(mode) modes[#modes + 1] = mode return true end })
+      assert.equal('{"id":"u001"}\n', out)
+      assert.equal("Truto API token (not shown): \n", err)
+      assert.equal(0, code)
+      assert.same({ "-echo", "echo" }, modes)
+      assert.equal("Bearer " .. m.token, mock.last().headers.authorization)
+    end)
+
+    it("says that --fields indexes start at 1", function()
+      local out, err, code = cli { "users", "get", "u001", "-a", "acct-small", "-o", "json", "--fields", "emails.0.email" }
+      assert.equal('{"emails.0.email":null}\n', out)
+      assert.equal("lua-truto: warning: --fields emails.0.email: list indexes start at 1 (emails.1.email is the "
+        .. "first item)\n", err)
+      assert.equal(0, code)
+      local help = cli { "users", "list", "--help" }
+      assert.truthy(help:find("list indexes starting at 1", 1, true), help)
+    end)
+
+    it("--dry-run works for list and get, and shows the headers lua-truto really sends", function()
+      local out, err, code = cli { "users", "-a", "acct-small", "--limit", "5", "--dry-run" }
+      assert.equal("", err)
+      assert.equal(0, code)
+      assert.same({}, methods())
+      local first = out:match("^[^\n]*")
+      assert.equal("GET " .. m.url .. "/unified/user-directory/users?integrated_account_id=acct-small&limit=5", first)
+      local get = cli { "users", "get", "u 1", "-a", "acct-small", "--dry-run", "-H", "X-Trace: 7" }
+      assert.equal("GET " .. m.url .. "/unified/user-directory/users/u%201?integrated_account_id=acct-small",
+        get:match("^[^\n]*"))
+      assert.same({}, methods())
+      -- The same get, sent: every header the dry run printed reached the server as printed.
+      cli { "users", "get", "u 1", "-a", "acct-small", "-H", "X-Trace: 7" }
+      local received = mock.last().headers
+      local n = 0
+      for name, value in get:gmatch("\n([%w-]+): ([^\n]*)") do
+        if name ~= "Authorization" then
+          assert.equal(value, received[name:lower()], name)
+          n = n + 1
+        end
+      end
+      assert.is_true(n >= 4) -- Host, Accept, User-Agent, X-Trace
+    end)
+
+    it54("does not cut a later page's longer values in the last table column to the first page's width", function()
+      for _, columns in ipairs { 80, false } do
+        local out, err, code = cli({ "users", "-a", "acct-small", "-o", "table", "--limit", "2", "--fields", "id,name" },
+          { columns = columns })
+        assert.equal(0, code, err)
+        assert.equal("ID    NAME\nu001  Zoë Ångström\n", out:sub(1, #"ID    NAME\nu001  Zoë Ångström\n"))
+        assert.truthy(out:find('\nu017  Robert "Bobby" Tables\n', 1, true), out)
+      end
+      -- Still within the terminal: at 20 columns the name is cut at its edge.
+      local out = cli({ "users", "-a", "acct-small", "-o", "table", "--limit", "2", "--fields", "id,name" },
+        { columns = 20 })
+      assert.truthy(out:find('\nu017  Robert "Bobby…\n', 1, true), out)
+    end)
+
+    it("-v says when an answer was an idempotent replay", function()
+      local argv = { "users", "create", "-a", "acct-small", "-o", "json", "--fields", "name", "-v",
+        "--idempotency-key", "k-19", "--body", '{"name":"Replay Me"}' }
+      local out, err, code = cli(argv)
+      assert.equal('{"name":"Replay Me"}\n', out)
+      assert.equal("", err)
+      assert.equal(0, code)
+      out, err, code = cli(argv)
+      assert.equal('{"name":"Replay Me"}\n', out)
+      assert.equal("lua-truto: the answer is a replay (Idempotent-Replayed: true): Truto had already done this "
+        .. "request with the same Idempotency-Key\n", err)
+      assert.equal(0, code)
+      assert.same({ "POST", "POST" }, methods())
+    end)
+  end)
+
+  it54("runs a command module registered with one table entry", function()
+    local cli_mod = require "truto.cli"
+    package.loaded["spec.fake_command"] = { run = function(sys, words)
+      sys:write("fake ", table.concat(words, "|"), "\n")
+      return 7
+    end }
+    cli_mod.COMMANDS.fake = "spec.fake_command"
+    finally(function()
+      cli_mod.COMMANDS.fake = nil
+      package.loaded["spec.fake_command"] = nil
+    end)
+    local out, err, code = cli { "fake", "-a", "x", "--unknown" }
+    assert.equal("fake -a|x|--unknown\n", out)
+    assert.equal("", err)
+    assert.equal(7, code)
   end)
 end)

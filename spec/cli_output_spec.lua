@@ -37,7 +37,8 @@ describe("lua-truto output", function()
     local out, err, code = cli { "users", "-a", "acct-small", "-o", "csv", "--fields", "id,is_2fa_enabled",
       "--max-items", "2" }
     assert.equal(crlf { "id,is_2fa_enabled", "u001,false", "u002,true" }, out)
-    assert.equal("", err)
+    assert.equal("lua-truto: stopped at --max-items 2 inside the first page: the list was cut "
+      .. "(run it again with a larger --max-items for more)\n", err)
     assert.equal(0, code)
     out = cli { "users", "-a", "acct-small", "-o", "table", "--fields", "id,is_2fa_enabled", "--max-items", "2" }
     assert.equal(lines { "ID    IS_2FA_ENABLED", "u001  false", "u002  true" }, out)

@@ -71,6 +71,12 @@ local function item_json(v)
   return '{"id":' .. encode_json(v.id) .. "," .. encode_json(rest):sub(2)
 end
 
+-- What stderr says when --max-items N cuts the list inside its first page.
+local function cut(n)
+  return "lua-truto: stopped at --max-items " .. n .. " inside the first page: the list was cut "
+    .. "(run it again with a larger --max-items for more)\n"
+end
+
 local function usage(msg, topic)
   return "lua-truto: " .. msg .. "\nTry 'lua-truto" .. (topic and " " .. topic or "") .. " --help'.\n"
 end
@@ -115,7 +121,7 @@ describe("lua-truto", function()
 
       local firsts = {
         list = "Usage: lua-truto RESOURCE [list] -a ACCOUNT [-q KEY=VALUE]... [--limit N]\n",
-        get = "Usage: lua-truto RESOURCE get ID -a ACCOUNT [-q KEY=VALUE]... [--fields A,B] [-o FORMAT]\n",
+        get = "Usage: lua-truto RESOURCE get ID -a ACCOUNT [-q KEY=VALUE]... [--fields A,B] [-o FORMAT] [--dry-run]\n",
         create = "Usage: lua-truto RESOURCE create -a ACCOUNT --body JSON|-|@FILE [-q KEY=VALUE]...\n",
         update = "Usage: lua-truto RESOURCE update ID -a ACCOUNT --body JSON|-|@FILE [-q KEY=VALUE]...\n",
         delete = "Usage: lua-truto RESOURCE delete ID -a ACCOUNT [-q KEY=VALUE]... [--yes] [--dry-run] [-o FORMAT]\n",
@@ -172,9 +178,9 @@ describe("lua-truto", function()
         "--fields", "name,id,emails.1.email,title" }, nil, lines {
         '{"name":"Zoë Ångström","id":"u001","emails.1.email":"zoe.angstrom@acme.example","title":"Engineer"}',
         '{"name":"李雷","id":"u002","emails.1.email":"li.lei@acme.example","title":null}',
-      }, "", 0)
+      }, cut(2), 0)
       expect({ "groups", "-a", "acct-small", "-o", "json", "--fields", "id", "--max-items", "2" }, nil,
-        '[\n{"id":"g01"},\n{"id":"g02"}\n]\n', "", 0)
+        '[\n{"id":"g01"},\n{"id":"g02"}\n]\n', cut(2), 0)
     end)
 
     it("writes an aligned table", function()
@@ -192,7 +198,7 @@ describe("lua-truto", function()
         "u001  Zoë Ångström",
         "u002  李雷",
         "u003  José Núñez",
-      }, "", 0)
+      }, cut(3), 0)
     end)
 
     it("writes CSV with CRLF, the header from the first page's scalar fields", function()
@@ -229,7 +235,7 @@ describe("lua-truto", function()
 
     it("stops after --max-items without asking for more pages", function()
       expect({ "users", "-a", "acct-small", "-o", "ndjson", "--fields", "id", "--max-items", "3" }, nil,
-        lines { '{"id":"u001"}', '{"id":"u002"}', '{"id":"u003"}' }, "", 0)
+        lines { '{"id":"u001"}', '{"id":"u002"}', '{"id":"u003"}' }, cut(3), 0)
       assert.equal(1, list_requests())
       mock.reset()
       local out, _, code = run { "users", "-a", "acct-small", "-o", "ndjson", "--fields", "id",
@@ -269,7 +275,7 @@ describe("lua-truto", function()
         "-q", "truto_exclude_fields[]=roles", "-q", "created_at[gt]=2024-01-01T00:00:00Z",
         "-q", "foo[]=a", "-q", "foo[][b]=c", "-q", "x=a=b c&d", "-q", "deep[a][b][]=1",
         "--limit", "5", "--response-format", "normalized" }
-      assert.equal("", err)
+      assert.equal(cut(1), err)
       assert.equal(0, code)
       assert.equal("created_at%5Bgt%5D=2024-01-01T00%3A00%3A00Z&deep%5Ba%5D%5Bb%5D%5B%5D=1"
         .. "&foo%5B%5D=a&foo%5B%5D%5Bb%5D=c&integrated_account_id=acct-small&limit=5"
@@ -280,7 +286,7 @@ describe("lua-truto", function()
 
     it("takes the account from TRUTO_ACCOUNT", function()
       expect({ "groups", "-o", "ndjson", "--fields", "id", "--max-items", "1" },
-        { env = { TRUTO_ACCOUNT = "acct-small" } }, '{"id":"g01"}\n', "", 0)
+        { env = { TRUTO_ACCOUNT = "acct-small" } }, '{"id":"g01"}\n', cut(1), 0)
     end)
   end)
 
@@ -379,7 +385,8 @@ describe("lua-truto", function()
       local out, err, code = run { "users", "-a", "flaky-500-1", "-v", "-o", "ndjson", "--fields", "id",
         "--max-items", "1" }
       assert.equal('{"id":"u001"}\n', out)
-      assert.truthy(err:match("^lua%-truto: HTTP 500; retry 1 in %d+%.%d s\n$"), err)
+      assert.truthy(err:match("^lua%-truto: HTTP 500; retry 1 in %d+%.%d s\n"), err)
+      assert.equal(cut(1), err:match("\n(.*)$"))
       assert.equal(0, code)
     end)
 
@@ -488,12 +495,12 @@ describe("lua-truto", function()
     local groups = { "groups", "-a", "acct-small", "-o", "ndjson", "--fields", "id", "--max-items", "1" }
 
     it("reads the token and base URL from the profile", function()
-      expect(groups, { home = home, token = false, base_url = false }, '{"id":"g01"}\n', "", 0)
+      expect(groups, { home = home, token = false, base_url = false }, '{"id":"g01"}\n', cut(1), 0)
     end)
 
     it("honours XDG_CONFIG_HOME", function()
       expect(groups, { token = false, base_url = false, env = { XDG_CONFIG_HOME = home .. "/.config" } },
-        '{"id":"g01"}\n', "", 0)
+        '{"id":"g01"}\n', cut(1), 0)
     end)
 
     it("lets the environment and flags win over the profile", function()
@@ -503,7 +510,7 @@ describe("lua-truto", function()
       args[#args + 1] = "--token=" .. m.token
       expect(args, { home = home, token = "wrong", base_url = false }, '{"id":"g01"}\n',
         "lua-truto: warning: --token is visible to other processes (/proc/PID/cmdline); "
-        .. "use $TRUTO_API_TOKEN, --token-file FILE or the config file\n", 0)
+        .. "use $TRUTO_API_TOKEN, --token-file FILE or the config file\n" .. cut(1), 0)
       expect({ "groups", "-a", "acct-small", "--base-url", "http://127.0.0.1:9", "--retries", "0" },
         { home = home }, "", nil, 3)
     end)
@@ -514,7 +521,7 @@ describe("lua-truto", function()
         "lua-truto: refusing to use " .. config .. ": it holds the API token and group or others can read it "
         .. "(mode 644); run: chmod 600 " .. quote(config) .. "\n", 2)
       -- Not read at all when the environment gives everything.
-      expect(groups, { home = home }, '{"id":"g01"}\n', "", 0)
+      expect(groups, { home = home }, '{"id":"g01"}\n', cut(1), 0)
     end)
 
     it("refuses a malformed profile", function()

@@ -104,6 +104,7 @@ end
 -- whole environment it sees; HOME defaults to an empty dir), stdin (text),
 -- tty = { [0]=, [1]=, [2]= } (default: none is a terminal), columns,
 -- terminal (what is typed on the controlling terminal; default: none),
+-- stty (a function(mode) called instead of `stty MODE`),
 -- stdout (a file to write to instead of capturing, e.g. /dev/full),
 -- process = true (always a separate process). Returns stdout, stderr, code.
 -- A stand-in for /dev/tty: reads come from `input`, writes go to the
@@ -153,6 +154,7 @@ function run.cli(argv, o)
       columns = o.columns or false,
       script = run.ROOT .. "/lua-truto",
       terminal = o.terminal and run.fake_terminal(o.terminal, err) or false,
+      stty = o.stty,
     }
     local code = cli.main(argv, sys)
     stdin:close()

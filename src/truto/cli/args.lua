@@ -44,8 +44,8 @@ M.COMMON = { help = true, account = true, model = true, query = true, token = tr
   fields = true, response_format = true, header = true, csv_safe = true, version = true, rate = true }
 local WRITE = { body = true, idempotency_key = true, dry_run = true }
 M.ACCEPTS = {
-  list = { limit = true, max_items = true, cursor = true },
-  get = {},
+  list = { limit = true, max_items = true, cursor = true, dry_run = true },
+  get = { dry_run = true },
   create = WRITE,
   update = WRITE,
   delete = { idempotency_key = true, dry_run = true, yes = true },
@@ -220,6 +220,10 @@ function M.split_fields(sys, spec)
     f = f:match("^%s*(.-)%s*$")
     if f == "" then sys:usage("--fields: empty field name in '" .. spec .. "'") end
     if seen[f] then sys:usage("--fields: '" .. f .. "' given twice") end
+    if f:match("%.0$") or f:match("%.0%.") then
+      local first = f:gsub("%.0%.", ".1."):gsub("%.0$", ".1")
+      sys:say(format("warning: --fields %s: list indexes start at 1 (%s is the first item)", f, first))
+    end
     seen[f] = true
     fields[#fields + 1] = f
   end

@@ -6,6 +6,7 @@ local output = require "truto.cli.output"
 local progress_mod = require "truto.cli.progress"
 local json = require "truto.cli.json"
 local text = require "truto.cli.text"
+local core = require "truto.core"
 
 local M = {}
 
@@ -20,7 +21,9 @@ local EXIT_OK, EXIT_USAGE = sys_mod.EXIT_OK, sys_mod.EXIT_USAGE
 --- Wraps a transport so that waiting for an answer happens in Lua, a few
 -- milliseconds at a time: Lua's SIGINT hook (Ctrl-C) then fires during a
 -- request instead of after it, and `cancel_all` abandons what is in flight.
-function M.interruptible(inner, sleep)
+-- `observe(answer)`, when given, sees every answer (transport contract v2:
+-- { status, headers = { [lower name] = value }, ... }).
+function M.interruptible(inner, sleep, observe)
   local active = setmetatable({}, { __mode = "k" })
   local Handle = {}
   Handle.__index = Handle
@@ -31,11 +34,15 @@ function M.interruptible(inner, sleep)
       pause = math.min(pause * 2, 0.01)
     end
   end
+  local function seen(answer, ...)
+    if observe and type(answer) == "table" and type(answer.headers) == "table" then observe(answer) end
+    return answer, ...
+  end
   function Handle:wait()
     local h = self.h
     poll(function() return h:done() end)
     active[self] = nil
-    return h:wait()
+    return seen(h:wait())
   end
   function Handle:done() return self.h:done() end
   function Handle:cancel()
@@ -200,6 +207,9 @@ function M.list(sys, client, cmd)
     elseif stopped.cursor then
       sys:say(format("stopped at --max-items %d inside a page; --cursor %s lists that page again "
         .. "(its first %d items were printed)", cmd.max_items, quote(text.clean(stopped.cursor)), stopped.skip))
+    else
+      sys:say(format("stopped at --max-items %d inside the first page: the list was cut "
+        .. "(run it again with a larger --max-items for more)", cmd.max_items))
     end
   end
   return EXIT_OK
@@ -229,15 +239,32 @@ function M.single(sys, client, cmd)
   return EXIT_OK
 end
 
---- Prints the request a write would send (the token masked), sends nothing.
+--- Prints the request the command would send first (the token masked),
+-- sends nothing: for list (its first page), get and the writes.
 function M.dry_run(sys, client, recorder, cmd)
-  M.single(setmetatable({ stdout = { write = function() return true end, flush = function() return true end },
-    stderr = { write = function() end } }, { __index = sys }), client, cmd)
+  if cmd.action == "list" then
+    pcall(function() -- the first page is asked for, and "sent" to the recorder
+      local iter, state, init, closing = client:pages(cmd.model, cmd.resource, cmd.query, { prefetch = false })
+      local ok = pcall(iter, state, init)
+      if closing and closing.close then closing:close() end
+      return ok
+    end)
+  else
+    M.single(setmetatable({ stdout = { write = function() return true end, flush = function() return true end },
+      stderr = { write = function() end } }, { __index = sys }), client, cmd)
+  end
   local req = recorder.requests[1]
   if not req then sys:fail(sys_mod.EXIT_API, "dry run: no request was built") end
   local host = req.url:match("^%a+://([^/]+)") or "?"
   local out = { req.method .. " " .. req.url, "Host: " .. host, "Authorization: Bearer ***" }
-  for _, line in ipairs(req.headers) do out[#out + 1] = line end
+  for _, line in ipairs(req.headers) do
+    -- The client names libcurl in the User-Agent of its libcurl transport, which the real run
+    -- uses; the recorder stands in for it here.
+    if not line:find(" libcurl/", 1, true) then
+      line = line:gsub("^(User%-Agent: %S+)", "%1 libcurl/" .. tostring(core.CURL_VERSION))
+    end
+    out[#out + 1] = line
+  end
   if req.body ~= nil then out[#out + 1] = "Content-Length: " .. #req.body end
   sys:write(concat(out, "\n"), "\n")
   if req.body ~= nil then sys:write("\n", req.body, "\n") end

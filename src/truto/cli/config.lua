@@ -180,10 +180,13 @@ function M.check_token_file(sys, path)
   end
 end
 
---- The token from --token-file FILE ('-': standard input): its first line.
+--- The token from --token-file FILE ('-': standard input; on a terminal it
+-- is asked for without echo): its first line.
 function M.token_file(sys, spec)
   local text
-  if spec == "-" then
+  if spec == "-" and sys:is_tty(0) then
+    text = sys:read_secret("Truto API token (not shown): ")
+  elseif spec == "-" then
     text = sys.stdin:read(MAX_TOKEN_FILE)
   else
     local f, err = io.open(spec, "rb")

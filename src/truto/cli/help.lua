@@ -39,12 +39,14 @@ Options:
   -H, --header 'N: V'     extra request header, repeatable
       --idempotency-key K Idempotency-Key of a write (create, update, delete, call)
       --dry-run           print the request (token masked) and send nothing
+                          (list: its first page; get; the writes)
   -y, --yes               delete without asking
       --limit N           page size (list)
       --max-items N       stop after N items (list); the cursor to resume
                           from is printed on stderr
       --cursor C          start the list at cursor C
-      --fields A,B        only these fields, in this order (a.b reaches inside)
+      --fields A,B        only these fields, in this order (a.b reaches inside;
+                          list indexes start at 1: emails.1.email)
       --response-format F unified (default), raw, normalized, stream or debug
                           (debug: each page's debug object on stderr)
   -o, --output FORMAT     table, json, ndjson or csv
@@ -79,7 +81,7 @@ Exit codes: 0 ok, 1 API error, 2 usage error, 3 network failure,
 
 M.list = [==[
 Usage: lua-truto RESOURCE [list] -a ACCOUNT [-q KEY=VALUE]... [--limit N]
-                 [--max-items N] [--cursor C] [--fields A,B] [-o table|json|ndjson|csv]
+                 [--max-items N] [--cursor C] [--fields A,B] [-o table|json|ndjson|csv] [--dry-run]
 
 Lists every item of RESOURCE, following next_cursor page after page.
 
@@ -90,7 +92,8 @@ Lists every item of RESOURCE, following next_cursor page after page.
   --max-items N     stop after N items; stderr then tells the --cursor that
                     resumes the list
   --cursor C        start at cursor C
-  --fields A,B      only these fields (a.b reaches inside: emails.1.email)
+  --fields A,B      only these fields (a.b reaches inside: emails.1.email,
+                    list indexes starting at 1)
   --response-format unified, raw, normalized, stream or debug
   -o FORMAT         table: aligned columns sized from the first page, rows
                     written as pages arrive (default on a terminal)
@@ -105,7 +108,7 @@ A progress line goes to stderr while it is a terminal and stdout is not.
 ]==]
 
 M.get = [==[
-Usage: lua-truto RESOURCE get ID -a ACCOUNT [-q KEY=VALUE]... [--fields A,B] [-o FORMAT]
+Usage: lua-truto RESOURCE get ID -a ACCOUNT [-q KEY=VALUE]... [--fields A,B] [-o FORMAT] [--dry-run]
 
 Gets one item: GET /unified/MODEL/RESOURCE/ID. ID is sent percent-encoded, so
 it may hold '/', ':', spaces or any UTF-8.

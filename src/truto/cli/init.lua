@@ -114,22 +114,22 @@ end
 -- Makes the client's libcurl transport wait in Lua, so that Ctrl-C acts
 -- during a request. This reaches into the client (its transport set, or
 -- the `_transport` of older modules): the module has no public hook for it.
-local function interruptible(sys, client)
+local function interruptible(sys, client, observe)
   local core_ok, core = pcall(require, "truto.core")
   if not core_ok or not core.sleep then return end
   local sleep = sys.sleep or core.sleep
   local set = rawget(client, "_transports")
   if type(set) == "table" and type(set.make) == "function" and type(set.made) == "table" then
-    if set.made.curl then set.made.curl = commands.interruptible(set.made.curl, sleep) end
+    if set.made.curl then set.made.curl = commands.interruptible(set.made.curl, sleep, observe) end
     local make = set.make
     set.make = function(kind, ...)
       local t = make(kind, ...)
-      if kind == "curl" then t = commands.interruptible(t, sleep) end
+      if kind == "curl" then t = commands.interruptible(t, sleep, observe) end
       return t
     end
     M.transports = function() return set.made end
   elseif rawget(client, "_transport") then
-    client._transport = commands.interruptible(client._transport, sleep)
+    client._transport = commands.interruptible(client._transport, sleep, observe)
     M.transports = function() return { client._transport } end
   end
 end
@@ -174,12 +174,20 @@ local function confirm(tty, question)
   return answer ~= nil and (answer:lower() == "y" or answer:lower() == "yes")
 end
 
+--- Commands that are modules of their own: `lua-truto NAME WORDS...` runs
+-- require(M.COMMANDS[NAME]).run(sys, { WORDS... }) -> exit code, before any
+-- option is parsed (the module owns its words). One entry registers one:
+--   M.COMMANDS.webhook = "truto.cli.webhook"
+M.COMMANDS = {}
+
 local function run(sys, argv)
   if argv[1] == "webhook" or (argv[1] == "help" and argv[2] == "webhook") then -- its own options
     return require("truto.cli.webhook").main(sys, argv)
   end
   if argv[1] == "sync" then return require("truto.cli.sync").main(sys, argv) end
   if require("truto.cli.mock_change").wanted(argv) then return require("truto.cli.mock_change").main(sys, argv) end
+  local own = argv[1] and M.COMMANDS[argv[1]]
+  if own then return require(own).run(sys, { table.unpack(argv, 2) }) end
   local opts, positional, seen = args.parse(sys, argv)
   if opts.version then
     sys:write(format("%s %s\n", sys_mod.PROG, tostring(truto.VERSION)))
@@ -400,7 +408,12 @@ local function run(sys, argv)
     sys:usage(msg and cli_words(msg, from) or tostring(client), topic)
   end
   M.from = from
-  if not recorder then interruptible(sys, client) end
+  -- -v: an answer Truto replayed for an Idempotency-Key it had seen is said so.
+  local replayed = false
+  local function observe(answer)
+    replayed = tostring(answer.headers["idempotent-replayed"]):lower() == "true"
+  end
+  if not recorder then interruptible(sys, client, opts.verbose and observe) end
 
   local cmd = {
     action = action, model = model, resource = resource, id = id, query = query, body = body,
@@ -424,6 +437,10 @@ local function run(sys, argv)
 
   local runner = streamed and stream.run or action == "list" and commands.list or commands.single
   local ran, result = pcall(runner, sys, client, cmd)
+  if ran and replayed then
+    sys:say("the answer is a replay (Idempotent-Replayed: true): Truto had already done this request "
+      .. "with the same Idempotency-Key")
+  end
   if ran then return result end
   if cmd.progress then cmd.progress.clear() end
   if truto.is_error(result) then return commands.report_error(sys, result) end

@@ -139,10 +139,15 @@ local function column_widths(rows, columns, max)
   return widths
 end
 
-local function table_line(row, widths)
+-- `room`: how wide the last column may grow (it is not padded, so a value
+-- of a later page longer than the first page's is cut only at the edge of
+-- the terminal, or at MAX_CELL when its width is unknown).
+local function table_line(row, widths, room)
   local parts = {}
   for c, cell in ipairs(row) do
-    local s, w = text.cut(cell, widths[c] or MAX_CELL)
+    local limit = widths[c] or MAX_CELL
+    if c == #row and room and room > limit then limit = room end
+    local s, w = text.cut(cell, limit)
     parts[c] = c < #row and s .. string.rep(" ", (widths[c] or w) - w) or s
   end
   return (concat(parts, "  "):gsub("%s+$", "")) .. "\n"
@@ -182,7 +187,7 @@ function M.list_writer(sys, format, o)
       if #columns > 0 then sys:write(csv_row(values, o.csv_safe, tty)) end
     end
   else
-    local widths
+    local widths, room
     local function cells(item)
       local row = {}
       for i, f in ipairs(columns) do row[i] = table_cell(sys, M.field_value(item, f)) end
@@ -196,12 +201,18 @@ function M.list_writer(sys, format, o)
     emit_header = function()
       local rows = { head() }
       for i, item in ipairs(pending) do rows[i + 1] = cells(item) end
-      widths = column_widths(rows, sys:width(), MAX_CELL)
-      sys:write(table_line(rows[1], widths))
-      for i = 2, #rows do sys:write(table_line(rows[i], widths)) end
+      local columns_wide = sys:width()
+      widths = column_widths(rows, columns_wide, MAX_CELL)
+      room = MAX_CELL
+      if columns_wide then
+        room = columns_wide
+        for c = 1, #widths - 1 do room = room - widths[c] - 2 end
+      end
+      sys:write(table_line(rows[1], widths, room))
+      for i = 2, #rows do sys:write(table_line(rows[i], widths, room)) end
       pending = nil
     end
-    emit_row = function(item) sys:write(table_line(cells(item), widths)) end
+    emit_row = function(item) sys:write(table_line(cells(item), widths, room)) end
   end
 
   local started = false

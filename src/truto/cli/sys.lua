@@ -81,14 +81,15 @@ Sys.__index = Sys
 
 --- The process's sys: real streams, os.getenv, `test -t` for terminals.
 -- `o` overrides any field (stdout, stderr, stdin, getenv, tty = {[0]=,[1]=,[2]=},
--- columns, uid, script, terminal: a file for /dev/tty, false for none).
+-- columns, uid, script, terminal: a file for /dev/tty, false for none,
+-- stty: function(mode) standing for `stty MODE` on stdin).
 function M.new(o)
   o = o or {}
   local self = setmetatable({
     stdout = o.stdout or (M.closed_fds[1] and CLOSED or io.stdout), stderr = o.stderr or io.stderr,
     stdin = o.stdin or io.stdin,
     getenv = o.getenv or os.getenv, tty = o.tty or {}, columns = o.columns, uid = o.uid,
-    script = o.script, sleep = o.sleep, term = o.terminal,
+    script = o.script, sleep = o.sleep, term = o.terminal, stty_hook = o.stty,
   }, Sys)
   return self
 end
@@ -116,6 +117,25 @@ function Sys:terminal()
     self.term = io.open("/dev/tty", "r+") or false
   end
   return self.term or nil
+end
+
+-- `stty MODE` on standard input (the terminal being read).
+function Sys:stty(mode)
+  if self.stty_hook then return self.stty_hook(mode) end
+  return os.execute("stty " .. mode .. " 2>/dev/null")
+end
+
+--- Reads one line from standard input, a terminal, without echoing it:
+-- `prompt` on stderr, echo off while reading, back on even when the read
+-- is interrupted.
+function Sys:read_secret(prompt)
+  self.stderr:write(prompt)
+  self:stty("-echo")
+  local ok, line = pcall(self.stdin.read, self.stdin, "l")
+  self:stty("echo")
+  self.stderr:write("\n")
+  if not ok then error(line, 0) end
+  return line
 end
 
 function Sys.exit(_, code)
