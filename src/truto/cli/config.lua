@@ -46,7 +46,7 @@ cat <&3
 ]]
 
 local function inspect(path)
-  local p = io.popen("sh -c " .. quote(OPEN_AND_STAT) .. " sh " .. quote(path) .. " 2>/dev/null")
+  local p = io.popen("LC_ALL=C sh -c " .. quote(OPEN_AND_STAT) .. " sh " .. quote(path) .. " 2>/dev/null")
   local text = p:read("a")
   local ok, _, code = p:close()
   if code == 5 then -- not a regular file (a FIFO would block the open): not opened at all

@@ -21,9 +21,11 @@ function M.quote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
 end
 
--- The output of a shell command (stderr dropped), or nil.
+-- The output of a shell command (stderr dropped), or nil. The command runs
+-- in the C locale: its output is parsed (stat says "directory", not
+-- "Verzeichnis", under LC_ALL=de_DE.UTF-8).
 function M.capture(cmd)
-  local p = io.popen(cmd .. " 2>/dev/null")
+  local p = io.popen("export LC_ALL=C; " .. cmd .. " 2>/dev/null")
   if not p then return nil end
   local text = p:read("a")
   p:close()
