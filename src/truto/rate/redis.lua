@@ -95,6 +95,12 @@ end
 --   (seconds, 1), `prefix` ("truto_rate:"), `keepalive` (idle seconds, 60), `pool_size` (16)
 -- @return the store, for `rate_limit = { store = ... }`
 -- @raise outside nginx (no lua-resty-redis), or on a bad option
+-- Seconds as Redis's Lua reads them: "%.6f" with a "." whatever LC_NUMERIC
+-- the calling process set (Lua 5.4's string.format follows it).
+local function decimal(x)
+  return (format("%.6f", x):gsub(",", "."))
+end
+
 function M.new(opts)
   opts = opts or {}
   if type(opts) ~= "table" then error("bad argument #1 to 'new' (table expected, got " .. type(opts) .. ")", 2) end
@@ -131,7 +137,7 @@ function M.new(opts)
     end
     for _, b in ipairs(budgets) do
       args[#args + 1] = format("%d", b.requests)
-      args[#args + 1] = format("%.6f", b.per)
+      args[#args + 1] = decimal(b.per)
     end
     local res, err = with_connection(function(red) return red:eval(unpack(args)) end)
     if type(res) ~= "table" then return nil, err or "redis: unexpected answer" end
@@ -143,7 +149,7 @@ function M.new(opts)
 
   function store.hold(self, name, seconds)
     local res, err = with_connection(function(red)
-      return red:eval(HOLD, 1, self.prefix .. name .. ":hold", format("%.6f", seconds))
+      return red:eval(HOLD, 1, self.prefix .. name .. ":hold", decimal(seconds))
     end)
     if res == nil then return nil, err end
     return true
