@@ -8,7 +8,8 @@ local mock = require "spec.helpers.mock"
 local run = require "spec.helpers.run"
 
 local it54 = _VERSION == "Lua 5.4" and it or function(name) pending(name .. " (Lua 5.4 only)") end -- luacheck: ignore 211
-local quote = run.quote -- luacheck: ignore 211
+local quote = run.quote
+local unpack = table.unpack or unpack -- luacheck: ignore 113
 
 local m
 local function cli(argv, o)
@@ -126,7 +127,7 @@ describe("lua-truto (issue 19)", function()
     end
     local GET = { "users", "get", "u001", "-o", "json", "--fields", "id" }
     local function get(extra, env)
-      local argv = { table.unpack(GET) }
+      local argv = { unpack(GET) }
       for _, a in ipairs(extra or {}) do argv[#argv + 1] = a end
       env = env or {}
       env.HOME = home
@@ -225,7 +226,7 @@ describe("lua-truto (issue 19)", function()
     assert.equal(0, code, err)
     local argv = { "organizations", "get", "org-1", "-a", "acct-small", "--fields", "id,name" }
     local function as(format, tty)
-      local a = { table.unpack(argv) }
+      local a = { unpack(argv) }
       a[#a + 1] = "-o"
       a[#a + 1] = format
       local out, e, c = cli(a, { tty = { [1] = tty } })
