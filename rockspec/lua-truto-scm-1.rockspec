@@ -56,6 +56,7 @@ build = {
     ["truto.rate"] = "src/truto/rate.lua",
     ["truto.rate.redis"] = "src/truto/rate/redis.lua",
     ["truto.rate.hints"] = "src/truto/rate/hints.lua",
+    ["truto.time"] = "src/truto/time.lua",
     ["truto.transport"] = "src/truto/transport.lua",
     ["truto.webhook"] = "src/truto/webhook.lua",
     ["truto.sync"] = "src/truto/sync.lua",

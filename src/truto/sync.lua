@@ -24,6 +24,7 @@
 -- @module truto.sync
 local core = require "truto.core"
 local options = require "truto.options"
+local time = require "truto.time"
 
 local M = {}
 
@@ -61,33 +62,11 @@ function M.hash(item)
   return core.fingerprint(text), text
 end
 
--- Days since 1970-01-01 of a civil date (H. Hinnant's days_from_civil).
-local function days_from_civil(y, m, d)
-  if m <= 2 then y = y - 1 end
-  local era = floor(y / 400)
-  local yoe = y - era * 400
-  local mp = (m + 9) % 12
-  local doy = floor((153 * mp + 2) / 5) + d - 1
-  local doe = yoe * 365 + floor(yoe / 4) - floor(yoe / 100) + doy
-  return era * 146097 + doe - 719468
-end
-
 --- Epoch seconds of an ISO 8601 time (`2024-05-01T10:00:00.123Z`,
--- `+02:00` offsets), or of a number (seconds, or milliseconds past 1e11);
--- nil when it is neither.
+-- `+02:00` offsets; no zone: UTC), or of a number (seconds, or milliseconds
+-- past 1e11); nil when it is neither.
 function M.epoch(v)
-  if type(v) == "number" then return v > 1e11 and v / 1000 or v end
-  if type(v) ~= "string" then return nil end
-  local y, mo, d, h, mi, s, rest = v:match("^(%d%d%d%d)-(%d%d)-(%d%d)[Tt ](%d%d):(%d%d):(%d%d)(.*)$")
-  if not y then return nil end
-  local t = days_from_civil(tonumber(y), tonumber(mo), tonumber(d)) * 86400
-    + tonumber(h) * 3600 + tonumber(mi) * 60 + tonumber(s)
-  rest = rest:gsub("^[.,]%d+", "")
-  if rest == "Z" or rest == "z" or rest == "" then return t end
-  local sign, oh, om = rest:match("^([+-])(%d%d):?(%d%d)$")
-  if not sign then return nil end
-  local offset = tonumber(oh) * 3600 + tonumber(om) * 60
-  return sign == "+" and t - offset or t + offset
+  return time.epoch(v, true)
 end
 
 --- ISO 8601 UTC text of epoch seconds.

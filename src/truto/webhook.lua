@@ -12,10 +12,11 @@
 -- @module truto.webhook
 local core = require "truto.core"
 local options = require "truto.options"
+local time = require "truto.time"
 
 local M = {}
 
-local type, tostring, tonumber, pairs = type, tostring, tonumber, pairs
+local type, tostring, pairs = type, tostring, pairs
 local format, floor, ceil = string.format, math.floor, math.ceil
 local typeerror, argerror = options.typeerror, options.argerror
 
@@ -80,42 +81,10 @@ end
 -- created_at
 -- ------------------------------------------------------------------------
 
--- Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil).
-local function days_from_civil(y, m, d)
-  if m <= 2 then y = y - 1 end
-  local era = floor(y / 400)
-  local yoe = y - era * 400
-  local mp = (m + 9) % 12
-  local doy = floor((153 * mp + 2) / 5) + d - 1
-  local doe = yoe * 365 + floor(yoe / 4) - floor(yoe / 100) + doy
-  return era * 146097 + doe - 719468
-end
-
 --- Epoch seconds of a `created_at`: an RFC 3339 time ("2023-06-15T14:40:03.000Z",
 -- "...+02:00") or a number of seconds (milliseconds when above 1e11); nil if neither.
-function M.timestamp(v)
-  if type(v) == "number" then
-    if v ~= v or v == math.huge or v == -math.huge then return nil end
-    return v > 1e11 and v / 1000 or v
-  end
-  if type(v) ~= "string" then return nil end
-  local y, mo, d, h, mi, s, rest = v:match("^(%d%d%d%d)-(%d%d)-(%d%d)[Tt ](%d%d):(%d%d):(%d%d)(.*)$")
-  if not y then return nil end
-  y, mo, d, h, mi, s = tonumber(y), tonumber(mo), tonumber(d), tonumber(h), tonumber(mi), tonumber(s)
-  if mo < 1 or mo > 12 or d < 1 or d > 31 or h > 23 or mi > 59 or s > 60 then return nil end
-  local fraction, zone = rest:match("^(%.?%d*)(.*)$")
-  if fraction == "." then return nil end
-  local offset
-  if zone == "Z" or zone == "z" then
-    offset = 0
-  else
-    local sign, oh, om = zone:match("^([+-])(%d%d):?(%d%d)$")
-    if not sign then return nil end
-    offset = (tonumber(oh) * 60 + tonumber(om)) * 60
-    if sign == "-" then offset = -offset end
-  end
-  return days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s + (tonumber("0" .. fraction) or 0) - offset
-end
+-- @function timestamp
+M.timestamp = function(v) return time.epoch(v) end
 
 -- ------------------------------------------------------------------------
 -- Dedupe stores: store:add(id, ttl, now) -> true (new) | false (seen) | nil, err;
