@@ -152,13 +152,15 @@ describe("rate budgets", function()
     starts = {}
     for _ in client:users { integrated_account_id = { "acct-1k-r6", "acct-1k-r7" }, limit = 200 } do end
     assert.equal(10, #starts)
-    -- at most 3 + 3; the server's headers (ratelimit-remaining: 0 until a reset rounded up to
-    -- whole seconds) may hold an account a little longer than its fixed budget would
+    -- at most 3 + 3, and more than one account's 3 in some window: both accounts went together
+    -- (how many more depends on the machine's speed: 4 under ASan). The server's headers
+    -- (ratelimit-remaining: 0 until a reset rounded up to whole seconds) may hold an account a
+    -- little longer than its fixed budget would.
     local most2 = max_in_window(starts, 1)
-    assert.is_true(most2 >= 5 and most2 <= 6, most2)
+    assert.is_true(most2 > 3 and most2 <= 6, most2)
     for _, account in ipairs({ "acct-1k-r6", "acct-1k-r7" }) do
       local own = max_in_window(starts, 1, function(e) return e.account == account end)
-      assert.is_true(own >= 2 and own <= 3, account .. ": " .. own)
+      assert.is_true(own >= 1 and own <= 3, account .. ": " .. own)
     end
     assert.equal(0, mock.rate().throttled)
     client:close()
