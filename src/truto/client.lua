@@ -103,6 +103,11 @@ function M.new(fname, opts)
   local scheme, host, base = options.base_url(opts.base_url or os.getenv("TRUTO_BASE_URL") or DEFAULT_BASE_URL,
     opts.allow_insecure)
   if not scheme then argerror(fname, 1, host) end
+  if opts.transport == "ngx" or (opts.transport == nil and transport.phase() ~= nil) then
+    -- the nginx transport may carry a call: what it cannot honour is refused now
+    local refused = require("truto.ngx").refused(opts)
+    if refused then argerror(fname, 1, refused) end
+  end
   local account = opts.integrated_account_id
   if account ~= nil then
     local _, err = core.segment(account)
