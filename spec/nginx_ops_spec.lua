@@ -39,6 +39,11 @@ function M.new_options()
   say(out)
 end
 
+-- A listing with params of the wrong type (item 3), uncaught.
+function M.bad_params()
+  for _ in truto.new({ token = "test-token" }):users(5) do end
+end
+
 return M
 ]==]
 
@@ -46,6 +51,8 @@ local HTTP = [[
   server {
     listen 127.0.0.1:${port};
     location = /new-options { content_by_lua_block { require("ops").new_options() } }
+    location = /no-token { content_by_lua_block { require("truto").new() } }
+    location = /bad-params { content_by_lua_block { require("ops").bad_params() } }
   }
 ]]
 
@@ -70,6 +77,24 @@ describe("lua-truto as an OpenResty operator expects (issue 21)", function()
     server = nginx.start { http = HTTP, files = { ["ops.lua"] = HANDLERS } }
   end)
   teardown(function() if server then server:stop() end end)
+
+  -- error.log's lines since `from` (a byte offset).
+  local function log_since(from) return server:log():sub(from + 1) end
+
+  describe("item 3: what nginx's error.log says", function()
+    it("names the misuse of a missing token and of bad params, as luaL_argerror would", function()
+      local from = #server:log()
+      assert.equal(500, (get("/no-token")))
+      assert.equal(500, (get("/bad-params")))
+      local log = log_since(from)
+      assert.matches("lua entry thread aborted: runtime error: content_by_lua%(nginx%.conf:%d+%):1: bad argument #1 "
+        .. "to 'new' %(token required: pass token = %.%.%. or set TRUTO_API_TOKEN%)", log)
+      assert.matches("lua entry thread aborted: runtime error: /[^\n]*/ops%.lua:%d+: bad argument #1 to 'users' "
+        .. "%(table expected, got number%)", log)
+      assert.is_nil(log:find("unknown reason", 1, true))
+      assert.is_nil(log:find("test-token", 1, true))
+    end)
+  end)
 
   describe("item 4: options are checked by truto.new", function()
     it("refuses ca_file and proxy at new() when the nginx transport may carry the calls", function()
