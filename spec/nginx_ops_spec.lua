@@ -39,6 +39,33 @@ function M.new_options()
   say(out)
 end
 
+-- Item 1: a call where nginx cannot yield. `how`: nil (picked by the phase), "client" (the client
+-- says transport = "curl") or "call" (the call says it). Returns "ok <org id>" or "raised <message>".
+local MOCK = "%MOCK%"
+function M.call_in_phase(how, account)
+  local client = truto.new { token = "test-token", base_url = MOCK, max_retries = 0,
+    transport = how == "client" and "curl" or nil }
+  local ok, org, err = pcall(client.get_organization, client, "org-1",
+    { integrated_account_id = account or "acct-small" }, how == "call" and { transport = "curl" } or nil)
+  if not ok then return "raised " .. tostring(org) end
+  return org and "ok " .. org.id or "error " .. tostring(err)
+end
+
+function M.header_filter()
+  ngx.header["X-Truto"] = M.call_in_phase(ngx.var.arg_how ~= "" and ngx.var.arg_how or nil)
+end
+
+function M.log()
+  ngx.shared.ops:set("log:" .. ngx.var.arg_id, M.call_in_phase(ngx.var.arg_how ~= "" and ngx.var.arg_how or nil,
+    ngx.var.arg_account))
+end
+
+function M.init_worker()
+  ngx.shared.ops:set("init_worker", M.call_in_phase(nil))
+end
+
+function M.state() ngx.say(ngx.shared.ops:get(ngx.var.arg_key) or "(none)") end
+
 -- A listing with params of the wrong type (item 3), uncaught.
 function M.bad_params()
   for _ in truto.new({ token = "test-token" }):users(5) do end
@@ -48,7 +75,19 @@ return M
 ]==]
 
 local HTTP = [[
+  lua_shared_dict ops 1m;
+  init_worker_by_lua_block { require("ops").init_worker() }
   server {
+    location = /health { content_by_lua_block { ngx.say("ok") } }
+    location = /hf {
+      content_by_lua_block { ngx.say("body") }
+      header_filter_by_lua_block { require("ops").header_filter() }
+    }
+    location = /log {
+      content_by_lua_block { ngx.say("body") }
+      log_by_lua_block { require("ops").log() }
+    }
+    location = /state { content_by_lua_block { require("ops").state() } }
     listen 127.0.0.1:${port};
     location = /new-options { content_by_lua_block { require("ops").new_options() } }
     location = /no-token { content_by_lua_block { require("truto").new() } }
@@ -74,7 +113,7 @@ describe("lua-truto as an OpenResty operator expects (issue 21)", function()
 
   setup(function()
     m = mock.start()
-    server = nginx.start { http = HTTP, files = { ["ops.lua"] = HANDLERS } }
+    server = nginx.start { http = HTTP, files = { ["ops.lua"] = (HANDLERS:gsub("%%MOCK%%", m.url)) } }
   end)
   teardown(function() if server then server:stop() end end)
 
@@ -94,6 +133,70 @@ describe("lua-truto as an OpenResty operator expects (issue 21)", function()
       assert.is_nil(log:find("unknown reason", 1, true))
       assert.is_nil(log:find("test-token", 1, true))
     end)
+  end)
+
+  describe("item 1: phases that cannot yield refuse calls", function()
+    local REFUSAL = "API disabled in the context of %s_by_lua* (lua-truto: nginx cannot yield there, and waiting "
+      .. "for Truto would block the worker): make the call in a zero-delay ngx.timer.at(0, handler) or in "
+      .. "rewrite/access/content, or pass transport = \"curl\" to block the worker on purpose"
+
+    -- Polls /state?key=key until it is set (10 s at most).
+    local function state(key)
+      local text
+      for _ = 1, 100 do
+        text = select(2, get("/state?key=" .. key))
+        if text ~= "(none)\n" then break end
+        socket.sleep(0.1)
+      end
+      return text
+    end
+
+    it("refuses a call in header_filter, log and init_worker, naming the phase", function()
+      mock.reset()
+      local out = {}
+      local _, status = http.request { url = server:url("/hf"), sink = require("ltn12").sink.table(out),
+        method = "GET" }
+      assert.equal(200, status)
+      local c = assert(socket.connect("127.0.0.1", server.port))
+      c:send("GET /hf HTTP/1.0\r\n\r\n")
+      local head = c:receive("*a")
+      c:close()
+      local header = head:match("\r\nX%-Truto: ([^\r]*)\r\n")
+      assert.equal("raised ", header:sub(1, 7))
+      assert.equal(REFUSAL:format("header_filter"), (header:sub(8):gsub("^[^:]*:%d+: ", "")))
+      get("/log?id=1")
+      assert.equal("raised " .. REFUSAL:format("log"), (state("log:1"):gsub("^raised [^:]*:%d+: ", "raised ")
+        :gsub("\n$", "")))
+      assert.equal("raised " .. REFUSAL:format("init_worker"), (state("init_worker"):gsub("^raised [^:]*:%d+: ",
+        "raised "):gsub("\n$", "")))
+      assert.equal(0, #mock.requests()) -- nothing was sent
+    end)
+
+    it("keeps /health fast while a log-phase call would wait 2 s for Truto", function()
+      get("/log?id=slow&account=acct-small@2000")
+      local _, text, seconds = get("/health")
+      assert.equal("ok\n", text)
+      assert.is_true(seconds < 0.5, "/health took " .. seconds .. " s") -- the target is 50 ms; the machine is loaded
+      assert.matches("^raised ", state("log:slow"))
+    end)
+
+    it("makes the call with transport = \"curl\" named by the client or the call, warning once per phase",
+      function()
+        mock.reset()
+        local from = #server:log()
+        for i, how in ipairs { "client", "call", "client" } do
+          get("/log?id=curl" .. i .. "&how=" .. how)
+          assert.equal("ok org-1\n", state("log:curl" .. i))
+        end
+        local hf = select(2, get("/hf?how=call"))
+        assert.equal("body\n", hf)
+        assert.equal(4, #mock.requests())
+        local log = log_since(from)
+        local _, warnings = log:gsub("%[warn%][^\n]*lua%-truto: a call in nginx's log phase uses libcurl", "")
+        assert.equal(1, warnings)
+        _, warnings = log:gsub("%[warn%][^\n]*lua%-truto: a call in nginx's header_filter phase uses libcurl", "")
+        assert.equal(1, warnings)
+      end)
   end)
 
   describe("item 4: options are checked by truto.new", function()

@@ -207,7 +207,7 @@ local WRITES = { POST = true, PATCH = true, DELETE = true } -- keyed by default 
 -- headers (a set from options.headers, or nil), account, and the call's
 -- policy. Picks the transport for this call.
 function M.build(self, method, url, body, call_headers, account, policy)
-  local t, kind = transport.pick(self._transports)
+  local t, kind = transport.pick(self._transports, policy.transport)
   local key = policy.idempotency_key
   if key == nil and WRITES[method] then key = attempt.new_key() end
   if key == false then key = nil end

@@ -57,6 +57,11 @@ local function caller_position()
   return nil
 end
 
+--- Raises `msg` (a string) at the first caller's position outside the module.
+function M.raise(msg)
+  error((caller_position() or "") .. msg, 0)
+end
+
 --- Raises a misuse error for argument `n` of the public function `fname`:
 -- "file:line: bad argument #n to 'fname' (msg)", the position being the
 -- first caller's outside the module.
@@ -181,6 +186,7 @@ local KINDS = {
   on_error = { function(v) return v == "raise" or v == "skip" end, '"raise" or "skip"' },
   transport = { function(v) return v == "curl" or v == "ngx" or type(v) == "table" or type(v) == "userdata" end,
     '"curl", "ngx" or a transport object' },
+  transport_name = { function(v) return v == "curl" or v == "ngx" end, '"curl" or "ngx"' },
   proxy = { function(v) return v == false or (type(v) == "string" and not v:find("[%z\r\n%s]")) end,
     "false or a proxy URL" },
   key = { function(v) return v == false or (nonblank_string(v) and #v <= 255) end,
@@ -216,6 +222,7 @@ M.CALL = {
   max_retries = "count", max_retry_wait = "seconds", retry_statuses = "statuses",
   on_retry = "function", idempotency_key = "key",
   prefetch = "boolean", concurrency = "positive_count", on_error = "on_error", deadline = "positive",
+  transport = "transport_name",
 }
 
 --- Raises on an unknown option or a value of the wrong kind.
