@@ -552,7 +552,8 @@ describe("inside nginx", function()
     assert.equal("curl", transports(mock.requests())[1])
     -- and nginx was told, once, that the worker was blocked
     local log = read_file(server.prefix .. "/error.log"):sub(log_size + 1)
-    local _, warnings = log:gsub("%[warn%][^\n]*lua%-truto: a call in nginx's set phase uses libcurl %(transport = \"curl\"%) and blocks this worker", "")
+    local _, warnings = log:gsub("%[warn%][^\n]*lua%-truto: a call in nginx's set phase uses libcurl "
+      .. '%(transport = "curl"%) and blocks this worker', "")
     assert.equal(1, warnings)
     log_size = #read_file(server.prefix .. "/error.log") -- the expected warning
   end)
