@@ -7,6 +7,7 @@ local http = require "socket.http"
 local cjson = require "cjson"
 local mock = require "spec.helpers.mock"
 local nginx = require "spec.helpers.nginx"
+local run = require "spec.helpers.run"
 
 local HANDLERS = [==[
 local truto = require "truto"
@@ -66,6 +67,34 @@ end
 
 function M.state() ngx.say(ngx.shared.ops:get(ngx.var.arg_key) or "(none)") end
 
+-- Item 2: ?n= calls to an https server whose certificate names another host; each one's
+-- outcome ("raised ..." or the error's kind and message), counted.
+function M.tls()
+  local client = truto.new { token = "test-token", base_url = "https://localhost:" .. ngx.var.arg_port,
+    max_retries = 0 }
+  local seen = {}
+  for _ = 1, tonumber(ngx.var.arg_n) do
+    local ok, org, err = pcall(client.get_organization, client, "org-1", { integrated_account_id = "acct-small" })
+    local key = not ok and "raised " .. tostring(org) or org and "ok" or err.kind .. ": " .. err.message
+    seen[key] = (seen[key] or 0) + 1
+  end
+  say(seen)
+end
+
+-- The same, with sslhandshake raising as lua-resty-core does when a handshake that failed
+-- verification finished without waiting (resty/core/socket.lua:244).
+function M.tls_assert()
+  local methods = getmetatable(ngx.socket.tcp()).__index
+  local original = methods.sslhandshake
+  methods.sslhandshake = function(sock, ...)
+    original(sock, ...)
+    error("/usr/share/lua/5.1/resty/core/socket.lua:244: assertion failed!", 0) -- as assert() raises it
+  end
+  local ok, err = pcall(M.tls)
+  methods.sslhandshake = original
+  if not ok then error(err, 0) end
+end
+
 -- A listing with params of the wrong type (item 3), uncaught.
 function M.bad_params()
   for _ in truto.new({ token = "test-token" }):users(5) do end
@@ -78,6 +107,10 @@ local HTTP = [[
   lua_shared_dict ops 1m;
   init_worker_by_lua_block { require("ops").init_worker() }
   server {
+    listen 127.0.0.1:${port};
+    location = /new-options { content_by_lua_block { require("ops").new_options() } }
+    location = /no-token { content_by_lua_block { require("truto").new() } }
+    location = /bad-params { content_by_lua_block { require("ops").bad_params() } }
     location = /health { content_by_lua_block { ngx.say("ok") } }
     location = /hf {
       content_by_lua_block { ngx.say("body") }
@@ -88,10 +121,15 @@ local HTTP = [[
       log_by_lua_block { require("ops").log() }
     }
     location = /state { content_by_lua_block { require("ops").state() } }
-    listen 127.0.0.1:${port};
-    location = /new-options { content_by_lua_block { require("ops").new_options() } }
-    location = /no-token { content_by_lua_block { require("truto").new() } }
-    location = /bad-params { content_by_lua_block { require("ops").bad_params() } }
+    location = /tls { content_by_lua_block { require("ops").tls() } }
+    location = /tls-assert { content_by_lua_block { require("ops").tls_assert() } }
+  }
+  lua_ssl_trusted_certificate "${prefix}/ca.crt";
+  server {
+    listen 127.0.0.1:%TLS_PORT% ssl;
+    ssl_certificate "${prefix}/server.crt";
+    ssl_certificate_key "${prefix}/server.key";
+    location / { return 200 "{}"; }
   }
 ]]
 
@@ -111,9 +149,28 @@ describe("lua-truto as an OpenResty operator expects (issue 21)", function()
     return cjson.decode(text)
   end
 
+  local tls_port
+
+  -- A CA and a certificate it signed for another name than localhost, in dir.
+  local function wrong_name_certificate(dir)
+    local function sh(cmd) assert(run.sh(cmd .. " 2>&1")) end
+    sh(("cd %s && openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=ops-ca -keyout ca.key -out ca.crt")
+      :format(dir))
+    sh(("cd %s && openssl req -newkey rsa:2048 -nodes -subj /CN=wrong.example -keyout server.key -out server.csr")
+      :format(dir))
+    run.write(dir .. "/ext", "subjectAltName=DNS:wrong.example\n")
+    sh(("cd %s && openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile ext "
+      .. "-out server.crt"):format(dir))
+  end
+
   setup(function()
     m = mock.start()
-    server = nginx.start { http = HTTP, files = { ["ops.lua"] = (HANDLERS:gsub("%%MOCK%%", m.url)) } }
+    local certs = run.tmpdir()
+    wrong_name_certificate(certs)
+    tls_port = run.free_port()
+    local files = { ["ops.lua"] = (HANDLERS:gsub("%%MOCK%%", m.url)) }
+    for _, name in ipairs { "ca.crt", "server.crt", "server.key" } do files[name] = run.slurp(certs .. "/" .. name) end
+    server = nginx.start { http = (HTTP:gsub("%%TLS_PORT%%", tls_port)), files = files }
   end)
   teardown(function() if server then server:stop() end end)
 
@@ -197,6 +254,24 @@ describe("lua-truto as an OpenResty operator expects (issue 21)", function()
         _, warnings = log:gsub("%[warn%][^\n]*lua%-truto: a call in nginx's header_filter phase uses libcurl", "")
         assert.equal(1, warnings)
       end)
+  end)
+
+  describe("item 2: a failed TLS handshake", function()
+    it("gives nil, err 30 times of 30 against a certificate for another name", function()
+      local seen = json("/tls?n=30&port=" .. tls_port)
+      local keys = {}
+      for k in pairs(seen) do keys[#keys + 1] = k end
+      assert.equal(1, #keys, cjson.encode(seen))
+      assert.equal(30, seen[keys[1]])
+      assert.equal("transport: TLS handshake with localhost: certificate host mismatch (is "
+        .. "lua_ssl_trusted_certificate set in nginx.conf, with the CA of this server?)", keys[1])
+    end)
+
+    it("gives nil, err when lua-resty-core's sslhandshake raises its assertion", function()
+      assert.same({ ["transport: TLS handshake with localhost: failed, and the certificate may not verify "
+        .. "(lua-resty-core raised: /usr/share/lua/5.1/resty/core/socket.lua:244: assertion failed!) (is "
+        .. "lua_ssl_trusted_certificate set in nginx.conf, with the CA of this server?)"] = 30 }, json("/tls-assert?n=30&port=" .. tls_port))
+    end)
   end)
 
   describe("item 4: options are checked by truto.new", function()

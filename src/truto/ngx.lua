@@ -528,6 +528,16 @@ local function tls_failure(host, err)
   return message
 end
 
+-- sock:sslhandshake, as `session | nil, err`. lua-resty-core can raise
+-- ("resty/core/socket.lua:244: assertion failed!") when a handshake that
+-- failed verification finished without waiting; that is a failure too.
+local function handshake(sock, server_name, verify)
+  local ok, session, err = pcall(sock.sslhandshake, sock, nil, server_name, verify)
+  if ok then return session, err end
+  return nil, "failed, and the certificate may not verify (lua-resty-core raised: "
+    .. tostring(session) .. ")"
+end
+
 local function current_ctx()
   local ok, ctx = pcall(function() return ngx.ctx end)
   return ok and ctx or nil
@@ -601,7 +611,7 @@ local function send_request(conf, auth, req)
   end
   local reused = sock:getreusedtimes() > 0
   if tls and not reused then
-    local session, serr = sock:sslhandshake(nil, server_name, conf.verify_tls)
+    local session, serr = handshake(sock, server_name, conf.verify_tls)
     if not session then
       sock:close()
       if serr == "timeout" then
