@@ -274,6 +274,26 @@ describe("lua-truto as an OpenResty operator expects (issue 21)", function()
     end)
   end)
 
+  describe("item 5: the README's nginx.conf", function()
+    it("runs as printed, with the token, the shared dict and lua_check_client_abort", function()
+      local readme = run.read(run.ROOT .. "/README.md")
+      local section = assert(readme:match("\n## OpenResty and nginx\n(.-)\n## "), "no OpenResty section")
+      local conf = assert(section:match("```nginx\n(.-)```"), "no nginx block")
+      for _, directive in ipairs { "\nenv TRUTO_API_TOKEN;", "\n  lua_shared_dict truto_rate ",
+        "\n  lua_check_client_abort on;" } do
+        assert.truthy(conf:find(directive, 1, true), directive)
+      end
+      local printed = nginx.start { conf = conf, lib = true,
+        env = ("TRUTO_API_TOKEN=test-token TRUTO_BASE_URL=%s"):format(m.url) }
+      finally(function() printed:stop() end)
+      mock.reset()
+      local body, status = http.request(printed:url("/users?account=acct-small"))
+      assert.same({ 200, "40\n" }, { status, body })
+      assert.equal(4, #mock.requests())
+      assert.is_nil(printed:log():find("[error]", 1, true), printed:log())
+    end)
+  end)
+
   describe("item 4: options are checked by truto.new", function()
     it("refuses ca_file and proxy at new() when the nginx transport may carry the calls", function()
       for _, kind in ipairs { "", "ngx" } do
