@@ -4,7 +4,7 @@
 -- server. Inside a handler that may yield (rewrite, access, content, ngx.timer.at) each call
 -- takes the nginx transport (module truto.ngx: cosockets, keep-alive through nginx's pool): while
 -- one request waits for Truto, the worker serves the others. Where nginx cannot yield (set_by_lua,
--- header_filter, log...) a call takes libcurl, which blocks the worker while it waits.
+-- header_filter, log...) a call is refused (do the work in ngx.timer.at(0, ...) instead).
 --
 -- Settings come from the environment, which nginx.conf passes on with `env`: TRUTO_API_TOKEN,
 -- TRUTO_BASE_URL (default https://api.truto.one) and TRUTO_ACCOUNT (or ?account=...).

@@ -31,7 +31,7 @@ describe("truto.new", function()
     local ok, err = pcall(truto.users, { integrated_account_id = "a" })
     assert.is_false(ok)
     assert.is_true(truto.is_misuse(err))
-    assert.same({ "misuse", "users" }, { err.kind, err.fname })
+    assert.is_string(err) -- as luaL_argerror raises it: nginx's error.log prints it
     assert.equal("bad argument #1 to 'users' (no default client (token required: pass token = ... or set "
       .. "TRUTO_API_TOKEN); call truto.configure{ token = ... } first)", (tostring(err):gsub("^[^:]*:%d+: ", "")))
     assert.matches("^spec/misuse_spec%.lua:%d+: ", tostring(err))
@@ -135,7 +135,8 @@ describe("call arguments", function()
     local ok, err = pcall(function() local it = c:users(5); return it end)
     assert.is_false(ok)
     assert.matches("^spec/misuse_spec.lua:%d+: bad argument #1 to 'users'", tostring(err))
-    assert.same({ "misuse", "users", 1, "table expected, got number" }, { err.kind, err.fname, err.arg, err.message })
+    assert.is_string(err)
+    assert.matches("bad argument #1 to 'users' %(table expected, got number%)$", err)
   end)
 end)
 

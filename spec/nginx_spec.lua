@@ -232,12 +232,12 @@ http {
       content_by_lua_block { require("truto_checks").run() }
     }
 
-    # set_by_lua cannot yield: there truto.new() picks libcurl (blocking) and it works;
-    # the nginx transport, asked for by name, answers with an error instead.
+    # set_by_lua cannot yield: there a call is refused unless it names libcurl (blocking), which
+    # works; the nginx transport, asked for by name, answers with an error instead.
     location = /cannot-yield {
       set_by_lua_block $fallback {
         local truto = require "truto"
-        local client = truto.new()
+        local client = truto.new { transport = "curl" }
         local org = assert(client:get_organization("org-1", { integrated_account_id = "acct-small" }))
         return org.name
       }
@@ -247,7 +247,13 @@ http {
           { integrated_account_id = "acct-small" })
         return err.kind .. " " .. err.message
       }
-      content_by_lua_block { ngx.say(ngx.var.fallback) ngx.say(ngx.var.refused) }
+      set_by_lua_block $picked {
+        local truto = require "truto"
+        local ok, err = pcall(truto.new().get_organization, truto.new(), "org-1",
+          { integrated_account_id = "acct-small" })
+        return ok and "not refused" or (err:gsub("^.-:%d+: ", ""))
+      }
+      content_by_lua_block { ngx.say(ngx.var.fallback) ngx.say(ngx.var.refused) ngx.say(ngx.var.picked) }
     }
   }
 
@@ -533,11 +539,12 @@ describe("inside nginx", function()
     for _, kind in ipairs(transports(mock.requests())) do assert.equal("ngx", kind) end
   end)
 
-  it("falls back to libcurl where nginx cannot yield", function()
+  it("takes libcurl where nginx cannot yield only when the client names it", function()
     mock.reset()
     local code, text = request("GET", "/cannot-yield")
     assert.equal(200, code)
-    local fallback, refused = text:match("^([^\n]*)\n([^\n]*)\n$")
+    local fallback, refused, picked = text:match("^([^\n]*)\n([^\n]*)\n([^\n]*)\n$")
+    assert.matches("^API disabled in the context of set_by_lua%* %(lua%-truto: nginx cannot yield there", picked)
     assert.equal("Acme Corp", fallback)
     assert.equal("transport the ngx transport cannot run in nginx's set phase (it cannot yield there); "
       .. 'use transport = "curl" or ngx.timer.at', refused)
@@ -545,7 +552,8 @@ describe("inside nginx", function()
     assert.equal("curl", transports(mock.requests())[1])
     -- and nginx was told, once, that the worker was blocked
     local log = read_file(server.prefix .. "/error.log"):sub(log_size + 1)
-    local _, warnings = log:gsub("%[warn%][^\n]*lua%-truto: a call in nginx's set phase uses libcurl and blocks this worker", "")
+    local _, warnings = log:gsub("%[warn%][^\n]*lua%-truto: a call in nginx's set phase uses libcurl "
+      .. '%(transport = "curl"%) and blocks this worker', "")
     assert.equal(1, warnings)
     log_size = #read_file(server.prefix .. "/error.log") -- the expected warning
   end)

@@ -263,8 +263,7 @@ describe("rate budgets", function()
     }) do
       local ok, err = pcall(h.client, { rate_limit = case[1] })
       assert.is_false(ok)
-      assert.equal("misuse", err.kind)
-      assert.equal(1, err.arg)
+      assert.is_string(err) -- as luaL_argerror raises it
       assert.matches("bad argument #1 to 'new' (option " .. case[2], tostring(err), 1, true)
     end
   end)

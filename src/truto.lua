@@ -258,7 +258,7 @@ local function default(fname)
   if not default_client then
     local ok, client = pcall(M.new)
     if not ok then
-      local why = type(client) == "table" and client.message or tostring(client)
+      local why = options.misuse_message(client) or tostring(client)
       options.argerror(fname, 1,
         "no default client (" .. why .. "); call truto.configure{ token = ... } first")
     end
@@ -320,11 +320,11 @@ function M.is_error(v)
   return getmetatable(v) == core.error_mt
 end
 
---- Whether v is a misuse error object (what a call raises on bad arguments).
+--- Whether v is a misuse error (the string a call raises on bad arguments).
 -- @param v any value
 -- @treturn boolean
 function M.is_misuse(v)
-  return getmetatable(v) == options.misuse_mt
+  return options.misuse_message(v) ~= nil
 end
 
 M.Client = Client

@@ -103,6 +103,11 @@ function M.new(fname, opts)
   local scheme, host, base = options.base_url(opts.base_url or os.getenv("TRUTO_BASE_URL") or DEFAULT_BASE_URL,
     opts.allow_insecure)
   if not scheme then argerror(fname, 1, host) end
+  if opts.transport == "ngx" or (opts.transport == nil and transport.phase() ~= nil) then
+    -- the nginx transport may carry a call: what it cannot honour is refused now
+    local refused = require("truto.ngx").refused(opts)
+    if refused then argerror(fname, 1, refused) end
+  end
   local account = opts.integrated_account_id
   if account ~= nil then
     local _, err = core.segment(account)
@@ -202,7 +207,7 @@ local WRITES = { POST = true, PATCH = true, DELETE = true } -- keyed by default 
 -- headers (a set from options.headers, or nil), account, and the call's
 -- policy. Picks the transport for this call.
 function M.build(self, method, url, body, call_headers, account, policy)
-  local t, kind = transport.pick(self._transports)
+  local t, kind = transport.pick(self._transports, policy.transport)
   local key = policy.idempotency_key
   if key == nil and WRITES[method] then key = attempt.new_key() end
   if key == false then key = nil end

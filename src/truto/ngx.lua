@@ -528,6 +528,16 @@ local function tls_failure(host, err)
   return message
 end
 
+-- sock:sslhandshake, as `session | nil, err`. lua-resty-core can raise
+-- ("resty/core/socket.lua:244: assertion failed!") when a handshake that
+-- failed verification finished without waiting; that is a failure too.
+local function handshake(sock, server_name, verify)
+  local ok, session, err = pcall(sock.sslhandshake, sock, nil, server_name, verify)
+  if ok then return session, err end
+  return nil, "failed, and the certificate may not verify (lua-resty-core raised: "
+    .. tostring(session) .. ")"
+end
+
 local function current_ctx()
   local ok, ctx = pcall(function() return ngx.ctx end)
   return ok and ctx or nil
@@ -601,7 +611,7 @@ local function send_request(conf, auth, req)
   end
   local reused = sock:getreusedtimes() > 0
   if tls and not reused then
-    local session, serr = sock:sslhandshake(nil, server_name, conf.verify_tls)
+    local session, serr = handshake(sock, server_name, conf.verify_tls)
     if not session then
       sock:close()
       if serr == "timeout" then
@@ -850,6 +860,20 @@ local function check_request(fname, req)
   end
 end
 
+--- Why the nginx transport cannot honour these settings ("option 'x': ..."),
+-- or nil. truto.new asks it inside nginx, so that the refusal comes from
+-- new() and not from the first call.
+function M.refused(settings)
+  if settings.ca_file ~= nil then
+    return "option 'ca_file': the nginx transport cannot set a CA file per connection; "
+      .. "set lua_ssl_trusted_certificate in nginx.conf, or use transport = \"curl\""
+  end
+  if settings.proxy ~= nil and settings.proxy ~= false then
+    return "option 'proxy': not supported by the nginx transport; use transport = \"curl\""
+  end
+  return nil
+end
+
 --- Creates a transport. `settings`: see the top of this file (token,
 -- verify_tls, timeout, connect_timeout, send_timeout, read_timeout,
 -- max_body, pool_size, keepalive_timeout, backlog; low_speed_limit and
@@ -860,14 +884,8 @@ function M.new(settings)
   if type(token) ~= "string" or token == "" or find(token, "[%z\r\n]") then
     error("bad argument #1 to 'new' (option 'token': a non-empty string without CR, LF or NUL expected)", 2)
   end
-  if settings.ca_file ~= nil then
-    error("bad argument #1 to 'new' (option 'ca_file': the nginx transport cannot set a CA file per connection; "
-      .. "set lua_ssl_trusted_certificate in nginx.conf, or use transport = \"curl\")", 2)
-  end
-  if settings.proxy ~= nil and settings.proxy ~= false then
-    error("bad argument #1 to 'new' (option 'proxy': not supported by the nginx transport; "
-      .. "use transport = \"curl\")", 2)
-  end
+  local refused = M.refused(settings)
+  if refused then error("bad argument #1 to 'new' (" .. refused .. ")", 2) end
   local low_speed_time = settings.low_speed_time
   local read_timeout = number_setting(settings, "read_timeout", nil)
   if not read_timeout and type(low_speed_time) == "number" and low_speed_time > 0

@@ -1,9 +1,9 @@
 --- truto.options: argument checks, client and call options, header lines.
 --
--- Misuse raises at once, before anything is sent, as a misuse error object:
--- `{ kind = "misuse", fname = "new", arg = 1, message = "..." }` whose
--- tostring is Lua's own "bad argument #1 to 'new' (...)". A table error
--- carries no "file:line:" prefix, so no message points inside the module.
+-- Misuse raises at once, before anything is sent, a string as
+-- luaL_argerror does: "file:line: bad argument #1 to 'new' (...)", the
+-- position being the caller's (outside the module), so that nginx's
+-- error.log (which logs a table as "unknown reason") says what was wrong.
 --
 -- Every default is resolved here, once, so that the transports are given
 -- complete values (see truto.transport).
@@ -15,7 +15,7 @@ local M = {}
 
 local error, type, tostring, pairs = error, type, tostring, pairs
 local format, lower, sort = string.format, string.lower, table.sort
-local setmetatable, huge = setmetatable, math.huge
+local huge = math.huge
 
 -- Lua 5.1 and LuaJIT have no integer subtype: there an integral number
 -- counts as an integer.
@@ -29,13 +29,14 @@ M.math_type = math_type
 -- Misuse errors.
 -- ------------------------------------------------------------------------
 
-local Misuse = {
-  __name = "truto.misuse",
-  __tostring = function(e)
-    return format("%sbad argument #%d to '%s' (%s)", e.where or "", e.arg, e.fname, e.message)
-  end,
-}
-M.misuse_mt = Misuse
+-- The pattern of a misuse message; the capture is what was wrong.
+local MISUSE = "bad argument #%d+ to '[^']*' %((.*)%)$"
+
+--- What was wrong, from a misuse error ("... (what)"), or nil when e is none.
+function M.misuse_message(e)
+  if type(e) ~= "string" then return nil end
+  return e:match(MISUSE)
+end
 
 -- Whether a chunk is one of the module's own files (truto.lua, truto/*.lua).
 local function own_source(source)
@@ -56,11 +57,16 @@ local function caller_position()
   return nil
 end
 
+--- Raises `msg` (a string) at the first caller's position outside the module.
+function M.raise(msg)
+  error((caller_position() or "") .. msg, 0)
+end
+
 --- Raises a misuse error for argument `n` of the public function `fname`:
--- `{ kind = "misuse", fname, arg, message, where }`, where `where` is the
--- caller's "file:line: " (outside the module).
+-- "file:line: bad argument #n to 'fname' (msg)", the position being the
+-- first caller's outside the module.
 function M.argerror(fname, n, msg)
-  error(setmetatable({ kind = "misuse", fname = fname, arg = n, message = msg, where = caller_position() }, Misuse))
+  error(format("%sbad argument #%d to '%s' (%s)", caller_position() or "", n, fname, msg), 0)
 end
 local argerror = M.argerror
 
@@ -180,6 +186,7 @@ local KINDS = {
   on_error = { function(v) return v == "raise" or v == "skip" end, '"raise" or "skip"' },
   transport = { function(v) return v == "curl" or v == "ngx" or type(v) == "table" or type(v) == "userdata" end,
     '"curl", "ngx" or a transport object' },
+  transport_name = { function(v) return v == "curl" or v == "ngx" end, '"curl" or "ngx"' },
   proxy = { function(v) return v == false or (type(v) == "string" and not v:find("[%z\r\n%s]")) end,
     "false or a proxy URL" },
   key = { function(v) return v == false or (nonblank_string(v) and #v <= 255) end,
@@ -215,6 +222,7 @@ M.CALL = {
   max_retries = "count", max_retry_wait = "seconds", retry_statuses = "statuses",
   on_retry = "function", idempotency_key = "key",
   prefetch = "boolean", concurrency = "positive_count", on_error = "on_error", deadline = "positive",
+  transport = "transport_name",
 }
 
 --- Raises on an unknown option or a value of the wrong kind.

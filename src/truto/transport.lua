@@ -24,14 +24,20 @@
 -- are sent again is decided by truto.attempt.
 --
 -- "curl" is the C one (src/transport_curl.c); "ngx" (module truto.ngx) runs
--- inside nginx on cosockets. Unless the client names one, each call picks
--- by the nginx phase it runs in: cosockets wherever nginx can yield,
--- libcurl elsewhere (which blocks the worker while it waits: logged once).
+-- inside nginx on cosockets. Unless the client or the call names one, each
+-- call picks by where it runs: libcurl outside nginx, cosockets wherever
+-- nginx can yield; in a phase that cannot yield (set, header_filter, log,
+-- init_worker, ...) the call is refused, as OpenResty's own APIs refuse
+-- there, since libcurl would block the worker. `transport = "curl"` named
+-- outright blocks it on purpose (error.log says so once per phase).
 --
 -- @module truto.transport
 local core = require "truto.core"
+local options = require "truto.options"
 
 local M = {}
+
+local format = string.format
 
 --- nginx phases whose handlers may yield, so that cosockets, ngx.sleep and
 -- light threads work there. The one list; truto.ngx uses it too.
@@ -41,10 +47,10 @@ M.YIELDABLE = {
 }
 
 -- Request phases where a blocking libcurl call holds up every request of
--- the worker (not init, init_worker or exit_worker, where nothing else runs).
+-- the worker (not init or exit_worker, where nothing else runs).
 local REQUEST_PHASES = {
   set = true, header_filter = true, body_filter = true, log = true, balancer = true,
-  ssl_session_store = true,
+  ssl_session_store = true, init_worker = true,
 }
 
 local function nginx()
@@ -76,15 +82,36 @@ function M.sleep(seconds)
   return core.sleep(seconds)
 end
 
-local warned_blocking = false
+local warned = {} -- phase -> true, in this worker
 
--- Logs once per worker that a libcurl call blocked a request phase.
+-- Whether this is the first warning for `phase` in this nginx: once per
+-- worker, and once in all when the shared dict truto_rate is declared.
+local function first_warning(ngx, phase)
+  if warned[phase] then return false end
+  warned[phase] = true
+  local dict = ngx.shared and ngx.shared.truto_rate
+  if not dict then return true end
+  local ok, added = pcall(dict.add, dict, "truto:warned:" .. phase, true)
+  return not ok or added == true
+end
+
+-- Logs once per phase that a libcurl call named outright blocks a request
+-- phase.
 local function warn_blocking(phase)
-  if warned_blocking or not REQUEST_PHASES[phase] then return end
-  warned_blocking = true
+  if not REQUEST_PHASES[phase] then return end
   local ngx = nginx()
-  ngx.log(ngx.WARN, "lua-truto: a call in nginx's ", phase, " phase uses libcurl and blocks this worker ",
-    "until it is answered; make Truto calls in content, access, rewrite or ngx.timer.at instead")
+  if not first_warning(ngx, phase) then return end
+  ngx.log(ngx.WARN, "lua-truto: a call in nginx's ", phase, " phase uses libcurl (transport = \"curl\") and ",
+    "blocks this worker until it is answered; make Truto calls in content, access, rewrite or a zero-delay ",
+    "ngx.timer.at instead")
+end
+
+--- The refusal of a call made where nginx cannot yield, naming the phase
+-- the way OpenResty's own APIs do.
+function M.refusal(phase)
+  return format("API disabled in the context of %s_by_lua* (lua-truto: nginx cannot yield there, and waiting for "
+    .. "Truto would block the worker): make the call in a zero-delay ngx.timer.at(0, handler) or in "
+    .. "rewrite/access/content, or pass transport = \"curl\" to block the worker on purpose", phase)
 end
 
 --- A client's transports. `make(kind)` creates the "curl" or "ngx" one
@@ -103,18 +130,23 @@ local function get(set, kind)
   return t
 end
 
---- The transport for a call made now, and its kind ("curl", "ngx" or "object").
-function M.pick(set)
+--- The transport for a call made now, and its kind ("curl", "ngx" or
+-- "object"). `call_kind`: the call's own `transport` option, or nil.
+-- Raises the refusal (a string) for a call that names none in an nginx
+-- phase that cannot yield.
+function M.pick(set, call_kind)
   local fixed = set.fixed
-  if type(fixed) == "table" or type(fixed) == "userdata" then
+  if call_kind == nil and (type(fixed) == "table" or type(fixed) == "userdata") then
     set.made.object = fixed
     return fixed, "object"
   end
-  local kind = fixed or (M.can_yield() and "ngx" or "curl")
-  if kind == "curl" then
-    local phase = M.phase()
-    if phase then warn_blocking(phase) end
+  local kind = call_kind or fixed
+  local phase = M.phase()
+  if kind == nil then
+    if phase and not M.YIELDABLE[phase] then options.raise(M.refusal(phase)) end
+    kind = phase and "ngx" or "curl"
   end
+  if kind == "curl" and phase then warn_blocking(phase) end
   return get(set, kind), kind
 end
 

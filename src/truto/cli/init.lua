@@ -27,7 +27,6 @@ local RESPONSE_FORMATS = { unified = true, raw = true, normalized = true, stream
 -- The message of a misuse error raised by the module: the structured
 -- error's `message`, else the text inside "bad argument #N to 'f' (...)".
 local function misuse_message(e)
-  if truto.is_misuse and truto.is_misuse(e) then return tostring(e.message) end
   if type(e) == "table" and e.kind == "misuse" and e.message then return tostring(e.message) end
   if type(e) == "string" then
     return e:match("bad argument #%d+ to '[^']*' %((.*)%)$")
