@@ -215,6 +215,7 @@ M.CALL = {
   max_retries = "count", max_retry_wait = "seconds", retry_statuses = "statuses",
   on_retry = "function", idempotency_key = "key",
   prefetch = "boolean", concurrency = "positive_count", on_error = "on_error", deadline = "positive",
+  max_pages = "positive_count_big", max_items = "positive_count_big", -- bounds of a list (truto.iterate)
 }
 
 --- Raises on an unknown option or a value of the wrong kind.
