@@ -52,7 +52,7 @@ end
 local function stream_try_start(st, now)
   if st.ready_at and st.ready_at > now then return false end
   st.ready_at = nil
-  local req = next_request(st)
+  local req = st.retry_req or next_request(st) -- a resumable retry sends the same request again
   local wait, why = attempt.ready_in(st.client, st.account, st.policy, req)
   if wait and wait > 0 then
     local err = attempt.hold_error(st.policy, req, wait, why)
@@ -65,7 +65,8 @@ local function stream_try_start(st, now)
   end
   st.req = req
   req.ahead = true -- its timeout runs only while someone waits for it (truto.transport)
-  local handle, err = attempt.start(st.client, req, st.policy, 1, wait ~= nil)
+  local attempt_no = st.retry and st.retry.attempts and st.retry.attempts + 1 or 1
+  local handle, err = attempt.start(st.client, req, st.policy, attempt_no, wait ~= nil)
   if handle then
     st.pending = handle
   else
@@ -94,7 +95,15 @@ local function stream_read(st)
   local req, pending = st.req, st.pending
   st.req, st.pending = nil, nil
   if not pending then req = next_request(st) end
-  local page, answer, attempts = attempt.call(st.client, req, st.policy, pending)
+  -- a fan-out's stream is resumable: a wait before the next attempt is not
+  -- slept here (it would stall the other accounts) but kept as st.ready_at
+  local resume = st.ready and (st.retry or {}) or nil
+  local page, answer, attempts = attempt.call(st.client, req, st.policy, pending, resume)
+  if page == false then
+    st.retry, st.retry_req, st.ready_at = resume, req, core.now() + answer
+    return false
+  end
+  st.retry, st.retry_req = nil, nil
   if page == nil then return nil, answer end
   st.page_cursor = req.cursor
   local result, keyed, message = st.pager:feed(page)
@@ -271,7 +280,7 @@ end
 
 local function wants_request(st)
   return not st.pending and not st.start_err and not st.failed and not st.pager:done() and #st.ready < MAX_READY
-    and below_max_pages(st)
+    and (st.retry_req ~= nil or below_max_pages(st))
 end
 
 -- Starts requests, round-robin over the open streams, until `concurrency`
@@ -301,11 +310,16 @@ local read_into, multi_resume
 
 -- Nothing in flight: sleeps until the first stream the rate budget held
 -- may look again. Returns false when no stream is waiting.
-local function wait_for_budget(it)
+local function earliest_ready(it)
   local at
   for _, st in ipairs(it.active) do
     if st.ready_at and (not at or st.ready_at < at) then at = st.ready_at end
   end
+  return at
+end
+
+local function wait_for_budget(it)
+  local at = earliest_ready(it)
   if not at then return false end
   local wait = at - core.now()
   if wait > 0 and it.policy.sleep(wait) == false then
@@ -327,7 +341,10 @@ local function receive(it)
     end
   end
   if not t then return wait_for_budget(it) end
-  local i = t:wait_any(requests)
+  -- wait on every request in flight and the earliest retry timer together
+  local at = earliest_ready(it)
+  local i = t:wait_any(requests, at and math.max(0, at - core.now()) or nil)
+  if i == false then return true end -- a timer is due: refill starts its request
   if not i then return false end
   return read_into(it, owners[i])
 end
@@ -335,6 +352,7 @@ end
 -- Reads a stream's page (or its failure) into its ready list.
 function read_into(it, st)
   local page, result, keyed = stream_read(st)
+  if page == false then return true end -- ready again at st.ready_at
   if page == nil then
     result.account_id = st.account
     if it.policy.on_error ~= "skip" then fail(it, result) end
@@ -381,7 +399,7 @@ end
 local function retire(it)
   local kept = {}
   for _, st in ipairs(it.active) do
-    local idle = not st.pending and #st.ready == 0
+    local idle = not st.pending and #st.ready == 0 and not st.retry_req
     local finished = st.failed or (idle and (st.pager:done() or not below_max_pages(st)))
     if finished and not st.failed and not st.pager:done() then multi_resume(it)[st.account] = { cursor =
         st.pager:cursor(), skip = 0 } end
