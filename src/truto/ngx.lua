@@ -964,7 +964,7 @@ function M.new(settings)
       threads[#threads + 1] = co
     end
     -- timeout (seconds): a timer thread; false when it ends first
-    local timer = timeout and ngx.thread.spawn(ngx.sleep, math.max(timeout, 0.001))
+    local timer = timeout and ngx.thread.spawn(function() ngx.sleep(math.max(timeout, 0.001)) end)
     if timer then threads[#threads + 1] = timer end
     local found
     repeat
