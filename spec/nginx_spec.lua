@@ -121,6 +121,16 @@ function M.many()
   return counts
 end
 
+-- One account on Retry-After while another is read (the fan-out driver).
+function M.fanout()
+  local counts = {}
+  for _, account in truto.new { transport = "ngx", concurrency = 2 }:users {
+    integrated_account_id = { "flaky-429-date-1", "acct-1k-fan" }, limit = 100 } do
+    counts[account] = (counts[account] or 0) + 1
+  end
+  return counts
+end
+
 function M.cancel()
   local client = truto.new { transport = "ngx" }
   local iter, state = client:users { integrated_account_id = "acct-small@300" }
@@ -567,6 +577,18 @@ describe("inside nginx", function()
     assert.equal(401, value.http_status)
     assert.equal("transport", value.transport_kind)
     assert.equal("mismatched", mock.requests()[1].token) -- sent; the mock never logs it
+  end)
+
+  it("fan-out: the other account's pages all arrive, once, before one account's Retry-After ends", function()
+    mock.reset()
+    assert.same({ ["flaky-429-date-1"] = 40, ["acct-1k-fan"] = 1000 }, check("fanout"))
+    local flaky, other = {}, {}
+    for _, r in ipairs(mock.requests()) do
+      if r.raw_query:find("flaky-429-date-1", 1, true) then flaky[#flaky + 1] = r.time else other[#other + 1] = r.time end
+    end
+    assert.equal(2, #flaky)
+    assert.equal(10, #other)
+    for i = 1, #other do assert.is_true(other[i] < flaky[2], "page " .. i .. " waited for the 429") end
   end)
 
   it("reads several accounts at once and cancels a page read ahead", function()

@@ -1056,7 +1056,8 @@ static int request_cancel(lua_State *L)
 }
 
 /*
- * transport:wait_any(requests) -> index of a finished request in the array
+ * transport:wait_any(requests[, timeout]) -> index of a finished request in the array
+ * (false when timeout seconds pass first)
  * `requests` (blocking until one finishes), or nil if none is running.
  */
 static int curl_wait_any(lua_State *L)
@@ -1073,6 +1074,9 @@ static int curl_wait_any(lua_State *L)
         if (s && s->state != SLOT_IDLE && s->owner != t)
             return luaL_error(L, "wait_any: request %d belongs to another transport", (int)i);
     }
+    /* timeout (optional, seconds): return false when it passes first */
+    double limit = luaL_optnumber(L, 3, -1);
+    double until = limit >= 0 ? monotonic() + limit : 0;
     double elapsed = 0;
     for (;;) {
         int any_running = 0, ms = 1000;
@@ -1099,6 +1103,15 @@ static int curl_wait_any(lua_State *L)
             return 1;
         }
         double t0 = monotonic();
+        if (limit >= 0) {
+            if (t0 >= until) {
+                lua_pushboolean(L, 0);
+                return 1;
+            }
+            double left_ms = (until - t0) * 1000 + 1;
+            if (left_ms < ms)
+                ms = (int)left_ms;
+        }
         poll_multi(t, ms); /* on failure every running request is done: found next round */
         elapsed = monotonic() - t0;
     }

@@ -209,12 +209,22 @@ local function report_hidden_resend(policy, req, attempt)
   end
 end
 
+local report_wait
+
 --- Sends req, again as the resend rule and the policy allow. Returns the
 -- final answer (whatever its status) and the number of sends; or nil and
 -- an error object when the last attempt failed in transport. `first`, when
 -- given, is the first send already started (read-ahead).
-function M.send(client, req, policy, first)
+--
+-- `resume`, when given (a fan-out's stream), makes the call resumable: a
+-- wait before the next attempt is not slept but returned as `false, wait`
+-- (the attempts so far are kept in `resume`), and the caller starts the
+-- next attempt when the wait is over and calls send again with the same
+-- `resume` and that handle. The resend rule and the policy are the same.
+function M.send(client, req, policy, first, resume)
   local attempts, retries, stale_resent = 0, 0, false
+  if resume and resume.attempts then attempts, retries, stale_resent = resume.attempts, resume.retries,
+      resume.stale_resent end
   M.set_deadline(req, policy)
   while true do
     local handle = first
@@ -271,6 +281,11 @@ function M.send(client, req, policy, first)
       policy.on_retry { attempt = attempts, status = answer and answer.status, wait = wait,
         method = req.method, url = req.url, error = err }
     end
+    if resume and wait > 0 then
+      resume.attempts, resume.retries, resume.stale_resent = attempts, retries, stale_resent
+      report_wait(policy, wait, { reason = answer and "retry-after" or "backoff", account = req.account })
+      return false, wait
+    end
     if wait > 0 then
       local ok, why = M.wait(policy, wait, { reason = answer and "retry-after" or "backoff", account = req.account })
       if ok then req.waited_until = math.max(why, (req.waited_until or 0) + wait) end
@@ -284,6 +299,14 @@ end
 -- (on_wait, debug). Returns true, or nil and "interrupted" when a signal
 -- (Ctrl-C) ended the wait (the sleep returned false).
 function M.wait(policy, seconds, info)
+  report_wait(policy, seconds, info)
+  local t = core.now()
+  if policy.sleep(seconds) == false then return nil, "interrupted" end
+  return true, t + seconds
+end
+
+-- Reports a wait of 0.1 s or more before the next attempt (on_wait, debug).
+function report_wait(policy, seconds, info)
   if seconds >= 0.1 then
     info.wait = seconds
     info.budget = "retry"
@@ -293,15 +316,13 @@ function M.wait(policy, seconds, info)
         info.account ~= nil and tostring(info.account) or "(none)", info.reason))
     end
   end
-  local t = core.now()
-  if policy.sleep(seconds) == false then return nil, "interrupted" end
-  return true, t + seconds
 end
 
 --- One request whose answer is JSON: the decoded value and the number of
 -- attempts, or nil and an error object.
-function M.call(client, req, policy, first)
-  local answer, attempts = M.send(client, req, policy, first)
+function M.call(client, req, policy, first, resume)
+  local answer, attempts = M.send(client, req, policy, first, resume)
+  if answer == false then return false, attempts end -- resumable: retry after `attempts` s
   if not answer then return nil, attempts end
   local value, err = core.read_response(answer.status, answer.headers, answer.body, req.method, req.url,
     policy.decode)

@@ -32,10 +32,18 @@ end
 -- The request for the stream's next page.
 local function next_request(st)
   st.query.next_cursor = st.pager:cursor()
+  st.asked = (st.asked or 0) + 1 -- pages asked for (max_pages)
   local req = client_mod.build(st.client, "GET", client_mod.with_query(st.path, st.query), nil, nil, st.account,
     st.policy)
   req.deadline_at = st.deadline_at
+  req.cursor = st.query.next_cursor -- the cursor that fetched this page (a cut's resume point)
   return req
+end
+
+-- Whether the stream may ask for another page under the call's max_pages.
+local function below_max_pages(st)
+  local max = st.policy.max_pages
+  return not max or (st.asked or 0) < max
 end
 
 -- Starts the stream's next page if the learned rate budget lets it go now,
@@ -44,7 +52,7 @@ end
 local function stream_try_start(st, now)
   if st.ready_at and st.ready_at > now then return false end
   st.ready_at = nil
-  local req = next_request(st)
+  local req = st.retry_req or next_request(st) -- a resumable retry sends the same request again
   local wait, why = attempt.ready_in(st.client, st.account, st.policy, req)
   if wait and wait > 0 then
     local err = attempt.hold_error(st.policy, req, wait, why)
@@ -57,7 +65,8 @@ local function stream_try_start(st, now)
   end
   st.req = req
   req.ahead = true -- its timeout runs only while someone waits for it (truto.transport)
-  local handle, err = attempt.start(st.client, req, st.policy, 1, wait ~= nil)
+  local attempt_no = st.retry and st.retry.attempts and st.retry.attempts + 1 or 1
+  local handle, err = attempt.start(st.client, req, st.policy, attempt_no, wait ~= nil)
   if handle then
     st.pending = handle
   else
@@ -86,8 +95,17 @@ local function stream_read(st)
   local req, pending = st.req, st.pending
   st.req, st.pending = nil, nil
   if not pending then req = next_request(st) end
-  local page, answer, attempts = attempt.call(st.client, req, st.policy, pending)
+  -- a fan-out's stream is resumable: a wait before the next attempt is not
+  -- slept here (it would stall the other accounts) but kept as st.ready_at
+  local resume = st.ready and (st.retry or {}) or nil
+  local page, answer, attempts = attempt.call(st.client, req, st.policy, pending, resume)
+  if page == false then
+    st.retry, st.retry_req, st.ready_at = resume, req, core.now() + answer
+    return false
+  end
+  st.retry, st.retry_req = nil, nil
   if page == nil then return nil, answer end
+  st.page_cursor = req.cursor
   local result, keyed, message = st.pager:feed(page)
   if result == nil then
     -- the page came with an HTTP answer: the error carries it
@@ -96,6 +114,7 @@ local function stream_read(st)
   return page, result, keyed
 end
 
+local it_fills
 local Iterator = {}
 Iterator.__index = Iterator
 Iterator.__name = "truto.iterator"
@@ -127,6 +146,37 @@ local function check_client(it)
   end
 end
 
+-- Number of items in a page's result (an array, or an object for truto_key_by).
+local function count_items(result)
+  local n = 0
+  for _ in next, result do n = n + 1 end
+  return n
+end
+
+-- Whether the items given so far and this page's reach the call's max_items
+-- (then no page after it is read ahead).
+function it_fills(it, result)
+  local max = it.policy.max_items
+  return max ~= nil and (it.given or 0) + count_items(result) >= max
+end
+
+-- Ends a bounded loop: the state says it was cut and where to resume
+-- (`resume = { cursor = ..., skip = n }`: ask with that cursor, drop the first
+-- n items), unless the list had nothing more anyway.
+local function cut(it, st, skip)
+  local more = skip > 0 or not st.pager:done()
+  if more then
+    it.cut = true
+    if skip > 0 then
+      it.resume = { cursor = st.page_cursor, skip = skip }
+    else
+      it.resume = { cursor = st.pager:cursor(), skip = 0 }
+    end
+  end
+  it:close()
+  return nil
+end
+
 -- Fetches the next page of a one-account iterator, and starts the one
 -- after it (read-ahead) so that it arrives while the caller works.
 local function fetch_page(it)
@@ -135,7 +185,9 @@ local function fetch_page(it)
   if page == nil then fail(it, result) end
   -- the read-ahead goes only when the rate budget lets it go now: a hold is
   -- waited when the caller asks for that page, never before this one is given
-  if st.policy.prefetch and not st.pager:done() then stream_try_start(st, core.now()) end
+  if st.policy.prefetch and not st.pager:done() and below_max_pages(st) and not it_fills(it, result) then
+    stream_try_start(st, core.now())
+  end
   return page, result, keyed
 end
 
@@ -146,7 +198,7 @@ local function take_item(it)
   if it.keyed then
     local key, item = next(items, it.key)
     if key ~= nil then
-      it.key = key
+      it.key, it.index = key, it.index + 1
       return item, key
     end
   else
@@ -171,15 +223,23 @@ end
 -- The item iterator: yields item (or item, key for truto_key_by answers).
 local function next_item(it)
   check_client(it)
+  local max = it.policy.max_items
   while true do
+    if max and (it.given or 0) >= max and not it.closed then
+      local left = it.items and next(it.items, it.keyed and it.key or nil) ~= nil
+      if it.items and not it.keyed then left = it.items[it.index + 1] ~= nil end
+      return cut(it, it.stream, left and it.index or 0)
+    end
     local item, key = take_item(it)
     if item ~= nil then
+      it.given = (it.given or 0) + 1
       -- let the read-ahead request progress while the caller works
       local st = it.stream
       if it.index % PUMP_EVERY == 0 and st.pending then st.req.transport:pump() end
       return item, key
     end
     if exhausted(it) then return nil end
+    if not it.stream.pending and not below_max_pages(it.stream) then return cut(it, it.stream, 0) end
     local _, result, keyed = fetch_page(it)
     it.items, it.keyed, it.index, it.key = result, keyed, 0, nil
   end
@@ -190,6 +250,7 @@ M.next_item = next_item
 local function next_page(it)
   check_client(it)
   if exhausted(it) then return nil end
+  if not it.stream.pending and not below_max_pages(it.stream) then return cut(it, it.stream, 0) end
   return (fetch_page(it))
 end
 M.next_page = next_page
@@ -219,6 +280,7 @@ end
 
 local function wants_request(st)
   return not st.pending and not st.start_err and not st.failed and not st.pager:done() and #st.ready < MAX_READY
+    and (st.retry_req ~= nil or below_max_pages(st))
 end
 
 -- Starts requests, round-robin over the open streams, until `concurrency`
@@ -244,15 +306,20 @@ local function refill(it)
   if last then it.turn = last % n end
 end
 
-local read_into
+local read_into, multi_resume
 
 -- Nothing in flight: sleeps until the first stream the rate budget held
 -- may look again. Returns false when no stream is waiting.
-local function wait_for_budget(it)
+local function earliest_ready(it)
   local at
   for _, st in ipairs(it.active) do
     if st.ready_at and (not at or st.ready_at < at) then at = st.ready_at end
   end
+  return at
+end
+
+local function wait_for_budget(it)
+  local at = earliest_ready(it)
   if not at then return false end
   local wait = at - core.now()
   if wait > 0 and it.policy.sleep(wait) == false then
@@ -274,7 +341,10 @@ local function receive(it)
     end
   end
   if not t then return wait_for_budget(it) end
-  local i = t:wait_any(requests)
+  -- wait on every request in flight and the earliest retry timer together
+  local at = earliest_ready(it)
+  local i = t:wait_any(requests, at and math.max(0, at - core.now()) or nil)
+  if i == false then return true end -- a timer is due: refill starts its request
   if not i then return false end
   return read_into(it, owners[i])
 end
@@ -282,6 +352,7 @@ end
 -- Reads a stream's page (or its failure) into its ready list.
 function read_into(it, st)
   local page, result, keyed = stream_read(st)
+  if page == false then return true end -- ready again at st.ready_at
   if page == nil then
     result.account_id = st.account
     if it.policy.on_error ~= "skip" then fail(it, result) end
@@ -289,16 +360,49 @@ function read_into(it, st)
     st.failed = true
     return true
   end
-  st.ready[#st.ready + 1] = { items = result, keyed = keyed }
+  st.ready[#st.ready + 1] = { items = result, keyed = keyed, cursor = st.page_cursor }
   refill(it) -- keep `concurrency` requests in flight while pages wait to be read
   return true
+end
+
+-- The many-accounts state's resume table ({ [account_id] = { cursor, skip } }),
+-- made when the first account is cut.
+function multi_resume(it)
+  it.cut = true
+  it.resume = it.resume or {}
+  return it.resume
+end
+
+-- max_items reached in a many-accounts listing: every account with more
+-- to give gets its resume point, and the requests in flight are cancelled.
+local function cut_multi(it)
+  local resume = multi_resume(it)
+  local items = it.items
+  local left = items and (it.keyed and next(items, it.key) ~= nil or not it.keyed and items[it.index + 1] ~= nil)
+  if left then resume[it.current] = { cursor = it.current_cursor, skip = it.index } end
+  for _, st in ipairs(it.active) do
+    if not st.failed and not resume[st.account] then
+      if #st.ready > 0 then
+        resume[st.account] = { cursor = st.ready[1].cursor, skip = 0 }
+      elseif not st.pager:done() then
+        resume[st.account] = { cursor = st.pager:cursor(), skip = 0 }
+      end
+    end
+  end
+  for i = it.next_account, #it.accounts do resume[it.accounts[i]] = { skip = 0 } end
+  if next(resume) == nil then it.cut, it.resume = nil, nil end
+  it:close()
+  return nil
 end
 
 -- Drops streams that have nothing more to give.
 local function retire(it)
   local kept = {}
   for _, st in ipairs(it.active) do
-    local finished = st.failed or (st.pager:done() and not st.pending and #st.ready == 0)
+    local idle = not st.pending and #st.ready == 0 and not st.retry_req
+    local finished = st.failed or (idle and (st.pager:done() or not below_max_pages(st)))
+    if finished and not st.failed and not st.pager:done() then multi_resume(it)[st.account] = { cursor =
+        st.pager:cursor(), skip = 0 } end
     if not finished then kept[#kept + 1] = st end
   end
   it.active = kept
@@ -306,9 +410,14 @@ end
 
 local function next_multi(it)
   check_client(it)
+  local max = it.policy.max_items
   while true do
+    if max and (it.given or 0) >= max and not it.closed then return cut_multi(it) end
     local item = take_item(it)
-    if item ~= nil then return item, it.current end
+    if item ~= nil then
+      it.given = (it.given or 0) + 1
+      return item, it.current
+    end
     if it.closed then return nil end
     local ready
     for _, st in ipairs(it.active) do
@@ -320,7 +429,7 @@ local function next_multi(it)
     if ready then
       local page = table.remove(ready.ready, 1)
       it.items, it.keyed, it.index, it.key = page.items, page.keyed, 0, nil
-      it.current = ready.account
+      it.current, it.current_cursor = ready.account, page.cursor
     else
       retire(it)
       refill(it)
@@ -368,8 +477,11 @@ function M.iterate(self, fname, step, model, resource, params, n, opts)
     return iterate_accounts(self, fname, path, params, n, policy, accounts)
   end
   local query = client_mod.prepare_query(self, fname, n, params)
-  local it = setmetatable({ client = self, stream = new_stream(self, path, query, policy, deadline_of(policy)) },
-    Iterator)
+  if step == next_page and policy.max_items then
+    argerror(fname, n + 1, "option 'max_items': pages() gives whole pages (use max_pages)")
+  end
+  local it = setmetatable({ client = self, policy = policy,
+    stream = new_stream(self, path, query, policy, deadline_of(policy)) }, Iterator)
   -- The fourth value is closed when a generic for ends, even by break.
   return step, it, nil, it
 end

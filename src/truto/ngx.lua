@@ -946,7 +946,7 @@ function M.new(settings)
   --- transport:wait_any(handles) -> index of a handle whose answer has
   -- begun to arrive (or that failed), waiting for one if need be; nil if
   -- none is in flight. See "waiters" above.
-  function self.wait_any(_, handles)
+  function self.wait_any(_, handles, timeout)
     check_open("wait_any")
     if type(handles) ~= "table" then error("bad argument #1 to 'wait_any' (table expected)", 2) end
     local live, index = {}, {}
@@ -981,9 +981,20 @@ function M.new(settings)
       end
       threads[#threads + 1] = co
     end
+    -- timeout (seconds): a timer thread; false when it ends first
+    local timer = timeout and ngx.thread.spawn(function() ngx.sleep(math.max(timeout, 0.001)) end)
+    if timer then threads[#threads + 1] = timer end
     local found
     repeat
       if not pcall(ngx.thread.wait, unpack(threads)) then ngx.sleep(0.01) end
+      if timer and coroutine.status(timer) == "dead" then
+        local answered = false
+        for k = 1, #live do answered = answered or live[k].first_done end
+        if not answered then
+          for k = 1, #live do live[k].abandon = true end
+          return false
+        end
+      end
       local alive = false
       for k = 1, #live do
         if live[k].first_done then
@@ -997,6 +1008,7 @@ function M.new(settings)
       if not found and not alive then found = index[1] end
     until found
     for k = 1, #live do live[k].abandon = true end -- the others stop within SLICE
+    if timer and coroutine.status(timer) ~= "dead" then ngx.thread.kill(timer) end
     return found
   end
 

@@ -223,6 +223,7 @@ M.CALL = {
   on_retry = "function", idempotency_key = "key",
   prefetch = "boolean", concurrency = "positive_count", on_error = "on_error", deadline = "positive",
   transport = "transport_name",
+  max_pages = "positive_count_big", max_items = "positive_count_big", -- bounds of a list (truto.iterate)
 }
 
 --- Raises on an unknown option or a value of the wrong kind.
