@@ -9,7 +9,7 @@
 --     failure = { kind = "transport" | "timeout", message, sends, too_large, stale,
 --                 orphaned, aborted }
 --     handle:done(), handle:cancel(); transport:perform(req), pump(),
---     wait_any(handles) -> index | nil, close()
+--     wait_any(handles [, timeout]) -> index | false (timeout first) | nil, close()
 --
 -- The method and URL go on the wire exactly as given; the transport adds
 -- only Host, Authorization, Content-Length and its own Accept-Encoding. It
