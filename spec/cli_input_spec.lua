@@ -9,17 +9,9 @@ local run = require "spec.helpers.run"
 local it54 = _VERSION == "Lua 5.4" and it or function(name) pending(name .. " (Lua 5.4 only)") end
 
 local m, tmp
-local function cli(argv, o)
-  o = o or {}
-  o.env = o.env or {}
-  o.env.TRUTO_API_TOKEN = o.env.TRUTO_API_TOKEN or m.token
-  o.env.TRUTO_BASE_URL = o.env.TRUTO_BASE_URL or m.url
-  return run.cli(argv, o)
-end
+local function cli(argv, o) return run.cli_mock(m, argv, o) end
 
-local function usage(msg, topic)
-  return "lua-truto: " .. msg .. "\nTry 'lua-truto" .. (topic and " " .. topic or "") .. " --help'.\n"
-end
+local usage = run.usage
 
 local function expect_usage(argv, err, o)
   local out, got_err, code = cli(argv, o)

@@ -12,17 +12,9 @@ local quote = run.quote
 local unpack = table.unpack or unpack -- luacheck: ignore 113
 
 local m
-local function cli(argv, o)
-  o = o or {}
-  o.env = o.env or {}
-  o.env.TRUTO_API_TOKEN = o.env.TRUTO_API_TOKEN or m.token
-  o.env.TRUTO_BASE_URL = o.env.TRUTO_BASE_URL or m.url
-  return run.cli(argv, o)
-end
+local function cli(argv, o) return run.cli_mock(m, argv, o) end
 
-local function usage(msg, topic)
-  return "lua-truto: " .. msg .. "\nTry 'lua-truto" .. (topic and " " .. topic or "") .. " --help'.\n"
-end
+local usage = run.usage
 
 local function methods()
   local list = {}

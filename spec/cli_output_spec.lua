@@ -15,13 +15,7 @@ local function crlf(list) return table.concat(list, "\r\n") .. "\r\n" end
 local function lines(list) return table.concat(list, "\n") .. "\n" end
 
 local m
-local function cli(argv, o)
-  o = o or {}
-  o.env = o.env or {}
-  o.env.TRUTO_API_TOKEN = o.env.TRUTO_API_TOKEN or m.token
-  o.env.TRUTO_BASE_URL = o.env.TRUTO_BASE_URL or m.url
-  return run.cli(argv, o)
-end
+local function cli(argv, o) return run.cli_mock(m, argv, o) end
 
 local function gets()
   local n = 0

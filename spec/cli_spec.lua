@@ -77,9 +77,7 @@ local function cut(n)
     .. "(run it again with a larger --max-items for more)\n"
 end
 
-local function usage(msg, topic)
-  return "lua-truto: " .. msg .. "\nTry 'lua-truto" .. (topic and " " .. topic or "") .. " --help'.\n"
-end
+local usage = helper.usage
 
 local function crlf(lines)
   return table.concat(lines, "\r\n") .. "\r\n"

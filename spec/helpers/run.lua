@@ -10,6 +10,8 @@
 --   run.spawn(cmd, log) -> pid    -- in the background; run.kill(pid, sig), run.alive(pid)
 --   run.wait_port(port[, secs])   -- true once something accepts there
 --   run.cli(argv, o)              -- lua-truto: stdout, stderr, exit code (see below)
+--   run.cli_mock(m, argv, o)      -- run.cli with the mock m's token and URL in o.env
+--   run.usage(msg[, topic])       -- the stderr of a usage error
 local compat = require "spec.helpers.compat"
 local socket = require "socket"
 
@@ -99,15 +101,7 @@ function run.kill(pid, sig)
   compat.execute("kill -" .. (sig or "TERM") .. " " .. pid .. " 2>/dev/null")
 end
 
---- lua-truto with `argv`, in-process on Lua 5.4 (require("truto.cli").main
--- with streams of its own), else through `lua5.4 lua-truto`. o: env (the
--- whole environment it sees; HOME defaults to an empty dir), stdin (text),
--- tty = { [0]=, [1]=, [2]= } (default: none is a terminal), columns,
--- terminal (what is typed on the controlling terminal; default: none),
--- stty (a function(mode) called instead of `stty MODE`),
--- stdout (a file to write to instead of capturing, e.g. /dev/full),
--- process = true (always a separate process). Returns stdout, stderr, code.
--- A stand-in for /dev/tty: reads come from `input`, writes go to the
+--- A stand-in for /dev/tty: reads come from `input`, writes go to the
 -- list `echo` (the captured stderr).
 function run.fake_terminal(input, echo)
   local lines = input:gmatch("([^\n]*)\n")
@@ -121,6 +115,14 @@ function run.fake_terminal(input, echo)
   }
 end
 
+--- lua-truto with `argv`, in-process on Lua 5.4 (require("truto.cli").main
+-- with streams of its own), else through `lua5.4 lua-truto`. o: env (the
+-- whole environment it sees; HOME defaults to an empty dir), stdin (text),
+-- tty = { [0]=, [1]=, [2]= } (default: none is a terminal), columns,
+-- terminal (what is typed on the controlling terminal; default: none),
+-- stty (a function(mode) called instead of `stty MODE`),
+-- stdout (a file to write to instead of capturing, e.g. /dev/full),
+-- process = true (always a separate process). Returns stdout, stderr, code.
 local empty_home
 function run.cli(argv, o)
   o = o or {}
@@ -173,6 +175,22 @@ function run.cli(argv, o)
   local _, code = run.shell(cmd)
   local out = o.stdout and "" or run.read(dir .. "/stdout")
   return out, run.read(dir .. "/stderr"), code
+end
+
+--- run.cli against the mock `m` (spec.helpers.mock): its token and URL in
+-- the environment, unless o.env names them already.
+function run.cli_mock(m, argv, o)
+  o = o or {}
+  o.env = o.env or {}
+  o.env.TRUTO_API_TOKEN = o.env.TRUTO_API_TOKEN or m.token
+  o.env.TRUTO_BASE_URL = o.env.TRUTO_BASE_URL or m.url
+  return run.cli(argv, o)
+end
+
+--- What lua-truto writes on stderr for a usage error: msg, then where to
+-- find help (`lua-truto [topic] --help`).
+function run.usage(msg, topic)
+  return "lua-truto: " .. msg .. "\nTry 'lua-truto" .. (topic and " " .. topic or "") .. " --help'.\n"
 end
 
 return run
