@@ -71,13 +71,6 @@ local function save(k, overlay)
   assert(dict:set("chgv:" .. k, token))
 end
 
-local function deep_copy(v)
-  if type(v) ~= "table" then return v end
-  local out = {}
-  for k, x in pairs(v) do out[k] = deep_copy(x) end
-  return setmetatable(out, getmetatable(v))
-end
-
 ---------------------------------------------------------------------------------------------
 -- A collection with its changes applied
 
@@ -228,7 +221,7 @@ local function apply(ov, c, body, stamp)
   local done = { created = json.array(), updated = json.array(), deleted = json.array() }
   for _, item in ipairs(body.create or {}) do
     if type(item) ~= "table" then return nil, "create: objects expected" end
-    local new = deep_copy(item)
+    local new = json.copy(item)
     if new.id == nil then
       new.id = string.format("%s-new-%d", body.resource:sub(1, 1), dict:incr("chg-id:" .. body.resource, 1, 0))
     end
@@ -244,7 +237,7 @@ local function apply(ov, c, body, stamp)
     if type(patch) ~= "table" or type(patch.id) ~= "string" then return nil, "update: objects with an id expected" end
     local current = c.find(patch.id)
     if not current then return nil, "update: no item " .. patch.id end
-    local updated = merge(deep_copy(current), patch)
+    local updated = merge(json.copy(current), patch)
     updated.updated_at = stamp
     local i = find_created(ov, patch.id)
     if i then ov.created[i] = updated else ov.updated[patch.id] = updated end
@@ -273,7 +266,7 @@ function changes.control(text, account_of, collection)
   end
   local account = account_of(body.account)
   local k = key(account.id, body.resource)
-  local ov = deep_copy(load(k)) or { created = {}, updated = {}, deleted = {} }
+  local ov = json.copy(load(k)) or { created = {}, updated = {}, deleted = {} }
   local stamp = iso(now())
   local done, err = apply(ov, collection(account, body.resource), body, stamp)
   if not done then return reply.error(400, err) end

@@ -36,6 +36,14 @@ function json.is_raw(v)
   return getmetatable(v) == RAW
 end
 
+--- A deep copy of a decoded value; each table keeps its metatable (arrays, raw numbers).
+function json.copy(v)
+  if type(v) ~= "table" then return v end
+  local out = {}
+  for k, x in pairs(v) do out[k] = json.copy(x) end
+  return setmetatable(out, getmetatable(v))
+end
+
 -- Keys that come first, in this order; every other key follows, sorted bytewise.
 local RANK = {
   statusCode = 1, error = 2, message = 3,

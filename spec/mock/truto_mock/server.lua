@@ -197,13 +197,6 @@ local function find(ctx)
   return nil, reply.error(404, string.format("No %s with id '%s'", SINGULAR[ctx.resource], ctx.id))
 end
 
-local function deep_copy(v)
-  if type(v) ~= "table" then return v end
-  local out = {}
-  for k, x in pairs(v) do out[k] = deep_copy(x) end
-  return setmetatable(out, getmetatable(v))
-end
-
 -- JSON merge patch (RFC 7386): null removes a key, objects merge, anything else replaces.
 local function merge_patch(target, patch)
   if type(patch) ~= "table" or json.is_array(patch) or json.is_raw(patch) then return patch end
@@ -325,7 +318,7 @@ local function update(req, ctx)
   local patch
   patch, err = object_body(req)
   if not patch then return err end
-  local updated = merge_patch(deep_copy(item), patch)
+  local updated = merge_patch(json.copy(item), patch)
   updated.id = item.id
   if ctx.resource == "organizations" then state.save_organization(updated) end
   return object_reply(req, ctx, 200, updated)
