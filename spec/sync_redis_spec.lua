@@ -3,6 +3,7 @@
 -- store's own code and the connection code of truto.rate.redis run as they do inside nginx.
 local helper = require "spec.helpers.client"
 local run = require "spec.helpers.run"
+local sync_helper = require "spec.helpers.sync"
 local socket = require "socket"
 
 local mock = helper.mock
@@ -72,18 +73,10 @@ local function start_redis()
   return port
 end
 
-local function summary(changes)
-  local out = {}
-  for i, c in ipairs(changes) do out[i] = c.op .. " " .. c.id end
-  table.sort(out)
-  return out
-end
+local summary = sync_helper.summary
 
 local function changes_of(client, params, opts)
-  local out = {}
-  local it, st, init, closer = client:sync("users", params, opts)
-  for change in it, st, init, closer do out[#out + 1] = change end
-  return out, st
+  return sync_helper.changes_of(client, "users", params, opts)
 end
 
 local test = have and it or pending

@@ -3,6 +3,7 @@
 -- complete listings, and a state that advances only when the loop ends or commits.
 local helper = require "spec.helpers.client"
 local run = require "spec.helpers.run"
+local sync_helper = require "spec.helpers.sync"
 local truto = require "truto"
 local sync = require "truto.sync"
 
@@ -16,23 +17,9 @@ local function fresh(family)
   return (family or "acct-sync-") .. tag, run.tmpdir() .. "/state.json"
 end
 
--- Every change of one run, and the iterator's state.
-local function changes_of(client, resource, params, opts)
-  local out = {}
-  local it, st, init, closer = client:sync(resource, params, opts)
-  for change in it, st, init, closer do out[#out + 1] = change end
-  return out, st
-end
+local changes_of = sync_helper.changes_of
 
--- "op id" of each change, sorted.
-local function summary(changes, with_account)
-  local out = {}
-  for i, c in ipairs(changes) do
-    out[i] = c.op .. " " .. c.id .. (with_account and " " .. c.account_id or "")
-  end
-  table.sort(out)
-  return out
-end
+local summary = sync_helper.summary
 
 local function requests_of(account)
   local out = {}

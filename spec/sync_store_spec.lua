@@ -3,6 +3,7 @@
 -- killed with SIGKILL in its middle: the next run yields every change again, none twice.
 local helper = require "spec.helpers.client"
 local run = require "spec.helpers.run"
+local sync_helper = require "spec.helpers.sync"
 local truto = require "truto"
 local cjson = require "cjson"
 
@@ -15,19 +16,7 @@ local function fresh(family)
   return string.format("%s%d%d", family or "acct-sync-st", os.time() % 100000, n), run.tmpdir()
 end
 
-local function summary(changes)
-  local out = {}
-  for i, c in ipairs(changes) do out[i] = c.op .. " " .. c.id end
-  table.sort(out)
-  return out
-end
-
-local function changes_of(client, resource, params, opts)
-  local out = {}
-  local it, st, init, closer = client:sync(resource, params, opts)
-  for change in it, st, init, closer do out[#out + 1] = change end
-  return out, st
-end
+local summary, changes_of = sync_helper.summary, sync_helper.changes_of
 
 local SIX = { "created K-new-1", "deleted K0002", "deleted K0003", "updated K0011", "updated K0500", "updated K0900" }
 local function change_six(account)
