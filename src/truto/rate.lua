@@ -176,27 +176,27 @@ local function local_store()
     end
   end
 
-  -- The learned budgets (truto.rate.hints), one small table each.
-  function store.hint_take(self, name, now, probe_ttl)
+  -- The learned budget `name` (truto.rate.hints), one small table each,
+  -- made on first use and marked as seen now.
+  local function learned(self, name, now)
     local state = self.learned[name]
     if not state then
       state = {}
       self.learned[name] = state
     end
     state.seen = now
+    return state
+  end
+
+  function store.hint_take(self, name, now, probe_ttl)
+    local state = learned(self, name, now)
     self.count = self.count + 1
     if self.count % PRUNE_EVERY == 0 then prune(self, now) end
     return hints.take(state, now, probe_ttl)
   end
 
   function store.hint_learn(self, name, now, h)
-    local state = self.learned[name]
-    if not state then
-      state = {}
-      self.learned[name] = state
-    end
-    state.seen = now
-    hints.learn(state, now, h)
+    hints.learn(learned(self, name, now), now, h)
   end
 
   function store.reserve(self, budgets, now)
