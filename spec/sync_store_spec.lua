@@ -131,8 +131,8 @@ describe("the JSON state file", function()
   end)
 end)
 
--- Starts `lua-truto sync` on a slow account (150 ms a page) and kills it with SIGKILL once the
--- mock has answered 3 of its 10 pages.
+-- Starts `lua-truto sync` on a slow account (500 ms a page: under valgrind, reading the mock's
+-- log to count is slow) and kills it with SIGKILL once the mock has answered 3 of its 10 pages.
 local function kill_mid_run(account, state_args)
   local m = mock.start()
   local before = requests_of(account)
@@ -155,7 +155,7 @@ describe("a sync killed with SIGKILL in its middle", function()
 
   it("leaves the JSON state of the last run: the next run yields all 6", function()
     local account, dir = fresh("acct-sync-kill")
-    account = account .. "@150"
+    account = account .. "@500"
     local path = dir .. "/state.json"
     local opts = { state = path, incremental = false }
     changes_of(client, "users", { integrated_account_id = account }, opts)
@@ -169,7 +169,7 @@ describe("a sync killed with SIGKILL in its middle", function()
     .. (has_sqlite and "" or " (LuaSQL's SQLite driver is not installed for " .. _VERSION .. ")"), function()
     local sqlite = require "truto.sync.sqlite"
     local account, dir = fresh("acct-sync-kill")
-    account = account .. "@150"
+    account = account .. "@500"
     local db = dir .. "/mirror.db"
     local params = { integrated_account_id = account }
     local store = sqlite.new(db)
