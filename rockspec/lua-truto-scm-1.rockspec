@@ -51,6 +51,7 @@ build = {
     ["truto.cli.webhook"] = "src/truto/cli/webhook.lua",
     ["truto.client"] = "src/truto/client.lua",
     ["truto.iterate"] = "src/truto/iterate.lua",
+    ["truto.metrics"] = "src/truto/metrics.lua",
     ["truto.ngx"] = "src/truto/ngx.lua",
     ["truto.options"] = "src/truto/options.lua",
     ["truto.rate"] = "src/truto/rate.lua",
