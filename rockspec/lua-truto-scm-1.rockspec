@@ -55,6 +55,7 @@ build = {
     ["truto.ngx"] = "src/truto/ngx.lua",
     ["truto.options"] = "src/truto/options.lua",
     ["truto.rate"] = "src/truto/rate.lua",
+    ["truto.raise"] = "src/truto/raise.lua",
     ["truto.rate.redis"] = "src/truto/rate/redis.lua",
     ["truto.rate.hints"] = "src/truto/rate/hints.lua",
     ["truto.time"] = "src/truto/time.lua",
