@@ -31,6 +31,14 @@ function M.list()
   ngx.say(n)
 end
 
+-- A call whose hooks raise: it still answers; error.log says what the hooks did.
+function M.raising()
+  local client = truto.new { token = "test-token", base_url = "http://127.0.0.1:" .. ngx.var.arg_mock,
+    on_request = function() error("request hook broke") end, on_response = function() error("response hook broke") end }
+  local org, err = client:get_organization("org-1", { integrated_account_id = "acct-small" })
+  ngx.say(org and org.id or tostring(err))
+end
+
 return M
 ]==]
 
@@ -40,6 +48,7 @@ local HTTP = [[
   server {
     listen 127.0.0.1:${port};
     location = /list { content_by_lua_block { require("handlers").list() } }
+    location = /raising { content_by_lua_block { require("handlers").raising() } }
     location = /metrics { content_by_lua_block { require("truto.ngx").metrics() } }
   }
 ]]
@@ -107,5 +116,15 @@ describe("truto.ngx.metrics (issue 21 item 6)", function()
     assert.are.equal(holds == nil, held == nil)
     if holds then assert.is_true(held > 0 and holds > 0) end
     assert.is_nil(text:find("test-token", 1, true))
+  end)
+
+  it("a hook that raises does not fail the call; error.log says so at warn", function()
+    local from = #n:log()
+    local body, code = http.request(n:url("/raising?mock=" .. m.port))
+    assert.are.equal(200, code)
+    assert.are.equal("org-1\n", body)
+    local log = n:log():sub(from + 1)
+    assert.truthy(log:find("%[warn%].-truto: the on_request hook raised: [^\n]*request hook broke"), log)
+    assert.truthy(log:find("%[warn%].-truto: the on_response hook raised: [^\n]*response hook broke"), log)
   end)
 end)
