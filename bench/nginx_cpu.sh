@@ -2,7 +2,11 @@
 # Worker CPU inside nginx: lua-truto's nginx transport against the loop an OpenResty user would
 # otherwise write (lua-resty-http `request_uri` with keep-alive + `cjson.decode`, page after
 # page), listing the same users from a static nginx that serves pre-made pages, with /fast (a
-# location that only says "ok") asked every 50 ms meanwhile.
+# location that only says "ok") asked every 50 ms meanwhile. Like with like: both clients with
+# gzip off (neither asks for it: `truto.ngx.gzip = false`), then both with gzip on (both send
+# Accept-Encoding: gzip, the static server sends the pages gzip-compressed (gzip_static, level 6)
+# and each inflates them: lua-truto with its zlib, the hand-written loop with zlib through the
+# FFI, as lua-ffi-zlib does). GZIP=off or GZIP=on runs one mode only.
 #
 #   bench/nginx_cpu.sh [CONCURRENT] [USERS] [PAGE] [WORKERS]    # defaults: 20 20000 180 4
 #
@@ -12,7 +16,7 @@
 # p50 and p99 latency during each run. ROUNDS=N (default 2) alternates N runs of each and shows
 # the one with the least worker CPU; every run is listed first. Then SEQUENTIAL=N (default 10)
 # listings one at a time, alternating, each measuring its own CPU (os.clock), whole and with the
-# transports alone.
+# transports alone. Each mode prints its own table and ratios.
 #
 # Needs nginx with lua-nginx-module, curl(1), luajit with lua-cjson, awk, lua-truto built for
 # LuaJIT in TRUTO_NGINX_BUILD (default build-luajit: `make LUA=luajit`), and the unmodified
@@ -75,9 +79,11 @@ for p = 1, pages do
   f:write(cjson.encode { result = result, next_cursor = p < pages and tostring(p + 1) or cjson.null,
     result_count = #result })
   f:close()
+  assert(os.execute("gzip -6 -k -f " .. dir .. "/" .. p .. ".json"))
 end
 EOF
 page_bytes=$(stat -c %s "$prefix/static/pages/1.json")
+gz_bytes=$(stat -c %s "$prefix/static/pages/1.json.gz")
 
 static_port=$(free_port)
 cat >"$prefix/static/nginx.conf" <<EOF
@@ -90,6 +96,7 @@ http {
   access_log off;
   keepalive_requests 100000;
   default_type application/json;
+  gzip_static on;
   server {
     listen 127.0.0.1:$static_port;
     root $prefix/static;
@@ -109,6 +116,53 @@ local http = require "resty.http"
 local M = {}
 local base = os.getenv("TRUTO_BASE_URL")
 
+-- ?gzip=1: both clients ask for gzip and inflate the answers; else neither asks.
+local function gzip_wanted() return ngx.var.arg_gzip == "1" end
+
+-- zlib through the FFI, as a hand-written loop would inflate (lua-ffi-zlib's way).
+local ffi = require "ffi"
+ffi.cdef [[
+typedef struct {
+  const unsigned char *next_in; unsigned avail_in; unsigned long total_in;
+  unsigned char *next_out; unsigned avail_out; unsigned long total_out;
+  const char *msg; void *state; void *zalloc; void *zfree; void *opaque;
+  int data_type; unsigned long adler; unsigned long reserved;
+} bench_z_stream;
+int inflateInit2_(bench_z_stream *strm, int windowBits, const char *version, int stream_size);
+int inflate(bench_z_stream *strm, int flush);
+int inflateEnd(bench_z_stream *strm);
+const char *zlibVersion(void);
+]]
+local zlib = ffi.load("z")
+local CHUNK = 65536
+local out_buf = ffi.new("unsigned char[?]", CHUNK)
+local function inflate(data)
+  local strm = ffi.new("bench_z_stream")
+  assert(zlib.inflateInit2_(strm, 31, zlib.zlibVersion(), ffi.sizeof(strm)) == 0)
+  strm.next_in, strm.avail_in = data, #data
+  local parts = {}
+  local ret
+  repeat
+    strm.next_out, strm.avail_out = out_buf, CHUNK
+    ret = zlib.inflate(strm, 0)
+    if ret ~= 0 and ret ~= 1 then zlib.inflateEnd(strm) error("inflate: " .. ret) end
+    parts[#parts + 1] = ffi.string(out_buf, CHUNK - strm.avail_out)
+  until ret == 1
+  zlib.inflateEnd(strm)
+  return table.concat(parts)
+end
+
+local function body_of(res)
+  if res.headers["Content-Encoding"] == "gzip" then return inflate(res.body) end
+  return res.body
+end
+
+local function resty_headers()
+  local h = { Authorization = "Bearer test-token", Accept = "application/json" }
+  if gzip_wanted() then h["Accept-Encoding"] = "gzip" end
+  return h
+end
+
 -- ?clock=1: answers the CPU seconds the listing took (os.clock: the worker's CPU; exact when
 -- it is the only request of the worker).
 local function done(n, c0)
@@ -118,6 +172,7 @@ end
 local client
 function M.truto()
   client = client or truto.new { rate_limit = false, max_retries = 0 }
+  require("truto.ngx").gzip = gzip_wanted()
   local c0 = os.clock()
   local n = 0
   for _ in client:users { integrated_account_id = "bench" } do n = n + 1 end
@@ -132,11 +187,10 @@ function M.resty()
   repeat
     local query = { integrated_account_id = "bench", next_cursor = cursor }
     local res, err = httpc:request_uri(base .. "/unified/user-directory/users", {
-      query = query, keepalive_timeout = 60000, keepalive_pool = 32,
-      headers = { Authorization = "Bearer test-token", Accept = "application/json" },
+      query = query, keepalive_timeout = 60000, keepalive_pool = 32, headers = resty_headers(),
     })
     if not res then ngx.status = 502 ngx.say(err) return end
-    local page = cjson.decode(res.body)
+    local page = cjson.decode(body_of(res))
     for _ in ipairs(page.result) do n = n + 1 end
     cursor = page.next_cursor
   until cursor == nil or cursor == cjson.null
@@ -149,6 +203,7 @@ local PAGES = tonumber(os.getenv("BENCH_PAGES"))
 local transport
 function M.raw_truto()
   transport = transport or require("truto.ngx").new { token = "test-token" }
+  require("truto.ngx").gzip = gzip_wanted()
   local c0, bytes = os.clock(), 0
   for p = 1, PAGES do
     local res = assert(transport:perform { method = "GET", url = URL .. (p > 1 and "&next_cursor=" .. p or ""),
@@ -162,9 +217,8 @@ function M.raw_resty()
   local httpc = http.new()
   for p = 1, PAGES do
     local res = assert(httpc:request_uri(URL .. (p > 1 and "&next_cursor=" .. p or ""), {
-      keepalive_timeout = 60000, keepalive_pool = 32,
-      headers = { Authorization = "Bearer test-token", Accept = "application/json" } }))
-    bytes = bytes + #res.body
+      keepalive_timeout = 60000, keepalive_pool = 32, headers = resty_headers() }))
+    bytes = bytes + #body_of(res)
   end
   done(bytes, c0)
 end
@@ -216,17 +270,17 @@ ticks() {
 }
 hz=$(getconf CLK_TCK)
 
-# run LOCATION -> "wall cpu p50 p99"
+# run LOCATION -> "wall cpu p50 p99" (the listings ask with $gzip_query)
 run() {
   local loc=$1 out=$prefix/out.$1 i start end t0 t1 bad
   rm -rf "$out" && mkdir -p "$out"
   # warm-up: each worker loads the modules and fills its pool
-  for ((i = 1; i <= workers * 2; i++)); do curl -sf "http://127.0.0.1:$port/$loc" >/dev/null & done
+  for ((i = 1; i <= workers * 2; i++)); do curl -sf "http://127.0.0.1:$port/$loc?$gzip_query" >/dev/null & done
   wait
   t0=$(ticks)
   start=$(date +%s.%N)
   for ((i = 1; i <= n; i++)); do
-    curl -s -o "$out/$i" "http://127.0.0.1:$port/$loc" &
+    curl -s -o "$out/$i" "http://127.0.0.1:$port/$loc?$gzip_query" &
     echo $! >>"$out/pids"
   done
   # /fast every 50 ms while the listings run
@@ -245,44 +299,60 @@ run() {
        printf "%.2f %.2f %.1f %.1f %d\n", b - a, c / hz, p50 * 1000, p99 * 1000, NR }'
 }
 
-# Alternate runs, ROUNDS of each (the machine may be shared): the run with the least worker CPU
-# of each client is shown.
-best() { # "wall cpu p50 p99 n" lines on stdin -> the one with the least cpu
-  sort -k2,2n | head -1
-}
-rounds=${ROUNDS:-2}
-: >"$prefix/runs.resty"
-: >"$prefix/runs.truto"
-for ((r = 1; r <= rounds; r++)); do
-  run resty >>"$prefix/runs.resty"
-  run truto >>"$prefix/runs.truto"
-done
-read -r r_wall r_cpu r_p50 r_p99 _ < <(best <"$prefix/runs.resty")
-read -r t_wall t_cpu t_p50 t_p99 _ < <(best <"$prefix/runs.truto")
-awk '{ printf "  run: lua-resty-http  wall %6.2f s  CPU %6.2f s  /fast p99 %6.1f ms\n", $1, $2, $4 }' "$prefix/runs.resty"
-awk '{ printf "  run: lua-truto      wall %6.2f s  CPU %6.2f s  /fast p99 %6.1f ms\n", $1, $2, $4 }' "$prefix/runs.truto"
-printf 'nginx, %d workers; %d concurrent listings of %d users (%d pages of %d, %d bytes each) from a static nginx\n' \
-  "$workers" "$n" "$users" "$(( (users + page - 1) / page ))" "$page" "$page_bytes"
-printf '  %-32s %8s %12s %11s %11s\n' client "wall s" "worker CPU s" "/fast p50" "/fast p99"
-printf '  %-32s %8.2f %12.2f %9.1f ms %8.1f ms\n' "lua-resty-http + cjson.decode" "$r_wall" "$r_cpu" "$r_p50" "$r_p99"
-printf '  %-32s %8.2f %12.2f %9.1f ms %8.1f ms\n' "lua-truto (nginx transport)" "$t_wall" "$t_cpu" "$t_p50" "$t_p99"
-awk -v a="$t_cpu" -v b="$r_cpu" 'BEGIN { printf "  worker CPU, lua-truto / lua-resty-http: %.2f x\n", a / b }'
-# One listing at a time, alternating, its CPU measured by the worker itself (low noise on a
-# shared machine): whole listings, then the transports alone (pages fetched, not decoded).
-seq=${SEQUENTIAL:-10}
-for loc in truto resty raw_truto raw_resty; do curl -sf "http://127.0.0.1:$port/$loc" >/dev/null; done
-: >"$prefix/seq"
-for ((i = 1; i <= seq; i++)); do
-  for loc in resty truto raw_resty raw_truto; do
-    echo "$loc $(curl -sf "http://127.0.0.1:$port/$loc?clock=1")" >>"$prefix/seq"
+# measure MODE: the alternating runs and the one-at-a-time listings with gzip MODE (off, on).
+measure() {
+  local mode=$1
+  gzip_query=gzip=0
+  if [ "$mode" = on ]; then
+    gzip_query=gzip=1
+    curl -sf -o /dev/null -D "$prefix/gz.headers" -H 'Accept-Encoding: gzip' \
+      "http://127.0.0.1:$static_port/unified/user-directory/users?next_cursor=1"
+    grep -qi '^content-encoding: gzip' "$prefix/gz.headers" || { echo "nginx_cpu: the static server sends no gzip" >&2; exit 1; }
+  fi
+  # Alternate runs, ROUNDS of each (the machine may be shared): the run with the least worker CPU
+  # of each client is shown.
+  best() { # "wall cpu p50 p99 n" lines on stdin -> the one with the least cpu
+    sort -k2,2n | head -1
+  }
+  rounds=${ROUNDS:-2}
+  : >"$prefix/runs.resty"
+  : >"$prefix/runs.truto"
+  for ((r = 1; r <= rounds; r++)); do
+    run resty >>"$prefix/runs.resty"
+    run truto >>"$prefix/runs.truto"
   done
-done
-awk -v n="$seq" '{ sum[$1] += $2 }
-  END {
-    printf "one listing at a time (mean of %d, worker CPU per listing):\n", n
-    printf "  whole listing   lua-resty-http + cjson %.3f s   lua-truto %.3f s   %.2f x\n", sum["resty"] / n, sum["truto"] / n, sum["truto"] / sum["resty"]
-    printf "  transport only  lua-resty-http         %.3f s   truto.ngx %.3f s   %.2f x\n", sum["raw_resty"] / n, sum["raw_truto"] / n, sum["raw_truto"] / sum["raw_resty"]
-  }' "$prefix/seq"
+  read -r r_wall r_cpu r_p50 r_p99 _ < <(best <"$prefix/runs.resty")
+  read -r t_wall t_cpu t_p50 t_p99 _ < <(best <"$prefix/runs.truto")
+  awk '{ printf "  run: lua-resty-http  wall %6.2f s  CPU %6.2f s  /fast p99 %6.1f ms\n", $1, $2, $4 }' "$prefix/runs.resty"
+  awk '{ printf "  run: lua-truto      wall %6.2f s  CPU %6.2f s  /fast p99 %6.1f ms\n", $1, $2, $4 }' "$prefix/runs.truto"
+  printf 'gzip %s on both; nginx, %d workers; %d concurrent listings of %d users (%d pages of %d, %d bytes each, %d gzipped) from a static nginx\n' \
+    "$mode" "$workers" "$n" "$users" "$(( (users + page - 1) / page ))" "$page" "$page_bytes" "$gz_bytes"
+  printf '  %-32s %8s %12s %11s %11s\n' client "wall s" "worker CPU s" "/fast p50" "/fast p99"
+  printf '  %-32s %8.2f %12.2f %9.1f ms %8.1f ms\n' "lua-resty-http + cjson.decode" "$r_wall" "$r_cpu" "$r_p50" "$r_p99"
+  printf '  %-32s %8.2f %12.2f %9.1f ms %8.1f ms\n' "lua-truto (nginx transport)" "$t_wall" "$t_cpu" "$t_p50" "$t_p99"
+  awk -v a="$t_cpu" -v b="$r_cpu" 'BEGIN { printf "  worker CPU, lua-truto / lua-resty-http: %.2f x\n", a / b }'
+  # One listing at a time, alternating, its CPU measured by the worker itself (low noise on a
+  # shared machine): whole listings, then the transports alone (pages fetched, not decoded).
+  seq=${SEQUENTIAL:-10}
+  for loc in truto resty raw_truto raw_resty; do curl -sf "http://127.0.0.1:$port/$loc?$gzip_query" >/dev/null; done
+  : >"$prefix/seq"
+  for ((i = 1; i <= seq; i++)); do
+    for loc in resty truto raw_resty raw_truto; do
+      echo "$loc $(curl -sf "http://127.0.0.1:$port/$loc?clock=1&$gzip_query")" >>"$prefix/seq"
+    done
+  done
+  awk -v n="$seq" '{ sum[$1] += $2 }
+    END {
+      printf "one listing at a time (mean of %d, worker CPU per listing):\n", n
+      printf "  whole listing   lua-resty-http + cjson %.3f s   lua-truto %.3f s   %.2f x\n", sum["resty"] / n, sum["truto"] / n, sum["truto"] / sum["resty"]
+      printf "  transport only  lua-resty-http         %.3f s   truto.ngx %.3f s   %.2f x\n", sum["raw_resty"] / n, sum["raw_truto"] / n, sum["raw_truto"] / sum["raw_resty"]
+    }' "$prefix/seq"
+}
+case ${GZIP:-both} in
+  off | on) measure "$GZIP" ;;
+  both) measure off; measure on ;;
+  *) echo "nginx_cpu: GZIP must be off, on or both" >&2; exit 2 ;;
+esac
 # (lua-resty-http warns once per worker that lua-resty-openssl is missing: not ours)
 if grep -E '\[(warn|error|alert|crit|emerg)\]' "$prefix/measured/error.log" | grep -v 'resty\.openssl'; then
   echo "nginx_cpu: nginx logged warnings or errors (above)" >&2

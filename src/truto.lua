@@ -7,6 +7,7 @@
 -- * `truto.attempt`   sending a request, and when to send it again (retries)
 -- * `truto.iterate`   iterators over lists, one account or many at once
 -- * `truto.transport` which transport carries a call (libcurl or nginx)
+-- * `truto.metrics`   the on_request / on_response hooks, a Prometheus collector
 -- * `truto.webhook`   verifying and receiving Truto's signed webhook deliveries
 --
 -- Everything that encodes, decodes or talks to the network through libcurl

@@ -16,6 +16,7 @@
 -- @module truto.attempt
 local core = require "truto.core"
 local transport = require "truto.transport"
+local metrics = require "truto.metrics"
 
 local M = {}
 
@@ -168,9 +169,11 @@ end
 -- wait longer than max_retry_wait or past the deadline).
 function M.start(client, req, policy, attempt, taken)
   local limiter = client._limiter
+  local held = 0
   if limiter then
     local waited, kind, message = limiter:acquire(req.account, rate_hooks(policy, req), taken)
     if not waited then return nil, M.request_error(kind, message, req, (attempt or 1) - 1) end
+    held = waited
   end
   local left = M.time_left(req)
   if left then
@@ -180,6 +183,11 @@ function M.start(client, req, policy, attempt, taken)
     req.timeout = min(policy.timeout, left)
   end
   if policy.debug then log_request(policy, req, attempt or 1) end
+  if policy.on_request then
+    metrics.call(policy, "on_request", { method = req.method, url = req.url, account = req.account,
+      attempt = attempt or 1, held = held })
+  end
+  if policy.on_response then req.sent_at = core.now() end
   local t = req.transport or transport.pick(client._transports)
   return t:start(req), t
 end
@@ -210,6 +218,14 @@ local function report_hidden_resend(policy, req, attempt)
 end
 
 local report_wait
+
+-- The on_response hook of one attempt (truto.metrics).
+local function report_response(policy, req, attempt, answer, failure, sends)
+  metrics.call(policy, "on_response", { method = req.method, url = req.url, account = req.account,
+    attempt = attempt, status = answer and answer.status, kind = failure and failure.kind,
+    message = failure and failure.message, headers = answer and answer.headers, sends = sends,
+    seconds = req.sent_at and core.now() - req.sent_at })
+end
 
 --- Sends req, again as the resend rule and the policy allow. Returns the
 -- final answer (whatever its status) and the number of sends; or nil and
@@ -245,6 +261,7 @@ function M.send(client, req, policy, first, resume)
     end
     attempts = attempts + 1
     if policy.debug then log_answer(policy, answer, failure) end
+    if policy.on_response then report_response(policy, req, attempts, answer, failure, sends) end
     M.learn(client, req, policy, answer)
     local wait, err
     if answer then

@@ -131,6 +131,7 @@ function M.new(fname, opts)
       deadline = opts.deadline,
       retry_statuses = status_set(opts.retry_statuses or attempt.DEFAULT_RETRY_STATUSES),
       on_retry = opts.on_retry, on_wait = opts.on_wait, debug = opts.debug,
+      on_request = opts.on_request, on_response = opts.on_response,
       sleep = opts.sleep or transport.sleep,
       prefetch = opts.prefetch ~= false,
       concurrency = opts.concurrency or 8,

@@ -10,10 +10,11 @@ local core = require "truto.core"
 local options = require "truto.options"
 local attempt = require "truto.attempt"
 local client_mod = require "truto.client"
+local raise = require("truto.raise").raise
 
 local M = {}
 
-local type, next, ipairs, setmetatable, error = type, next, ipairs, setmetatable, error
+local type, next, ipairs, setmetatable = type, next, ipairs, setmetatable
 local format = string.format
 local argerror = options.argerror
 
@@ -131,10 +132,11 @@ end
 Iterator.__close = Iterator.close
 Iterator.__gc = Iterator.close
 
--- Raises err from an iterator, after releasing it.
+-- Raises err from an iterator, after releasing it; it stays as it.error (see truto.raise).
 local function fail(it, err)
   it:close()
-  error(err, 0)
+  it.error = err
+  raise(err)
 end
 
 -- Raises the `closed` error object when the client was closed in the

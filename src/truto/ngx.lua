@@ -1021,6 +1021,13 @@ function M.new(settings)
   return self
 end
 
+--- Serves the Prometheus text of the metrics collector kept in the lua_shared_dict `shared_dict`
+-- (default "truto_metrics") from a content handler: `content_by_lua_block {
+-- require("truto.ngx").metrics() }`. See truto.metrics.
+function M.metrics(shared_dict)
+  return require("truto.metrics").serve(shared_dict)
+end
+
 M.Handle = Handle
 M.Transport = Transport
 return M

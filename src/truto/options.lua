@@ -207,6 +207,7 @@ M.CLIENT = {
   low_speed_limit = "seconds", low_speed_time = "seconds",
   max_retries = "count", max_retry_wait = "seconds", retry_statuses = "statuses",
   on_retry = "function", on_wait = "function", sleep = "function", debug = "function",
+  on_request = "function", on_response = "function", -- hooks of every attempt (truto.metrics)
   prefetch = "boolean", concurrency = "positive_count", rate_limit = "rate_limit",
   transport = "transport", deadline = "positive",
   -- nginx transport: passed to it as they are (see truto.ngx)
@@ -221,6 +222,7 @@ M.CALL = {
   timeout = "positive", connect_timeout = "positive",
   max_retries = "count", max_retry_wait = "seconds", retry_statuses = "statuses",
   on_retry = "function", idempotency_key = "key",
+  on_request = "function", on_response = "function", -- hooks of every attempt (truto.metrics)
   prefetch = "boolean", concurrency = "positive_count", on_error = "on_error", deadline = "positive",
   transport = "transport_name",
   max_pages = "positive_count_big", max_items = "positive_count_big", -- bounds of a list (truto.iterate)
