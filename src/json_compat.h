@@ -15,7 +15,8 @@
 #ifndef TRUTO_JSON_COMPAT_H
 #define TRUTO_JSON_COMPAT_H
 
-#include "json.h"
+#include "json_cjson.h"
+#include "json_scan.h"
 
 /* tj_decode for a lua-cjson lacking caps->array_mt or caps->integers:
  * pushes the value and returns 1, pushes a message and returns 0, or
