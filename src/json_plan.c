@@ -33,28 +33,6 @@ static int grow(void **v, size_t *cap, size_t n, size_t sz)
     return 1;
 }
 
-static tj_node *current(tj_plan *p)
-{
-    return p->depth > 0 && p->depth <= TJ_SCAN_DEPTH ? &p->nodes[p->open[p->depth - 1]] : NULL;
-}
-
-void tj_plan_value(tj_plan *p)
-{
-    tj_node *n = current(p);
-    if (n && n->kind == '[')
-        n->count++;
-}
-
-void tj_plan_key(tj_plan *p, size_t at, size_t len, int escaped)
-{
-    tj_node *n = current(p);
-    if (!n)
-        return;
-    n->key = at;
-    n->key_len = len;
-    n->key_escaped = (char)escaped;
-}
-
 /* The slot of the value just started in the current container. */
 static void slot_here(const tj_node *parent, tj_entry *e)
 {
@@ -103,7 +81,7 @@ static void add_entry(tj_plan *p, tj_node *parent, const tj_entry *e, int escape
 
 void tj_plan_scalar(tj_plan *p)
 {
-    tj_node *parent = current(p);
+    tj_node *parent = tj_plan_current(p);
     if (!parent || p->broken)
         return; /* the document itself: json_compat.c visits it */
     tj_entry e;
@@ -120,7 +98,7 @@ void tj_plan_open(tj_plan *p, char kind)
         p->depth++;
         return;
     }
-    tj_node *parent = current(p);
+    tj_node *parent = tj_plan_current(p);
     int at = (int)p->n_nodes++;
     tj_node *n = &p->nodes[at];
     memset(n, 0, sizeof *n);
@@ -142,7 +120,7 @@ void tj_plan_close(tj_plan *p)
     }
     tj_node *n = &p->nodes[p->open[--p->depth]];
     int needy = n->kind == '[' || n->entries > 0 || n->full;
-    tj_node *parent = current(p);
+    tj_node *parent = tj_plan_current(p);
     if (needy && parent)
         add_entry(p, parent, &n->slot, parent->key_escaped);
 }

@@ -63,11 +63,34 @@ typedef struct tj_plan {
 void tj_plan_init(tj_plan *p, const char *text, int numbers);
 void tj_plan_free(tj_plan *p);
 
-/* Called by the scan, in the order of the text. */
-void tj_plan_value(tj_plan *p);                                   /* a value starts */
-void tj_plan_key(tj_plan *p, size_t at, size_t len, int escaped); /* an object key */
-void tj_plan_open(tj_plan *p, char kind);                         /* [ or { */
-void tj_plan_close(tj_plan *p);                                   /* ] or } */
-void tj_plan_scalar(tj_plan *p); /* the value just started needs work */
+/* Called by the scan, in the order of the text (the first two inline: they
+ * run for every value and key). */
+static inline tj_node *tj_plan_current(tj_plan *p)
+{
+    return p->depth > 0 && p->depth <= TJ_SCAN_DEPTH ? &p->nodes[p->open[p->depth - 1]] : NULL;
+}
+
+/* A value starts. */
+static inline void tj_plan_value(tj_plan *p)
+{
+    tj_node *n = tj_plan_current(p);
+    if (n && n->kind == '[')
+        n->count++;
+}
+
+/* An object key: [at, at+len) of the text. */
+static inline void tj_plan_key(tj_plan *p, size_t at, size_t len, int escaped)
+{
+    tj_node *n = tj_plan_current(p);
+    if (!n)
+        return;
+    n->key = at;
+    n->key_len = len;
+    n->key_escaped = (char)escaped;
+}
+
+void tj_plan_open(tj_plan *p, char kind); /* [ or { */
+void tj_plan_close(tj_plan *p);           /* ] or } */
+void tj_plan_scalar(tj_plan *p);          /* the value just started needs work */
 
 #endif
