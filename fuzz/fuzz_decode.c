@@ -1,5 +1,5 @@
 /*
- * fuzz_decode.c - the module's JSON decoding (fz_decode: json.c and,
+ * fuzz_decode.c - the module's JSON decoding (fz_decode: json_decode.c and,
  * with Debian's lua-cjson, json_compat.c) on the input as text, against
  * plain cjson.decode of the same text.
  *
