@@ -6,8 +6,14 @@
 
 void tj_plan_init(tj_plan *p, const char *text, int numbers)
 {
-    memset(p, 0, sizeof *p);
     p->numbers = numbers;
+    p->broken = 0;
+    p->nodes = NULL;
+    p->list = NULL;
+    p->n_nodes = p->cap_nodes = p->n_list = p->cap_list = 0;
+    p->key = p->key_len = 0;
+    p->key_escaped = 0;
+    p->depth = 0;
     p->text = (const unsigned char *)text;
 }
 
@@ -33,12 +39,18 @@ static int grow(void **v, size_t *cap, size_t n, size_t sz)
     return 1;
 }
 
-/* The slot of the value just started in the current container. */
-static void slot_here(const tj_node *parent, tj_entry *e)
+/* The node of the innermost open container, or NULL. */
+static tj_node *current(tj_plan *p)
 {
-    e->key = parent->key;
-    e->key_len = parent->key_len;
-    e->index = parent->count;
+    return p->depth > 0 && p->depth <= TJ_SCAN_DEPTH ? &p->nodes[p->open[p->depth - 1]] : NULL;
+}
+
+/* The slot of the value just started in the current container. */
+static void slot_here(const tj_plan *p, tj_entry *e)
+{
+    e->key = p->key;
+    e->key_len = p->key_len;
+    e->index = p->count[p->depth - 1];
     e->next = -1;
 }
 
@@ -81,13 +93,13 @@ static void add_entry(tj_plan *p, tj_node *parent, const tj_entry *e, int escape
 
 void tj_plan_scalar(tj_plan *p)
 {
-    tj_node *parent = tj_plan_current(p);
+    tj_node *parent = current(p);
     if (!parent || p->broken)
         return; /* the document itself: json_compat.c visits it */
     tj_entry e;
-    slot_here(parent, &e);
+    slot_here(p, &e);
     e.node = TJ_PLAN_SCALAR;
-    add_entry(p, parent, &e, parent->key_escaped);
+    add_entry(p, parent, &e, p->key_escaped);
 }
 
 void tj_plan_open(tj_plan *p, char kind)
@@ -98,16 +110,20 @@ void tj_plan_open(tj_plan *p, char kind)
         p->depth++;
         return;
     }
-    tj_node *parent = tj_plan_current(p);
     int at = (int)p->n_nodes++;
     tj_node *n = &p->nodes[at];
-    memset(n, 0, sizeof *n);
     n->first = n->last = -1;
+    n->entries = 0;
     n->kind = kind;
-    if (parent)
-        slot_here(parent, &n->slot);
+    n->full = 0;
+    n->slot_escaped = (char)p->key_escaped;
+    if (p->depth > 0)
+        slot_here(p, &n->slot);
     n->slot.node = at;
-    p->open[p->depth++] = at;
+    p->open[p->depth] = at;
+    p->kind[p->depth] = kind;
+    p->count[p->depth] = 0;
+    p->depth++;
 }
 
 void tj_plan_close(tj_plan *p)
@@ -120,7 +136,7 @@ void tj_plan_close(tj_plan *p)
     }
     tj_node *n = &p->nodes[p->open[--p->depth]];
     int needy = n->kind == '[' || n->entries > 0 || n->full;
-    tj_node *parent = tj_plan_current(p);
+    tj_node *parent = current(p);
     if (needy && parent)
-        add_entry(p, parent, &n->slot, parent->key_escaped);
+        add_entry(p, parent, &n->slot, n->slot_escaped);
 }

@@ -38,14 +38,12 @@ typedef struct {
 } tj_entry;
 
 typedef struct {
-    int first, last;     /* its entries, -1 when none */
-    unsigned entries;    /* how many */
-    char kind;           /* '[' or '{' */
-    char full;           /* walk it whole */
-    char key_escaped;    /* (while open, objects) the last key has an escape */
-    size_t count;        /* (while open, arrays) elements so far */
-    size_t key, key_len; /* (while open, objects) the last key */
-    tj_entry slot;       /* where it is in its parent (node: itself) */
+    int first, last;   /* its entries, -1 when none */
+    unsigned entries;  /* how many */
+    char kind;         /* '[' or '{' */
+    char full;         /* walk it whole */
+    char slot_escaped; /* its key in the parent has an escape */
+    tj_entry slot;     /* where it is in its parent (node: itself) */
 } tj_node;
 
 typedef struct tj_plan {
@@ -55,9 +53,14 @@ typedef struct tj_plan {
     size_t n_nodes, cap_nodes;
     tj_entry *list;
     size_t n_list, cap_list;
-    int open[TJ_SCAN_DEPTH]; /* the open containers' nodes */
-    size_t depth;
     const unsigned char *text;
+    /* while scanning */
+    size_t key, key_len; /* the last object key: [key, key+key_len) of the text */
+    int key_escaped;
+    size_t depth;
+    int open[TJ_SCAN_DEPTH];     /* the open containers' nodes */
+    char kind[TJ_SCAN_DEPTH];    /* and their kinds */
+    size_t count[TJ_SCAN_DEPTH]; /* elements so far, of the open arrays */
 } tj_plan;
 
 void tj_plan_init(tj_plan *p, const char *text, int numbers);
@@ -65,28 +68,20 @@ void tj_plan_free(tj_plan *p);
 
 /* Called by the scan, in the order of the text (the first two inline: they
  * run for every value and key). */
-static inline tj_node *tj_plan_current(tj_plan *p)
-{
-    return p->depth > 0 && p->depth <= TJ_SCAN_DEPTH ? &p->nodes[p->open[p->depth - 1]] : NULL;
-}
 
 /* A value starts. */
 static inline void tj_plan_value(tj_plan *p)
 {
-    tj_node *n = tj_plan_current(p);
-    if (n && n->kind == '[')
-        n->count++;
+    if (p->depth > 0 && p->depth <= TJ_SCAN_DEPTH && p->kind[p->depth - 1] == '[')
+        p->count[p->depth - 1]++;
 }
 
 /* An object key: [at, at+len) of the text. */
 static inline void tj_plan_key(tj_plan *p, size_t at, size_t len, int escaped)
 {
-    tj_node *n = tj_plan_current(p);
-    if (!n)
-        return;
-    n->key = at;
-    n->key_len = len;
-    n->key_escaped = (char)escaped;
+    p->key = at;
+    p->key_len = len;
+    p->key_escaped = escaped;
 }
 
 void tj_plan_open(tj_plan *p, char kind); /* [ or { */

@@ -208,6 +208,14 @@ typedef struct {
     int arrays;  /* empty arrays are rewritten */
 } scanner;
 
+/* Notes one more rewrite; the first reserves room for the whole text, so
+ * the copy grows once, not by doubling. */
+static void note_edit(scanner *z)
+{
+    if (z->edits++ == 0)
+        (void)tbuf_reserve(z->out, z->len + z->len / 8 + 64);
+}
+
 /* Counts a value; 0 when there are more than max_values (the scan stops). */
 static int count_value(scanner *z)
 {
@@ -259,7 +267,7 @@ static int scan_number(scanner *z)
     int look = z->numbers && !(plain && i - start < 16) && value;
     char kind = (char)(look ? number_rewrite(z->sc, s + start, i - start) : 0);
     if (kind) {
-        z->edits++;
+        note_edit(z);
         copy_upto(z->out, s, &z->copied, start);
         if (kind == 's')
             tbuf_addc(z->out, '"');
@@ -285,7 +293,7 @@ static void mark_empty_array(scanner *z)
     while (k < z->len && (s[k] == ' ' || s[k] == '\t' || s[k] == '\r' || s[k] == '\n'))
         k++;
     if (k < z->len && s[k] == ']') {
-        z->edits++;
+        note_edit(z);
         copy_upto(z->out, s, &z->copied, z->i);
         add_marker(z->out, z->sc, 'a');
         tbuf_addc(z->out, '"');
