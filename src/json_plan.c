@@ -59,8 +59,9 @@ static void kill_same_key(tj_plan *p, const tj_node *parent, const tj_entry *e)
 {
     for (int k = parent->first; k >= 0; k = p->list[k].next) {
         tj_entry *old = &p->list[k];
-        if (old->key_len == e->key_len &&
-            memcmp(p->text + old->key, p->text + e->key, e->key_len) == 0)
+        const unsigned char *a = p->text + old->key, *b = p->text + e->key;
+        if (old->key_len == e->key_len && (e->key_len == 0 || a[0] == b[0]) &&
+            memcmp(a, b, e->key_len) == 0)
             old->node = TJ_PLAN_DEAD;
     }
 }
