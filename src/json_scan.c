@@ -217,7 +217,7 @@ static void note_edit(scanner *z)
 }
 
 /* Counts a value; 0 when there are more than max_values (the scan stops). */
-static int count_value(scanner *z)
+static inline int count_value(scanner *z)
 {
     if (z->sc->max_values && ++z->values > z->sc->max_values) {
         z->sc->too_many = 1;
@@ -226,7 +226,7 @@ static int count_value(scanner *z)
     return 1;
 }
 
-static int scan_string(scanner *z)
+static inline int scan_string(scanner *z)
 {
     const unsigned char *s = z->s;
     size_t start = z->i + 1, i;
@@ -252,7 +252,7 @@ static int scan_string(scanner *z)
     return 1;
 }
 
-static int scan_number(scanner *z)
+static inline int scan_number(scanner *z)
 {
     const unsigned char *s = z->s;
     size_t start = z->i, i;
@@ -301,7 +301,7 @@ static void mark_empty_array(scanner *z)
     }
 }
 
-static int scan_structure(scanner *z, unsigned char c)
+static inline int scan_structure(scanner *z, unsigned char c)
 {
     int opens = c == '[' || c == '{';
     if (opens && !count_value(z))
@@ -320,7 +320,7 @@ static int scan_structure(scanner *z, unsigned char c)
 }
 
 /* true, false, null, or junk cjson will refuse: one token. */
-static int scan_literal(scanner *z, unsigned char c)
+static inline int scan_literal(scanner *z, unsigned char c)
 {
     if (!count_value(z))
         return 0;
@@ -332,7 +332,7 @@ static int scan_literal(scanner *z, unsigned char c)
     return 1;
 }
 
-static int scan_token(scanner *z)
+static inline int scan_token(scanner *z)
 {
     unsigned char c = z->s[z->i];
     if (c == '"')
