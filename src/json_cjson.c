@@ -22,7 +22,7 @@ int tj_cjson_decode(lua_State *L, const char *s, size_t len, int idx)
     tv_c_numeric_enter(&c);
     int rc = lua_pcall(L, 1, 1, 0);
     tv_c_numeric_leave(&c);
-    return rc == LUA_OK ? 1 : rc == LUA_ERRMEM ? TJ_NOMEM : 0;
+    return rc == 0 ? 1 : rc == LUA_ERRMEM ? TJ_NOMEM : 0; /* 0: LUA_OK, which 5.1 lacks */
 }
 
 static tj_caps no_caps;
