@@ -43,7 +43,8 @@ ALL_CFLAGS  = -std=c11 -D_GNU_SOURCE -fPIC $(WARN) $(CFLAGS) $(PC_CFLAGS)
 LDLIBS      = $(PC_LIBS) -lm
 LDFLAGS    ?=
 
-SRCS := src/buf.c src/value.c src/query.c src/json.c src/json_compat.c src/retry.c src/error.c \
+SRCS := src/buf.c src/value.c src/query.c src/json_encode.c src/json_scan.c src/json_plan.c src/json_cjson.c src/json_decode.c \
+        src/json_compat.c src/retry.c src/error.c \
         src/response.c src/pager.c src/transport_curl.c src/hmac.c src/fs.c src/truto.c
 OBJS := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
 CORE := $(BUILD)/truto/core.so

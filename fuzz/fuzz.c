@@ -1,5 +1,6 @@
 /* fuzz.c - shared harness pieces, see fuzz.h. */
 #include "fuzz.h"
+#include "../src/json.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -26,6 +27,13 @@ static int open_core(lua_State *L)
     luaL_requiref(L, "truto.core", luaopen_truto_core, 0);
     lua_setfield(L, LUA_REGISTRYINDEX, FZ_CORE);
     return 0;
+}
+
+int fz_decode(lua_State *L, const char *s, size_t len)
+{
+    tj_opts o;
+    memset(&o, 0, sizeof o);
+    return tj_decode(L, s, len, &o);
 }
 
 lua_State *fz_lua(void)

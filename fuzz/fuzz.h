@@ -31,6 +31,10 @@ void fz_gc_stress(lua_State *L);
 /* Drops the stack and, every so often, collects all garbage. */
 void fz_reset(lua_State *L);
 
+/* The module's JSON decoding with the default options (tj_decode, json.h):
+ * pushes the value and returns 1, or pushes a message and returns 0. */
+int fz_decode(lua_State *L, const char *s, size_t len);
+
 /* Reports a broken invariant and aborts. printf-style. */
 void fz_fail(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 

@@ -1,10 +1,10 @@
 /*
- * fuzz_decode.c - the module's JSON decoding (tresp_decode: json.c and,
+ * fuzz_decode.c - the module's JSON decoding (fz_decode: json_decode.c and,
  * with Debian's lua-cjson, json_compat.c) on the input as text, against
  * plain cjson.decode of the same text.
  *
  * Invariants:
- *   - tresp_decode pushes exactly one value (the result or a message);
+ *   - fz_decode pushes exactly one value (the result or a message);
  *   - on RFC 8259 JSON it accepts exactly the texts plain cjson accepts;
  *     elsewhere it may refuse more (its cjson instance refuses "+1", hex,
  *     leading zeros, NaN and infinity), never accept more;
@@ -16,6 +16,7 @@
 #include "fuzz.h"
 #include "strict_json.h"
 
+#include "../src/json_cjson.h"
 #include "../src/response.h"
 
 #include <math.h>
@@ -94,15 +95,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int plain_ok = plain_decode(L, data, size);
     int plain = lua_gettop(L);
 
-    int ok = tresp_decode(L, (const char *)data, size);
-    FZ_CHECK(lua_gettop(L) == plain + 1, "tresp_decode pushed %d values", lua_gettop(L) - plain);
+    int ok = fz_decode(L, (const char *)data, size);
+    FZ_CHECK(lua_gettop(L) == plain + 1, "fz_decode pushed %d values", lua_gettop(L) - plain);
     if (ok != plain_ok && known_mismatch(plain_ok, data, size))
         ok = plain_ok = 0;
-    FZ_CHECK(ok == plain_ok, "cjson %s the text but tresp_decode %s it (%s)",
+    FZ_CHECK(ok == plain_ok, "cjson %s the text but fz_decode %s it (%s)",
              plain_ok ? "accepts" : "rejects", ok ? "accepts" : "rejects",
              lua_tostring(L, ok ? plain : -1));
     if (ok) {
-        FZ_CHECK(same_value(L, plain, plain + 1, 0), "tresp_decode and cjson disagree (%s vs %s)",
+        FZ_CHECK(same_value(L, plain, plain + 1, 0), "fz_decode and cjson disagree (%s vs %s)",
                  luaL_typename(L, plain + 1), luaL_typename(L, plain));
     }
     fz_reset(L);

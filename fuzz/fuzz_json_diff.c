@@ -217,7 +217,7 @@ static int has_int64_overflow(const char *s, size_t len)
     return 0;
 }
 
-/* Text strict_json.c refuses but both lua-cjsons take, by leniencies they
+/* Text strict_json_decode.c refuses but both lua-cjsons take, by leniencies they
  * share (lua_cjson.c, not ours): they read the text only up to its first
  * NUL byte ("[1]\0junk" is "[1]"), and take raw control characters inside
  * strings. Whether the text is valid JSON once those are forgiven. (A NUL
@@ -382,7 +382,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int ok_b = decode_in(current, text, len, big, max, &b);
     FZ_CHECK(ok_a == ok_b, "Debian's path %s the text, the current lua-cjson %s it",
              ok_a ? "accepts" : "refuses", ok_a ? "refuses" : "accepts");
-    /* lua-cjson reads up to the first NUL (see cjson_lenient); json.c refuses
+    /* lua-cjson reads up to the first NUL (see cjson_lenient); json_decode.c refuses
      * a text with a NUL byte anywhere (bytes after the document) */
     const char *nul = memchr(text, 0, len);
     size_t seen = nul ? (size_t)(nul - text) : len;

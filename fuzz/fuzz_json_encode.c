@@ -5,7 +5,7 @@
  * Invariants:
  *   - failure: a non-empty message; the Lua stack is left as it was;
  *   - success: plain cjson.decode accepts the text;
- *   - decoding it the module's way (tresp_decode: big integers kept exact,
+ *   - decoding it the module's way (fz_decode: big integers kept exact,
  *     every array, empty ones too, marked) and encoding again gives the
  *     same bytes.
  */
@@ -14,6 +14,7 @@
 
 #include "../src/buf.h"
 #include "../src/json.h"
+#include "../src/json_cjson.h"
 #include "../src/response.h"
 
 #include <string.h>
@@ -38,7 +39,7 @@ static void check_round_trip(lua_State *L, const tbuf *text)
     tbuf again, err;
     tbuf_init(&again);
     tbuf_init(&err);
-    FZ_CHECK(tresp_decode(L, text->data, text->len), "tresp_decode rejects our JSON (%s)",
+    FZ_CHECK(fz_decode(L, text->data, text->len), "fz_decode rejects our JSON (%s)",
              lua_tostring(L, -1));
     FZ_CHECK(tj_encode(L, -1, &again, &err), "decoded value does not encode again: %.*s",
              (int)err.len, err.data);

@@ -4,7 +4,7 @@
  *
  * Input: a length byte and that many bytes of start cursor (length 0: no
  * start cursor), then JSON pages separated by NUL bytes. Each page is
- * decoded the module's way (tresp_decode); one that does not decode is fed
+ * decoded the module's way (fz_decode); one that does not decode is fed
  * as cjson's message, a string.
  *
  * Invariants, after every feed: the answer is (result, keyed) or
@@ -25,9 +25,9 @@ typedef struct {
     int done;
     lua_Integer pages;
     long empty_run; /* empty pages in a row: 100 of them end the walk */
-    int seen;   /* stack index of { [cursor] = true } */
-    int cursor; /* stack index of the next cursor, nil when none */
-    int pager;  /* stack index of the pager */
+    int seen;       /* stack index of { [cursor] = true } */
+    int cursor;     /* stack index of the next cursor, nil when none */
+    int pager;      /* stack index of the pager */
 } model;
 
 /* Calls pager:<method>(args...) with the nargs values on top; leaves
@@ -158,7 +158,7 @@ static void check_state(lua_State *L, const model *m)
 static void feed_one(lua_State *L, model *m, const char *text, size_t len)
 {
     int top = lua_gettop(L);
-    tresp_decode(L, text, len); /* the value, or cjson's message */
+    fz_decode(L, text, len); /* the value, or cjson's message */
     int page = lua_gettop(L);
     const char *refusal = model_feed(L, m, page);
     int result = lua_gettop(L);

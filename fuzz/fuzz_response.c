@@ -102,7 +102,7 @@ static void push_expected_body(lua_State *L, int body, int ok_status)
         return;
     }
     if (!ok_status) {
-        if (tresp_decode(L, s, len)) {
+        if (fz_decode(L, s, len)) {
             cut_string(L);
             return;
         }

@@ -69,7 +69,8 @@ build = {
     ["truto.cli.mock_change"] = "src/truto/cli/mock_change.lua",
     ["truto.core"] = {
       sources = {
-        "src/buf.c", "src/value.c", "src/query.c", "src/json.c", "src/json_compat.c", "src/retry.c",
+        "src/buf.c", "src/value.c", "src/query.c", "src/json_encode.c", "src/json_scan.c", "src/json_plan.c",
+        "src/json_cjson.c", "src/json_decode.c", "src/json_compat.c", "src/retry.c",
         "src/error.c", "src/response.c", "src/pager.c", "src/transport_curl.c", "src/hmac.c", "src/fs.c", "src/truto.c",
       },
       defines = { "_GNU_SOURCE" },

@@ -44,7 +44,7 @@ describe("with LC_NUMERIC = " .. LOCALE, function()
   end)
 
   -- lua-cjson 2.1.0 learns the decimal point when it is loaded: without
-  -- json.c's "C" locale around it, 1.5 is invalid JSON after os.setlocale.
+  -- json_cjson.c's "C" locale around it, 1.5 is invalid JSON after os.setlocale.
   it("decoding reads a '.' (the lua-cjson in use)", function()
     assert.equal(1.5, truto.decode_json('{"a":1.5}').a)
     assert.equal(1.5, core.decode('{"a":1.5,"b":9007199254740993}', { big_integers = "string" }).a)

@@ -5,6 +5,8 @@
  * what older runtimes lack, so no other file needs an #if on the version:
  *
  *   5.3      lua_newuserdatauv (one user value)
+ *   5.2      COMPAT_INTEGERS is 0 (no integer subtype): code asks it in a
+ *            plain `if`, never an #if
  *   5.2      the above, user values of any type (5.2 takes tables only)
  *   LuaJIT   the above, lua_absindex, lua_rawlen, user values via fenv,
  *            no integer subtype (lua_isinteger is always false)
@@ -116,6 +118,9 @@ static inline void compat_getuservalue(lua_State *L, int idx)
 
 /* No integer subtype before 5.3: every number is a double. */
 #define lua_isinteger(L, i) ((void)(L), (void)(i), 0)
+#define COMPAT_INTEGERS 0
+#else
+#define COMPAT_INTEGERS 1 /* integers and floats are told apart */
 #endif
 
 /* ---- before 5.4 ---------------------------------------------------------- */

@@ -22,9 +22,13 @@
  * ours: a collision is impossible, not unlikely.
  */
 #include "json_compat.h"
+#include "json_cjson.h"
+#include "json_plan.h"
+#include "json_scan.h"
 #include "value.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -84,10 +88,11 @@ static size_t absent_marker(const unsigned char *s, size_t len, unsigned char *p
 typedef struct {
     const char *marker; /* NULL when no marker was written */
     size_t marker_len;
-    int mark_arrays; /* set the array metatable (cjson does not) */
-    int integers;    /* turn integral floats into integers */
-    int mt;          /* stack index of the array metatable */
-    int boxes;       /* integer markers -> truto.int64 (no integer type) */
+    int mark_arrays;     /* set the array metatable (cjson does not) */
+    int integers;        /* turn integral floats into integers */
+    int mt;              /* stack index of the array metatable */
+    int boxes;           /* integer markers -> truto.int64 (no integer type) */
+    const tj_plan *plan; /* where the scan found work, or NULL: visit every value */
 } walk;
 
 static int is_marker(lua_State *L, const walk *w, char kind)
@@ -99,11 +104,10 @@ static int is_marker(lua_State *L, const walk *w, char kind)
 }
 
 /* The number on top as an integer when it is integral and fits; returns
- * whether it replaced it. */
+ * whether it replaced it (never where the runtime has no integers). */
 static int to_integer(lua_State *L)
 {
-#if LUA_VERSION_NUM >= 503
-    if (lua_isinteger(L, -1))
+    if (!COMPAT_INTEGERS || lua_isinteger(L, -1))
         return 0;
     lua_Number d = lua_tonumber(L, -1);
     if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0))
@@ -114,42 +118,29 @@ static int to_integer(lua_State *L)
     lua_pop(L, 1);
     lua_pushinteger(L, i);
     return 1;
-#else
-    (void)L;
-    return 0;
-#endif
 }
 
-/* A number marker on top replaced by its number (markers of numbers are
- * only written where the runtime has integers). */
+/* A number marker on top replaced by its number: an integer marker by the
+ * integer (a truto.int64 where the runtime has no integers and one was
+ * asked for, else the double), a float marker by the number of its literal. */
 static int from_marker(lua_State *L, const walk *w)
 {
-#if LUA_VERSION_NUM >= 503
     size_t len;
     const char *s = lua_tolstring(L, -1, &len);
     if (len <= w->marker_len + 1 || s[0] != w->marker[0] ||
         memcmp(s, w->marker, w->marker_len) != 0)
         return 0;
     char kind = s[w->marker_len];
-    if ((kind != 'i' && kind != 'f') || !lua_stringtonumber(L, s + w->marker_len + 1))
-        return 0;
-    lua_remove(L, -2);
-    return 1;
-#else
-    /* No integers: an integer marker is a truto.int64 when asked for, a
-     * float marker the number of its literal. */
-    size_t len;
-    const char *s = lua_tolstring(L, -1, &len);
-    if (len <= w->marker_len + 1 || memcmp(s, w->marker, w->marker_len) != 0)
-        return 0;
-    char kind = s[w->marker_len];
     const char *literal = s + w->marker_len + 1;
-    if (kind == 'i' && w->boxes) {
+    if (kind == 'i' && (COMPAT_INTEGERS || w->boxes)) {
         errno = 0;
         long long v = strtoll(literal, NULL, 10);
         if (errno)
             return 0;
-        tv_push_int64(L, v);
+        if (COMPAT_INTEGERS)
+            lua_pushinteger(L, (lua_Integer)v);
+        else
+            tv_push_int64(L, v);
     } else if (kind == 'i' || kind == 'f') {
         lua_pushnumber(L, (lua_Number)tv_strtod(literal));
     } else {
@@ -157,7 +148,6 @@ static int from_marker(lua_State *L, const walk *w)
     }
     lua_remove(L, -2);
     return 1;
-#endif
 }
 
 static int visit(lua_State *L, const walk *w, int depth);
@@ -223,9 +213,144 @@ static int visit(lua_State *L, const walk *w, int depth)
     }
 }
 
+/* ---- the fix-up where the plan says ----------------------------------- */
+
+static void walk_node(lua_State *L, const walk *w, int node, int depth);
+
+/* Whether the table on top has the shape of the plan's node (2.1.0 gives
+ * objects string keys only: a table with t[1] is an array). */
+static int fits_node(lua_State *L, const walk *w, int node)
+{
+    if (node < 0 || (size_t)node >= w->plan->n_nodes || lua_type(L, -1) != LUA_TTABLE)
+        return 0;
+    return (w->plan->nodes[node].kind == '[') == (lua_rawlen(L, -1) > 0);
+}
+
+/* Fixes the value on top as its entry says; returns 1 when it was replaced. */
+static int fix_entry(lua_State *L, const walk *w, const tj_entry *e, int depth)
+{
+    if (e->node >= 0 && fits_node(L, w, e->node)) {
+        walk_node(L, w, e->node, depth + 1);
+        return 0;
+    }
+    return visit(L, w, depth); /* a scalar, or not what the plan expected */
+}
+
+static void walk_array_node(lua_State *L, const walk *w, const tj_node *nd, int depth)
+{
+    int t = lua_gettop(L);
+    size_t n = (size_t)lua_rawlen(L, t);
+    lua_pushvalue(L, w->mt);
+    lua_setmetatable(L, t);
+    if (n == 1 && w->marker) {
+        lua_rawgeti(L, t, 1);
+        int empty = lua_type(L, -1) == LUA_TSTRING && is_marker(L, w, 'a');
+        lua_pop(L, 1);
+        if (empty) {
+            lua_pushnil(L);
+            lua_rawseti(L, t, 1);
+            return;
+        }
+    }
+    for (int k = nd->first; k >= 0; k = w->plan->list[k].next) {
+        const tj_entry *e = &w->plan->list[k];
+        if (e->index < 1 || e->index > n)
+            continue;
+        lua_rawgeti(L, t, (lua_Integer)e->index);
+        if (fix_entry(L, w, e, depth))
+            lua_rawseti(L, t, (lua_Integer)e->index);
+        else
+            lua_pop(L, 1);
+    }
+}
+
+static void walk_object_node(lua_State *L, const walk *w, const tj_node *nd, int depth)
+{
+    int t = lua_gettop(L);
+    for (int k = nd->first; k >= 0; k = w->plan->list[k].next) {
+        const tj_entry *e = &w->plan->list[k];
+        if (e->node == TJ_PLAN_DEAD)
+            continue;
+        lua_pushlstring(L, (const char *)w->plan->text + e->key, e->key_len);
+        lua_pushvalue(L, -1);
+        lua_rawget(L, t); /* key value */
+        if (fix_entry(L, w, e, depth))
+            lua_rawset(L, t);
+        else
+            lua_pop(L, 2);
+    }
+}
+
+/* Fixes the table on top (of the node's shape) where the plan says. */
+static void walk_node(lua_State *L, const walk *w, int node, int depth)
+{
+    const tj_node *nd = &w->plan->nodes[node];
+    if (depth > 1000)
+        return; /* cjson refuses deeper documents anyway */
+    luaL_checkstack(L, 6, "JSON nested too deeply");
+    if (nd->full)
+        walk_table(L, w, depth);
+    else if (nd->kind == '[')
+        walk_array_node(L, w, nd, depth);
+    else
+        walk_object_node(L, w, nd, depth);
+}
+
+/* ---- decoding ---------------------------------------------------------- */
+
+/* Scans the text (markers, counting, the plan) and runs lua-cjson once on
+ * it: 1 with the value pushed, 0 with a message, TJ_NOMEM. *edits: whether
+ * markers were written. */
+static int scan_and_decode(lua_State *L, const char *s, size_t len, const tj_opts *o, tj_scan *sc,
+                           int *edits)
+{
+    tbuf text;
+    tbuf_init(&text);
+    *edits = tj_scan_text(s, len, sc, &text) > 0;
+    if (*edits && sc->odd_bytes) {
+        /* 0xFF might be in a string: take a marker the text lacks, again */
+        unsigned char *marker = (unsigned char *)(uintptr_t)sc->marker;
+        sc->marker_len = absent_marker((const unsigned char *)s, len, marker);
+        tbuf_reset(&text);
+        if (sc->plan)
+            tj_plan_free(sc->plan), tj_plan_init(sc->plan, s, sc->plan->numbers);
+        *edits = sc->marker_len ? tj_scan_text(s, len, sc, &text) > 0 : 0;
+        if (!sc->marker_len)
+            text.oom = 1;
+    }
+    int ok;
+    if (sc->too_many) {
+        tj_too_many(L, o->max_values);
+        ok = 0;
+    } else if (text.oom) {
+        lua_pushliteral(L, "not enough memory");
+        ok = TJ_NOMEM;
+    } else {
+        ok = *edits ? tj_cjson_decode(L, text.data, text.len, 0)
+                    : tj_cjson_decode(L, s, len, o->text_idx);
+    }
+    tbuf_free(&text);
+    return ok;
+}
+
+/* The fix-ups of the decoded value on top. */
+static void fix_up(lua_State *L, walk *w)
+{
+    luaL_getmetatable(L, TRUTO_ARRAY_MT);
+    lua_insert(L, -2); /* mt value */
+    w->mt = lua_gettop(L) - 1;
+    if (w->plan && fits_node(L, w, 0))
+        walk_node(L, w, 0, 1);
+    else
+        visit(L, w, 0);
+    lua_remove(L, w->mt);
+}
+
 int tjc_decode(lua_State *L, const char *s, size_t len, const tj_opts *o, const tj_caps *caps)
 {
     unsigned char marker[MAX_MARKER] = {0xFF};
+    tj_plan plan;
+    tj_plan_init(&plan, s, !caps->integers);
     tj_scan sc;
     memset(&sc, 0, sizeof sc);
     sc.big_strings = o->big_strings;
@@ -234,46 +359,19 @@ int tjc_decode(lua_State *L, const char *s, size_t len, const tj_opts *o, const 
     sc.mark_numbers = !caps->integers || o->big_boxes;
     sc.marker = (const char *)marker;
     sc.marker_len = 1;
+    sc.plan = &plan;
 
-    tbuf text;
-    tbuf_init(&text);
-    size_t edits = tj_scan_text(s, len, &sc, &text);
-    if (edits && sc.odd_bytes) {
-        /* 0xFF might be in a string: take a marker the text lacks, again */
-        sc.marker_len = absent_marker((const unsigned char *)s, len, marker);
-        tbuf_reset(&text);
-        edits = sc.marker_len ? tj_scan_text(s, len, &sc, &text) : 0;
-        if (!sc.marker_len)
-            text.oom = 1;
-    }
-    int ok;
-    if (sc.too_many) {
-        tj_too_many(L, o->max_values);
-        ok = 0;
-    } else if (text.oom) {
-        lua_pushliteral(L, "not enough memory");
-        ok = TJ_NOMEM;
-    } else {
-        ok = edits ? tj_run_decode(L, text.data, text.len, 0)
-                   : tj_run_decode(L, s, len, o->text_idx);
-    }
-    tbuf_free(&text);
-    if (ok != 1)
-        return ok;
-
+    int edits;
+    int ok = scan_and_decode(L, s, len, o, &sc, &edits);
     walk w;
     w.marker = edits ? (const char *)marker : NULL;
     w.marker_len = sc.marker_len;
     w.mark_arrays = !caps->array_mt;
     w.integers = !caps->integers;
     w.boxes = o->big_boxes;
-    if (!w.mark_arrays && !w.integers && !w.marker)
-        return 1;
-    luaL_getmetatable(L, TRUTO_ARRAY_MT);
-    w.mt = lua_gettop(L);
-    lua_insert(L, -2); /* mt value */
-    w.mt = lua_gettop(L) - 1;
-    visit(L, &w, 0);
-    lua_remove(L, w.mt);
-    return 1;
+    w.plan = plan.broken ? NULL : &plan;
+    if (ok == 1 && (w.mark_arrays || w.integers || w.marker))
+        fix_up(L, &w);
+    tj_plan_free(&plan);
+    return ok;
 }

@@ -8,12 +8,6 @@
 #include <stdio.h>
 #include <string.h>
 
-int tresp_decode(lua_State *L, const char *s, size_t len)
-{
-    tj_opts o = {0, 0, 0, 0};
-    return tj_decode(L, s, len, &o);
-}
-
 static int is_success(lua_Integer status)
 {
     return status >= 200 && status < 300;

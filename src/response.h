@@ -15,12 +15,6 @@
 #include "compat.h"
 #include "json.h"
 
-/*
- * Decodes the JSON text [s, s+len) with the default options. Pushes the
- * value and returns 1, or pushes a message and returns 0.
- */
-int tresp_decode(lua_State *L, const char *s, size_t len);
-
 /* core.read_response(status, headers, body, method, url[, opts]) -> value | nil, err */
 int tresp_read(lua_State *L);
 

@@ -1,5 +1,5 @@
 /*
- * value.h - reading Lua values the way both encoders (query.c, json.c)
+ * value.h - reading Lua values the way both encoders (query.c, json_encode.c)
  * need them: what shape a table has, its string keys in a stable order,
  * and numbers written without a spurious ".0".
  */
@@ -13,7 +13,7 @@
 
 /* Registry key of the array metatable: the one truto.array() puts on a
  * table and every decoded array carries (cjson.array_mt where lua-cjson
- * has one, json.c). cjson.empty_array_mt, when there is one, is under the
+ * has one, json_cjson.c). cjson.empty_array_mt, when there is one, is under the
  * second key; both mark a table as an array. */
 #define TRUTO_ARRAY_MT "truto.array"
 #define TRUTO_EMPTY_ARRAY_MT "truto.cjson.empty_array_mt"
