@@ -2,6 +2,12 @@
 --  * the pages the README's tour promises exist;
 --  * every ```lua block compiles (a `do ... end` stands for a loop body the
 --    reader writes: it is read as `do end`);
+--  * a ```lua block right after a line `<!-- runs against the mock -->`
+--    (`<!-- runs against the mock: NAME=value ... -->` adds environment
+--    variables) runs: lua5.4 in a fresh directory, TRUTO_API_TOKEN and
+--    TRUTO_BASE_URL naming the mock, with `truto` and `client` (truto.new())
+--    given as globals for fragments; it must exit 0 with output, nothing on
+--    stderr, and the mock must have been asked;
 --  * every relative link (`[text](page.md#anchor)`) names a file of the
 --    checkout, and an anchor names a heading of that page (GitHub's slugs);
 --  * every name of the exported API is documented: each function and field
@@ -79,6 +85,30 @@ describe("docs/", function()
     end
     assert.is_true(count >= 10, "found only " .. count .. " Lua blocks")
     assert.same({}, bad)
+  end)
+
+  it("runs the blocks marked to run against the mock", function()
+    local mock = require "spec.helpers.mock"
+    local m = mock.start()
+    local prelude = 'truto = require "truto"; client = truto.new(); '
+    local count = 0
+    for _, page in ipairs(pages()) do
+      for vars, block in ("\n" .. page.text):gmatch("\n<!%-%- runs against the mock:?([^\n]-) %-%->\n```lua\n(.-)\n```") do
+        count = count + 1
+        local dir = run.tmpdir()
+        run.write(dir .. "/block.lua", prelude .. block .. "\n")
+        mock.reset()
+        local out, code = run.shell(("cd %s && env TRUTO_API_TOKEN=%s TRUTO_BASE_URL=%s LUA_PATH=%s LUA_CPATH=%s %s lua5.4 block.lua 2>err")
+          :format(run.quote(dir), run.quote(m.token), run.quote(m.url),
+            run.quote(run.ROOT .. "/build/?.lua;" .. run.ROOT .. "/build/?/init.lua;;"),
+            run.quote(run.ROOT .. "/build/?.so;;"), vars))
+        local where = page.path .. " block " .. count
+        assert.same({ where, 0, "" }, { where, code, run.read(dir .. "/err") })
+        assert.truthy(out:find("%S"), where .. " printed nothing")
+        assert.is_true(#mock.requests() > 0, where .. " asked the mock nothing")
+      end
+    end
+    assert.is_true(count >= 3, "only " .. count .. " blocks are marked to run")
   end)
 
   it("links only to files and headings that exist", function()
