@@ -14,7 +14,7 @@
 --    of `require "truto"`, each method of a client (`truto.Client`), each
 --    client option (truto.options.CLIENT) and call option
 --    (truto.options.CALL) appears in the pages, and each exported function
---    has a `---` LDoc comment in the sources.
+--    has a `---` LDoc comment in the sources; the same for truto.webhook.
 -- make test runs it, so CI fails on an undocumented name or a dead link.
 local run = require "spec.helpers.run"
 
@@ -178,6 +178,12 @@ describe("the exported API", function()
     assert.same({}, undocumented(names, all_code()))
   end)
 
+  it("names every function and field of truto.webhook in README.md or docs/", function()
+    local names = keys(truto.webhook)
+    assert.is_true(#names >= 8, "found only " .. #names)
+    assert.same({}, undocumented(names, all_code()))
+  end)
+
   it("names every client option and call option in README.md or docs/", function()
     local text = all_code()
     assert.same({}, undocumented(keys(options.CLIENT), text))
@@ -189,12 +195,14 @@ describe("the exported API", function()
     -- (or `M.name = ...`) in src/truto.lua or src/truto/client.lua; the module functions made
     -- from the client's methods (truto.users, ...) share their comment.
     local commented = {}
-    for _, file in ipairs { "src/truto.lua", "src/truto/client.lua" } do
+    local webhook = {}
+    for _, file in ipairs { "src/truto.lua", "src/truto/client.lua", "src/truto/webhook.lua" } do
+      local into = file:find("webhook") and webhook or commented
       local in_doc = false
       for line in io.lines(run.ROOT .. "/" .. file) do
         local name = line:match("^function M%.([%w_]+)") or line:match("^M%.([%w_]+)%s*=")
           or line:match("^function Client[.:]([%w_]+)")
-        if name and in_doc then commented[name] = true end
+        if name and in_doc then into[name] = true end
         if line:match("^%-%-%-") then in_doc = true elseif not line:match("^%-%-") then in_doc = false end
       end
     end
@@ -204,6 +212,9 @@ describe("the exported API", function()
     end
     for _, name in ipairs(keys(truto.Client, function(v) return type(v) == "function" end)) do
       if not commented[name] and not name:match("^__") then missing[#missing + 1] = "Client:" .. name end
+    end
+    for _, name in ipairs(keys(truto.webhook, function(v) return type(v) == "function" end)) do
+      if not webhook[name] then missing[#missing + 1] = "truto.webhook." .. name end
     end
     assert.same({}, missing)
   end)
