@@ -193,9 +193,15 @@ install: all
 examples: all
 	$(BUSTED) spec/examples_spec.lua
 
-# The Lua API reference in docs/.
-docs:
-	ldoc .
+# The LDoc reference (config.ld) in build/doc/, failing on any LDoc
+# warning; then the user guide (README.md, docs/*.md): its Lua blocks
+# compile, its links resolve, and every exported function, client method
+# and option is documented there and has an LDoc comment.
+docs: all
+	@ldoc . >$(BUILD)/ldoc.log 2>&1 || { cat $(BUILD)/ldoc.log; exit 1; }
+	@cat $(BUILD)/ldoc.log
+	@! grep -v -e '^reading configuration from ' -e '^output written to ' $(BUILD)/ldoc.log
+	$(BUSTED) spec/docs_spec.lua spec/readme_spec.lua
 
 # luacheck with .luacheckrc; clang-tidy with .clang-tidy.
 lint: all

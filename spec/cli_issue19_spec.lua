@@ -126,10 +126,10 @@ describe("lua-truto (issue 19)", function()
       return cli(argv, { env = env })
     end
 
-    it("takes comments after values and sections; the README's example parses (item 13)", function()
-      local readme = run.read(run.ROOT .. "/README.md")
-      local example = readme:match("The config file is[^\n]*\n\n(.-)\n\n")
-      assert.truthy(example and example:find("[work]", 1, true), "no config example in README")
+    it("takes comments after values and sections; the example of docs/cli.md parses (item 13)", function()
+      local page = run.read(run.ROOT .. "/docs/cli.md")
+      local example = page:match("The config file is[^\n]*\n\n(.-)\n\n")
+      assert.truthy(example and example:find("[work]", 1, true), "no config example in docs/cli.md")
       write_config((example:gsub("^    ", ""):gsub("\n    ", "\n")))
       -- The example's token and base URL are placeholders: the environment gives the real ones.
       -- (The mock knows no account acct_456: what matters is what was asked.)

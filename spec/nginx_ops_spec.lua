@@ -274,10 +274,10 @@ describe("lua-truto as an OpenResty operator expects (issue 21)", function()
     end)
   end)
 
-  describe("item 5: the README's nginx.conf", function()
+  describe("item 5: the nginx.conf of docs/openresty.md", function()
     it("runs as printed, with the token, the shared dict and lua_check_client_abort", function()
-      local readme = run.read(run.ROOT .. "/README.md")
-      local section = assert(readme:match("\n## OpenResty and nginx\n(.-)\n## "), "no OpenResty section")
+      local page = run.read(run.ROOT .. "/docs/openresty.md")
+      local section = assert(page:match("\n## A whole nginx.conf\n(.-)\n## "), "no 'A whole nginx.conf' section")
       local conf = assert(section:match("```nginx\n(.-)```"), "no nginx block")
       for _, directive in ipairs { "\nenv TRUTO_API_TOKEN;", "\n  lua_shared_dict truto_rate ",
         "\n  lua_check_client_abort on;" } do

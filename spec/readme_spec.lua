@@ -1,9 +1,19 @@
--- The README documents what exists: every public function (a doc-commented
--- `function M.name` of src/truto.lua, and the doc-commented methods of the
--- objects a caller holds, `Client:name` and `Iterator:name`, wherever they
--- are defined) and every client option (the backquoted names in the doc
--- comment of truto.new) appears in README.md.
+-- The README and the docs/ pages document what exists: every public
+-- function (a doc-commented `function M.name` of src/truto.lua, and the
+-- doc-commented methods of the objects a caller holds, `Client:name` and
+-- `Iterator:name`, wherever they are defined) and every client option (the
+-- backquoted names in the doc comment of truto.new) appears in README.md or
+-- a page of docs/ (spec/docs_spec.lua checks the pages' code and links).
 local run = require "spec.helpers.run"
+
+-- README.md and every docs/*.md, as one text.
+local function documentation()
+  local parts = { run.read(run.ROOT .. "/README.md") }
+  local pages = run.shell("cd " .. run.quote(run.ROOT) .. " && ls docs/*.md")
+  for page in pages:gmatch("[^\n]+") do parts[#parts + 1] = run.read(run.ROOT .. "/" .. page) end
+  assert.is_true(#parts > 5, "docs/ holds only " .. (#parts - 1) .. " pages")
+  return table.concat(parts, "\n")
+end
 
 -- { kind, name, file } for each documented public function and client option.
 local function documented()
@@ -33,9 +43,9 @@ local function documented()
   return found
 end
 
-describe("README.md", function()
-  it("names every public function and client option", function()
-    local readme = run.read(run.ROOT .. "/README.md")
+describe("README.md and docs/", function()
+  it("name every public function and client option", function()
+    local readme = documentation()
     local list = documented()
     assert.is_true(#list > 20, "found only " .. #list .. " documented names")
     local missing = {}
@@ -47,8 +57,8 @@ describe("README.md", function()
     assert.same({}, missing)
   end)
 
-  it("documents the many-accounts iterator, prefetch, transport and client:close", function()
-    local readme = run.read(run.ROOT .. "/README.md")
+  it("document the many-accounts iterator, prefetch, transport and client:close", function()
+    local readme = documentation()
     for _, text in ipairs { "integrated_account_id = {", "concurrency", 'on_error = "skip"', "state.errors",
       "prefetch", "transport", "client:close()" } do
       assert.truthy(readme:find(text, 1, true), text)
@@ -75,9 +85,7 @@ describe("README.md", function()
   end)
 
   it("says once, and truly, when a list reads its next page (issue 19 item 20)", function()
-    local readme = run.read(run.ROOT .. "/README.md")
-    local lists = readme:match("\n### Lists\n(.-)\n### ")
-    assert.truthy(lists, "no Lists section")
+    local lists = run.read(run.ROOT .. "/docs/lists.md")
     -- prefetch = true is the default: the next page is read while the current one is used.
     assert.falsy(lists:find("fetch the next page only when the current one is used up", 1, true))
     assert.truthy(lists:find("`prefetch` (default `true`", 1, true))
