@@ -48,8 +48,8 @@ local ORG_UPDATE = { id = 1, body = 2, params = 3, opts = 4 }
 --   `max_retries` (3), `max_retry_wait` (60 s), `retry_statuses`, `on_retry`,
 --   `on_wait`, `sleep`, `debug` (a function given each request and answer line),
 --   `prefetch` (true), `concurrency` (8), `rate_limit`, `deadline` (seconds for
---   a whole call), `transport`
---   ("curl" | "ngx"; default: picked per call), and for the nginx transport
+--   a whole call), `on_request` and `on_response` (hooks of every attempt),
+--   `transport` ("curl" | "ngx"; default: picked per call), and for the nginx transport
 --   `pool_size`, `keepalive_timeout`, `backlog`, `send_timeout`, `read_timeout`.
 -- @treturn client
 -- @raise on a missing token, a bad base URL or a bad option
