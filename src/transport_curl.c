@@ -25,6 +25,7 @@
 #include <ctype.h>
 #include <curl/curl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -747,6 +748,125 @@ static void wait_slot(tcurl *t, slot *s)
     fail_slot(s, "curl", "the transfer could not be driven"); /* if not done yet */
 }
 
+/* ---- pauses ------------------------------------------------------------- */
+
+/* A pause (transport:pause) is the driver's wait between attempts and during
+ * rate holds: it keeps reading the transfers in flight and ends at once on
+ * SIGINT. While it runs, SIGINT goes to on_interrupt, which notes it, wakes
+ * curl_multi_poll (curl_multi_wakeup writes to libcurl's own socketpair, a
+ * self-pipe) and hands the signal on to the handler it stood in for (the
+ * Lua interpreter's, which stops Lua code at its next instruction). One
+ * pause at a time per process catches the signal; a second one (another
+ * thread) only polls. */
+static volatile sig_atomic_t interrupted;
+static CURLM *volatile pausing; /* the multi handle of the pause catching SIGINT */
+static struct sigaction before_pause;
+
+static void on_interrupt(int sig, siginfo_t *info, void *context)
+{
+    interrupted = 1;
+    CURLM *m = pausing;
+    if (m)
+        curl_multi_wakeup(m);
+    if (before_pause.sa_flags & SA_SIGINFO)
+        before_pause.sa_sigaction(sig, info, context);
+    else if (before_pause.sa_handler != SIG_DFL && before_pause.sa_handler != SIG_IGN)
+        before_pause.sa_handler(sig);
+}
+
+/* Catches SIGINT for a pause on m; 0 when it does not (SIGINT ignored, or
+ * another pause has it). */
+static int catch_interrupt(CURLM *m)
+{
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    int caught = 0;
+    pthread_mutex_lock(&lock);
+    struct sigaction now;
+    if (!pausing && sigaction(SIGINT, NULL, &now) == 0 && now.sa_handler != SIG_IGN) {
+        struct sigaction mine;
+        memset(&mine, 0, sizeof mine);
+        mine.sa_sigaction = on_interrupt;
+        mine.sa_flags = SA_SIGINFO;
+        sigemptyset(&mine.sa_mask);
+        before_pause = now;
+        interrupted = 0;
+        pausing = m;
+        caught = sigaction(SIGINT, &mine, NULL) == 0;
+        if (!caught)
+            pausing = NULL;
+    }
+    pthread_mutex_unlock(&lock);
+    return caught;
+}
+
+/* Gives SIGINT back to its handler, unless that handler (run from
+ * on_interrupt) has set another one itself. A SIGINT whose handler was the
+ * default action is raised again now, to take that action. */
+static void release_interrupt(void)
+{
+    struct sigaction now;
+    if (sigaction(SIGINT, NULL, &now) == 0 && (now.sa_flags & SA_SIGINFO) &&
+        now.sa_sigaction == on_interrupt)
+        sigaction(SIGINT, &before_pause, NULL);
+    pausing = NULL;
+    if (interrupted && !(before_pause.sa_flags & SA_SIGINFO) && before_pause.sa_handler == SIG_DFL)
+        raise(SIGINT);
+}
+
+/* Sleeps what is left of a pause whose multi handle cannot be polled;
+ * 0 when a signal ended it. */
+static int sleep_until(double until)
+{
+    double left = until - monotonic();
+    if (left <= 0)
+        return 1;
+    struct timespec ts;
+    ts.tv_sec = (time_t)left;
+    ts.tv_nsec = (long)((left - (double)ts.tv_sec) * 1e9);
+    return nanosleep(&ts, NULL) == 0;
+}
+
+/* transport:pause(seconds) -> true | false, "interrupted": waits seconds,
+ * reading the answers of the transfers in flight as they come (they are
+ * then ready for their own wait; a read-ahead's timeout does not run, as
+ * nobody waits for it), and ends early on SIGINT. */
+static int curl_pause(lua_State *L)
+{
+    tcurl *t = check_curl(L);
+    lua_Number s = luaL_checknumber(L, 2);
+    if (!(s <= 1e9)) /* also nan and infinity */
+        return luaL_argerror(L, 2, "seconds out of range");
+    if (!(s > 0)) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    double until = monotonic() + s;
+    int polled = ensure_multi(t);
+    int caught = polled && catch_interrupt(t->multi);
+    int signalled = 0;
+    while (polled) {
+        pump(t);
+        double now = monotonic();
+        if ((caught && interrupted) || now >= until)
+            break;
+        double left_ms = (until - now) * 1000 + 1;
+        polled = poll_multi(t, left_ms > 1000 ? 1000 : (int)left_ms);
+    }
+    if (caught) {
+        signalled = interrupted;
+        release_interrupt();
+    }
+    if (!signalled && !polled && !sleep_until(until))
+        signalled = 1;
+    if (signalled) {
+        lua_pushboolean(L, 0);
+        lua_pushliteral(L, "interrupted");
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 /* ---- answers ------------------------------------------------------------ */
 
 /* Sets headers[name] = value (name, value on top, popped), or for a name
@@ -1120,8 +1240,13 @@ static int curl_wait_any(lua_State *L)
 void tcurl_register(lua_State *L)
 {
     static const luaL_Reg client_methods[] = {
-        {"perform", curl_perform},   {"start", curl_start}, {"pump", curl_pump},
-        {"wait_any", curl_wait_any}, {"close", curl_gc},    {NULL, NULL},
+        {"perform", curl_perform},
+        {"start", curl_start},
+        {"pump", curl_pump},
+        {"wait_any", curl_wait_any},
+        {"pause", curl_pause},
+        {"close", curl_gc},
+        {NULL, NULL},
     };
     static const luaL_Reg request_methods[] = {
         {"wait", request_wait},

@@ -102,8 +102,18 @@ local function log_answer(policy, answer, failure)
   end
 end
 
+--- The wait of one call: the caller's own `sleep` option, or else the call's
+-- transport's (truto.transport.sleep): on libcurl it keeps reading every
+-- request in flight while it waits and ends at once on SIGINT, in nginx it
+-- yields. Returns fn(seconds) -> true | false, "interrupted".
+function M.sleeper(client, req, policy)
+  if policy.sleep ~= transport.sleep then return policy.sleep end
+  local t = req.transport or transport.pick(client._transports)
+  return function(seconds) return transport.sleep(seconds, t) end
+end
+
 -- The rate hooks of one call: its clock, its sleep, its bounds.
-local function rate_hooks(policy, req)
+local function rate_hooks(client, policy, req)
   -- the call's clock: after a wait, at least its end (a sleep the caller replaced may not let
   -- any time pass, and the wait was for the same hold)
   local function now()
@@ -113,7 +123,7 @@ local function rate_hooks(policy, req)
     return t
   end
   return {
-    sleep = policy.sleep, now = now, on_wait = policy.on_wait, debug = policy.debug,
+    sleep = M.sleeper(client, req, policy), now = now, on_wait = policy.on_wait, debug = policy.debug,
     max_wait = policy.max_retry_wait, deadline = req.deadline_at,
     probe_ttl = (req.timeout or 30) + (req.connect_timeout or 0),
   }
@@ -135,7 +145,7 @@ end
 function M.ready_in(client, account, policy, req)
   local limiter = client._limiter
   if not limiter then return nil end
-  return limiter:check_hints(account, rate_hooks(policy, req))
+  return limiter:check_hints(account, rate_hooks(client, policy, req))
 end
 
 --- The error of a rate hold of `wait` s (reason `why`) that is longer than
@@ -171,7 +181,7 @@ function M.start(client, req, policy, attempt, taken)
   local limiter = client._limiter
   local held = 0
   if limiter then
-    local waited, kind, message = limiter:acquire(req.account, rate_hooks(policy, req), taken)
+    local waited, kind, message = limiter:acquire(req.account, rate_hooks(client, policy, req), taken)
     if not waited then return nil, M.request_error(kind, message, req, (attempt or 1) - 1) end
     held = waited
   end
@@ -304,7 +314,8 @@ function M.send(client, req, policy, first, resume)
       return false, wait
     end
     if wait > 0 then
-      local ok, why = M.wait(policy, wait, { reason = answer and "retry-after" or "backoff", account = req.account })
+      local ok, why = M.wait(policy, wait, { reason = answer and "retry-after" or "backoff", account = req.account },
+        M.sleeper(client, req, policy))
       if ok then req.waited_until = math.max(why, (req.waited_until or 0) + wait) end
       if not ok then return nil, M.request_error(why, "interrupted while waiting to send the request again", req,
         attempts) end
@@ -314,11 +325,12 @@ end
 
 --- Waits `seconds` before the next attempt; reports a wait of 0.1 s or more
 -- (on_wait, debug). Returns true, or nil and "interrupted" when a signal
--- (Ctrl-C) ended the wait (the sleep returned false).
-function M.wait(policy, seconds, info)
+-- (Ctrl-C) ended the wait (the sleep returned false). `sleep`: the call's
+-- (M.sleeper), else the policy's.
+function M.wait(policy, seconds, info, sleep)
   report_wait(policy, seconds, info)
   local t = core.now()
-  if policy.sleep(seconds) == false then return nil, "interrupted" end
+  if (sleep or policy.sleep)(seconds) == false then return nil, "interrupted" end
   return true, t + seconds
 end
 

@@ -313,18 +313,18 @@ local read_into, multi_resume
 -- Nothing in flight: sleeps until the first stream the rate budget held
 -- may look again. Returns false when no stream is waiting.
 local function earliest_ready(it)
-  local at
+  local at, first
   for _, st in ipairs(it.active) do
-    if st.ready_at and (not at or st.ready_at < at) then at = st.ready_at end
+    if st.ready_at and (not at or st.ready_at < at) then at, first = st.ready_at, st end
   end
-  return at
+  return at, first
 end
 
 local function wait_for_budget(it)
-  local at = earliest_ready(it)
+  local at, st = earliest_ready(it)
   if not at then return false end
   local wait = at - core.now()
-  if wait > 0 and it.policy.sleep(wait) == false then
+  if wait > 0 and attempt.sleeper(it.client, st.req or {}, it.policy)(wait) == false then
     fail(it, attempt.request_error("interrupted", "interrupted while the rate budget held the listing",
       { method = "GET", url = it.path }, 0))
   end

@@ -9,7 +9,9 @@
 --     failure = { kind = "transport" | "timeout", message, sends, too_large, stale,
 --                 orphaned, aborted }
 --     handle:done(), handle:cancel(); transport:perform(req), pump(),
---     wait_any(handles [, timeout]) -> index | false (timeout first) | nil, close()
+--     wait_any(handles [, timeout]) -> index | false (timeout first) | nil, close(),
+--     and optionally pause(seconds) -> true | false, "interrupted" (the driver's
+--     wait: it keeps reading the requests in flight and ends on SIGINT)
 --
 -- The method and URL go on the wire exactly as given; the transport adds
 -- only Host, Authorization, Content-Length and its own Accept-Encoding. It
@@ -72,9 +74,12 @@ function M.can_yield()
 end
 
 --- Waits without blocking nginx where it can yield; blocks elsewhere.
--- Returns false when a signal (Ctrl-C) ended the wait early.
-function M.sleep(seconds)
+-- Returns false when a signal (Ctrl-C) ended the wait early. `via`, when
+-- given, is the call's transport: one with a `pause` (curl) waits in it,
+-- reading the answers of its requests in flight meanwhile.
+function M.sleep(seconds, via)
   if seconds <= 0 then return true end
+  if via and via.pause and not M.can_yield() then return via:pause(seconds) end
   if M.can_yield() then
     nginx().sleep(seconds)
     return true

@@ -8,7 +8,8 @@
 --     { known = true once an answer came, probe = until when the first request may be out,
 --       remaining = starts left in this window (nil: no limit seen), reset = when the window
 --       reopens, limit, window = from ratelimit-limit, hold = no start before, why = the hold's
---       reason }
+--       reason, out = requests started and not answered yet, out_until = when those are
+--       given up (a request abandoned without a word is forgotten then) }
 --
 -- Slow start: while nothing is known of an account, one request at a time is out (the probe,
 -- for at most `probe_ttl` seconds: a probe whose process died is given up; 0: no slow start,
@@ -28,11 +29,22 @@ local min, max, ceil, huge = math.min, math.max, math.ceil, math.huge
 local type, tonumber, format = type, tonumber, string.format
 
 M.POLL = 0.02        -- seconds: how often a request behind a probe looks again
+local OUT_TTL = 30    -- seconds: a started request not heard of for this long is no longer out
+local take
 local SAME_WINDOW = 1 -- seconds: two resets closer than this name one window (reset is rounded)
 
 --- Whether a request may start now. Returns 0 (it may: the state counts it), or the seconds
 -- until it may try again and the reason ("retry-after", "ratelimit-reset", "slow start").
 function M.take(s, now, probe_ttl)
+  local wait, why = take(s, now, probe_ttl)
+  if wait == 0 then
+    if not s.out_until or s.out_until <= now then s.out = 0 end
+    s.out, s.out_until = (s.out or 0) + 1, now + max(probe_ttl, OUT_TTL)
+  end
+  return wait, why
+end
+
+function take(s, now, probe_ttl)
   if s.hold then
     if s.hold > now then return s.hold - now, s.why or "retry-after" end
     s.hold, s.why = nil, nil
@@ -65,6 +77,7 @@ end
 --- Records what one attempt taught: `h` from M.read (an answer), or `{ failed = true }` (no
 -- answer: the probe, if it was one, is given back so another request may go).
 function M.learn(s, now, h)
+  if s.out and s.out > 0 then s.out = s.out - 1 end
   if h.failed then
     if not s.known then s.probe = nil end
     return
@@ -79,10 +92,16 @@ function M.learn(s, now, h)
   end
   if h.remaining and h.reset then
     local reset = now + h.reset
-    if s.reset and s.remaining and math.abs(reset - s.reset) < SAME_WINDOW then
+    -- the window this state counts in (the same reset, and the same budget: a budget the
+    -- server changed starts counting anew)
+    local same_budget = not h.limit or (h.limit == s.limit and h.window == s.window)
+    if s.reset and s.remaining and same_budget and math.abs(reset - s.reset) < SAME_WINDOW then
       s.remaining = min(s.remaining, h.remaining)
     else
-      s.remaining = h.remaining
+      -- a window this state had not counted in: the requests still out were started without
+      -- it, and the server may count them after this answer (counting some twice is the safe
+      -- side: no 429)
+      s.remaining = max(0, h.remaining - (s.out or 0))
     end
     s.reset = reset
   end
@@ -127,7 +146,7 @@ function M.read(headers, status, retry_after, bound)
 end
 
 --- The state as a short string (for a shared dict), and back.
-local FIELDS = { "known", "probe", "remaining", "reset", "limit", "window", "hold" }
+local FIELDS = { "known", "probe", "remaining", "reset", "limit", "window", "hold", "out", "out_until" }
 
 function M.encode(s)
   local out = {}
@@ -160,7 +179,7 @@ end
 
 --- How long (seconds from now) the state still matters; 0: it can be forgotten.
 function M.lifetime(s, now)
-  local t = max(s.hold or 0, s.reset or 0, s.probe or 0) - now
+  local t = max(s.hold or 0, s.reset or 0, s.probe or 0, s.out_until or 0) - now
   if s.limit then t = max(t, s.window or 0) end
   return max(0, t)
 end

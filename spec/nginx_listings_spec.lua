@@ -1,0 +1,105 @@
+-- 20 concurrent listings of one account in ONE nginx worker (issue 16): they take at most twice
+-- as long as one alone, and when the mock limits that account through its ratelimit-* headers
+-- the learned budget paces them with no 429. The 20 requests are sent from this one process
+-- over 20 sockets at once (20 curl processes started from a shell arrive spread over a second
+-- or more on a loaded machine, which is what bench/nginx_concurrency.sh measured before).
+local socket = require "socket"
+local nginx = require "spec.helpers.nginx"
+local mock = require "spec.helpers.mock"
+
+local ACCOUNT = "acct-small@100" -- 40 users, each page 100 ms late; limit = 14: 3 pages
+
+local function handler(m)
+  return string.format([[
+local truto = require "truto"
+local M = {}
+function M.list()
+  local client = truto.new { token = %q, base_url = %q }
+  local n = 0
+  local ok, err = pcall(function()
+    for _ in client:users { integrated_account_id = ngx.unescape_uri(ngx.var.arg_account), limit = 14 } do n = n + 1 end
+  end)
+  client:close()
+  ngx.say(ok and n or tostring(err))
+end
+return M
+]], m.token, m.url)
+end
+
+-- Sends `n` GETs of `path` at once, each on its own connection; returns the bodies and the
+-- seconds from the first send to the last answer.
+local function concurrent(port, path, n)
+  local conns, bodies = {}, {}
+  local t0 = socket.gettime()
+  for i = 1, n do
+    local c = assert(socket.connect("127.0.0.1", port))
+    assert(c:send("GET " .. path .. " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"))
+    c:settimeout(0)
+    conns[i], bodies[i] = c, {}
+  end
+  local open = n
+  local deadline = t0 + 60
+  while open > 0 and socket.gettime() < deadline do
+    local readable = socket.select(conns, nil, 1)
+    for _, c in ipairs(readable) do
+      local i
+      for k, v in ipairs(conns) do if v == c then i = k end end
+      local data, err, partial = c:receive(65536)
+      local got = data or partial
+      if got and #got > 0 then bodies[i][#bodies[i] + 1] = got end
+      if err == "closed" then
+        c:close()
+        conns[i] = socket.tcp() -- a placeholder select never reports
+        open = open - 1
+      end
+    end
+  end
+  local elapsed = socket.gettime() - t0
+  for i = 1, n do bodies[i] = table.concat(bodies[i]):match("\r\n\r\n(.*)$") end
+  return bodies, elapsed
+end
+
+describe("nginx, one worker, 20 concurrent listings of one account", function()
+  local n, m
+  setup(function()
+    m = mock.start()
+    n = nginx.start {
+      workers = 1,
+      files = { ["listings.lua"] = handler(m) },
+      http = [[
+  lua_shared_dict truto_rate 1m;
+  server {
+    listen 127.0.0.1:${port};
+    location = /list { content_by_lua_block { require("listings").list() } }
+  }]],
+    }
+  end)
+  teardown(function() if n then n:stop() end end)
+
+  local path = "/list?account=" .. ACCOUNT:gsub("@", "%%40")
+
+  it("take at most twice as long as one alone", function()
+    mock.reset()
+    concurrent(n.port, path, 1) -- warm-up: the worker loads the module, learns the account
+    local _, one_a = concurrent(n.port, path, 1)
+    local _, one_b = concurrent(n.port, path, 1)
+    local one = (one_a + one_b) / 2
+    local bodies, all = concurrent(n.port, path, 20)
+    io.stderr:write(string.format("\n20 at once: %.3f s, one alone: %.3f s (%.2fx)\n", all, one, all / one))
+    for i = 1, 20 do assert.equal("40\n", bodies[i], "listing " .. i) end
+    assert.is_true(all <= 2 * one, string.format("20 at once: %.3f s, one alone: %.3f s (%.2fx)", all, one,
+      all / one))
+    assert.equal("", (n:log():gsub("[^\n]*%[notice%][^\n]*\n", "")))
+  end)
+
+  it("are paced with no 429 when the mock limits the account through its headers", function()
+    mock.reset()
+    -- 60 pages, 25 per 2 s window: the listings must wait for two windows to reopen
+    mock.limits { accounts = { [ACCOUNT] = { requests = 25, per = 2 } } }
+    local bodies = concurrent(n.port, path, 20)
+    local rate = mock.rate()
+    mock.limits { accounts = {} }
+    for i = 1, 20 do assert.equal("40\n", bodies[i], "listing " .. i) end
+    assert.equal(0, rate.throttled)
+  end)
+end)
