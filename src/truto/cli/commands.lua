@@ -1,5 +1,5 @@
 --- The commands: list, the single-object actions, --dry-run, mock and
--- completion. Each takes the resolved command (`cmd`, built by
+-- completion (its scripts are argparse's, from truto.cli.grammar). Each takes the resolved command (`cmd`, built by
 -- truto.cli) and returns an exit code.
 local sys_mod = require "truto.cli.sys"
 local output = require "truto.cli.output"
@@ -351,67 +351,16 @@ end
 -- completion
 ---------------------------------------------------------------------------
 
-local function option_names(args)
-  local names = {}
-  for name in pairs(args.OPTIONS) do names[#names + 1] = name end
-  table.sort(names)
-  return concat(names, " ")
-end
-
-local BASH = [==[
-# bash completion for lua-truto: source <(lua-truto completion bash)
-_lua_truto() {
-  local cur prev words
-  cur=${COMP_WORDS[COMP_CWORD]}
-  prev=${COMP_WORDS[COMP_CWORD-1]}
-  case $prev in
-    -o|--output) COMPREPLY=($(compgen -W "table json ndjson csv" -- "$cur")); return ;;
-    --response-format) COMPREPLY=($(compgen -W "unified raw normalized stream debug" -- "$cur")); return ;;
-    --body|--token-file) COMPREPLY=($(compgen -f -- "${cur#@}")); return ;;
-    completion) COMPREPLY=($(compgen -W "bash zsh" -- "$cur")); return ;;
-  esac
-  if [[ $cur == -* ]]; then
-    COMPREPLY=($(compgen -W "%s" -- "$cur"))
-  elif [ "$COMP_CWORD" -eq 1 ]; then
-    COMPREPLY=($(compgen -W "users groups organizations roles workspaces licenses me mock completion help" -- "$cur"))
-  elif [ "$COMP_CWORD" -eq 2 ]; then
-    COMPREPLY=($(compgen -W "list get create update delete call" -- "$cur"))
-  fi
-}
-complete -F _lua_truto lua-truto
-]==]
-
-local ZSH = [==[
-#compdef lua-truto
-# zsh completion for lua-truto: source <(lua-truto completion zsh)
-_lua_truto() {
-  local -a opts
-  opts=(%s)
-  case $words[CURRENT-1] in
-    -o|--output) compadd table json ndjson csv; return ;;
-    --response-format) compadd unified raw normalized stream debug; return ;;
-    --body|--token-file) _files; return ;;
-    completion) compadd bash zsh; return ;;
-  esac
-  if [[ $words[CURRENT] == -* ]]; then
-    compadd -- $opts
-  elif (( CURRENT == 2 )); then
-    compadd users groups organizations roles workspaces licenses me mock completion help
-  elif (( CURRENT == 3 )); then
-    compadd list get create update delete call
-  fi
-}
-if [[ $zsh_eval_context[-1] == loadautofunc ]]; then _lua_truto "$@"; else compdef _lua_truto lua-truto; fi
-]==]
-
-function M.completion(sys, shell, args)
-  if shell == "bash" then
-    sys:write((BASH:gsub("%%s", option_names(args))))
-  elseif shell == "zsh" then
-    sys:write((ZSH:gsub("%%s", option_names(args))))
-  else
-    sys:usage("completion needs bash or zsh", "completion")
+--- Prints the completion script for `shell`, written by argparse from
+-- truto.cli.grammar's declaration.
+function M.completion(sys, shell)
+  local grammar = require "truto.cli.grammar"
+  local script = shell and grammar.completion(shell)
+  if not script then
+    sys:usage("completion needs " .. concat(grammar.SHELLS, ", ", 1, #grammar.SHELLS - 1) .. " or "
+      .. grammar.SHELLS[#grammar.SHELLS], "completion")
   end
+  sys:write(script)
   sys:flush()
   return EXIT_OK
 end

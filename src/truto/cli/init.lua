@@ -222,7 +222,7 @@ local function run(sys, argv)
       end
     end
     if #positional > 2 then sys:usage(format("unexpected argument '%s'", positional[3]), "completion") end
-    return commands.completion(sys, second, args)
+    return commands.completion(sys, second)
   end
 
   local action = first == "mock" and "mock" or second or "list"
@@ -305,7 +305,7 @@ local function run(sys, argv)
   -- Output.
   local out_format = opts.output
   if out_format and not output.FORMATS[out_format] then
-    sys:usage(format("-o must be table, json, ndjson or csv, got '%s'", out_format), topic)
+    sys:usage(format("-o must be %s, got '%s'", output.format_list(), out_format), topic)
   end
   out_format = out_format or (sys:is_tty(1) and "table" or "json")
   local fields = opts.fields and args.split_fields(sys, opts.fields)
