@@ -23,7 +23,8 @@ local EXIT_OK, EXIT_USAGE = sys_mod.EXIT_OK, sys_mod.EXIT_USAGE
 -- request instead of after it, and `cancel_all` abandons what is in flight.
 -- `observe(answer)`, when given, sees every answer (transport contract v2:
 -- { status, headers = { [lower name] = value }, ... }).
-function M.interruptible(inner, sleep, observe)
+function M.interruptible(inner, sleep, observe, now)
+  now = now or core.now
   local active = setmetatable({}, { __mode = "k" })
   local Handle = {}
   Handle.__index = Handle
@@ -57,16 +58,19 @@ function M.interruptible(inner, sleep, observe)
   end
   function W.perform(self, ...) return self:start(...):wait() end
   function W.pump() return inner:pump() end
-  function W.wait_any(_, handles)
+  -- wait_any(handles [, timeout]) -> index | false when `timeout` seconds
+  -- passed first | nil for no handles (the transport contract).
+  function W.wait_any(_, handles, timeout)
     if #handles == 0 then return nil end
     local found
+    local deadline = timeout and now() + timeout
     poll(function()
       for i, handle in ipairs(handles) do
         if handle.h:done() then found = i return true end
       end
-      return false
+      return deadline ~= nil and now() >= deadline
     end)
-    return found
+    return found or false
   end
   function W.close() if inner.close then inner:close() end end
   function W.cancel_all()
@@ -82,20 +86,12 @@ function M.recorder()
   local Handle = {}
   Handle.__index = Handle
   local FAILURE = { kind = "transport", message = "dry run: not sent", sends = 0 }
-  function Handle:wait()
-    if self.v2 then return nil, FAILURE end
-    return nil, FAILURE.kind, FAILURE.message, true, false
-  end
+  function Handle.wait() return nil, FAILURE end
   function Handle.done() return true end
   function Handle.cancel() end
-  function R.start(_, method, url, lines, body)
-    local v2 = type(method) == "table" -- the request table of transport contract v2
-    if v2 then
-      local req = method
-      method, url, lines, body = req.method, req.url, req.headers, req.body
-    end
-    R.requests[#R.requests + 1] = { method = method, url = url, headers = lines or {}, body = body }
-    return setmetatable({ v2 = v2 }, Handle)
+  function R.start(_, req)
+    R.requests[#R.requests + 1] = { method = req.method, url = req.url, headers = req.headers or {}, body = req.body }
+    return setmetatable({}, Handle)
   end
   function R.perform(self, ...) return self:start(...):wait() end
   function R.pump() end
