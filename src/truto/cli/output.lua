@@ -174,90 +174,93 @@ local function ndjson_list(sys, o)
   }
 end
 
+-- CSV's header and rows over st.columns (st: { columns, pending }).
+local function csv_emitters(sys, o, st)
+  local tty = sys:is_tty(1)
+  local function emit_row(item)
+    local values = {}
+    for i, f in ipairs(st.columns) do values[i] = M.cell_text(sys, M.field_value(item, f)) end
+    if #st.columns > 0 then sys:write(csv_row(values, o.csv_safe, tty)) end
+  end
+  local function emit_header()
+    if #st.columns > 0 then sys:write(csv_row(st.columns, o.csv_safe, tty)) end
+    for _, item in ipairs(st.pending) do emit_row(item) end
+  end
+  return emit_header, emit_row
+end
+
+-- The table's header and rows: widths from the header and the rows held
+-- so far (st.pending), narrowed to the terminal's width when it has one.
+local function table_emitters(sys, st)
+  local widths, room
+  local function cells(item)
+    local row = {}
+    for i, f in ipairs(st.columns) do row[i] = table_cell(sys, M.field_value(item, f)) end
+    return row
+  end
+  local function emit_header()
+    local head = {}
+    for i, f in ipairs(st.columns) do head[i] = text.clean(f:upper()) end
+    local rows = { head }
+    for i, item in ipairs(st.pending) do rows[i + 1] = cells(item) end
+    local columns_wide = sys:width()
+    widths = column_widths(rows, columns_wide, MAX_CELL)
+    room = MAX_CELL
+    if columns_wide then
+      room = columns_wide
+      for c = 1, #widths - 1 do room = room - widths[c] - 2 end
+    end
+    for _, row in ipairs(rows) do sys:write(table_line(row, widths, room)) end
+  end
+  local function emit_row(item) sys:write(table_line(cells(item), widths, room)) end
+  return emit_header, emit_row
+end
+
+-- The columns when --fields gave none: the resource's usual ones that the
+-- held items have (table), or the scalar fields of the first page (csv).
+local function default_columns(sys, format, o, pending)
+  if format == "table" then
+    local columns = {}
+    for _, f in ipairs(TABLE_COLUMNS[o.resource] or { "id", "name" }) do
+      for _, item in ipairs(pending) do
+        if type(item) == "table" and item[f] ~= nil then columns[#columns + 1] = f break end
+      end
+    end
+    if #columns == 0 then columns = M.scalar_fields({ pending[1] }) end
+    return columns
+  end
+  local columns = M.scalar_fields(pending)
+  if #columns > 0 then sys:say("CSV columns are the fields of the first page; --fields A,B,... fixes them") end
+  return columns
+end
+
 -- csv and table: the first page fixes the columns, then rows stream.
 local function columns_list(sys, format, o)
-  local columns, pending = o.fields, {}
+  local st = { columns = o.fields, pending = {} }
   local emit_header, emit_row
-  if format == "csv" then
-    local tty = sys:is_tty(1)
-    emit_header = function() if #columns > 0 then sys:write(csv_row(columns, o.csv_safe, tty)) end end
-    emit_row = function(item)
-      local values = {}
-      for i, f in ipairs(columns) do values[i] = M.cell_text(sys, M.field_value(item, f)) end
-      if #columns > 0 then sys:write(csv_row(values, o.csv_safe, tty)) end
-    end
-  else
-    local widths, room
-    local function cells(item)
-      local row = {}
-      for i, f in ipairs(columns) do row[i] = table_cell(sys, M.field_value(item, f)) end
-      return row
-    end
-    local function head()
-      local row = {}
-      for i, f in ipairs(columns) do row[i] = text.clean(f:upper()) end
-      return row
-    end
-    emit_header = function()
-      local rows = { head() }
-      for i, item in ipairs(pending) do rows[i + 1] = cells(item) end
-      local columns_wide = sys:width()
-      widths = column_widths(rows, columns_wide, MAX_CELL)
-      room = MAX_CELL
-      if columns_wide then
-        room = columns_wide
-        for c = 1, #widths - 1 do room = room - widths[c] - 2 end
-      end
-      sys:write(table_line(rows[1], widths, room))
-      for i = 2, #rows do sys:write(table_line(rows[i], widths, room)) end
-      pending = nil
-    end
-    emit_row = function(item) sys:write(table_line(cells(item), widths, room)) end
-  end
-
+  if format == "csv" then emit_header, emit_row = csv_emitters(sys, o, st)
+  else emit_header, emit_row = table_emitters(sys, st) end
   local started = false
   local function start()
     if started then return end
     started = true
-    if not columns then
-      if format == "table" then
-        columns = {}
-        local first = pending[1]
-        for _, f in ipairs(TABLE_COLUMNS[o.resource] or { "id", "name" }) do
-          for _, item in ipairs(pending) do
-            if type(item) == "table" and item[f] ~= nil then columns[#columns + 1] = f break end
-          end
-        end
-        if #columns == 0 then columns = M.scalar_fields({ first }) end
-      else
-        columns = M.scalar_fields(pending)
-        if #columns > 0 then
-          sys:say("CSV columns are the fields of the first page; --fields A,B,... fixes them")
-        end
-      end
-    end
-    if format == "csv" then
-      emit_header()
-      for _, item in ipairs(pending) do emit_row(item) end
-      pending = nil
-    else
-      emit_header()
-    end
+    st.columns = st.columns or default_columns(sys, format, o, st.pending)
+    emit_header()
+    st.pending = nil
   end
-
   return {
     item = function(item)
-      if started then emit_row(item) else pending[#pending + 1] = item end
+      if started then emit_row(item) else st.pending[#st.pending + 1] = item end
     end,
     page_done = function()
-      if not started and #pending > 0 then start() end
+      if not started and #st.pending > 0 then start() end
       sys:flush()
     end,
     finish = function()
       if started then return end
-      if #pending > 0 then start() return end
+      if #st.pending > 0 then start() return end
       -- Nothing listed: a header when the columns are known.
-      if columns then
+      if st.columns then
         start()
       elseif format == "table" then
         sys:write("no ", text.clean(o.resource or "items"), "\n")
