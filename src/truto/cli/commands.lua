@@ -261,6 +261,9 @@ function M.dry_run(sys, client, recorder, cmd)
     end
     out[#out + 1] = line
   end
+  -- libcurl adds its own Accept-Encoding (every decoder it has) to the real run.
+  local encodings = core.CURL_ACCEPT_ENCODING
+  if encodings and encodings ~= "" then out[#out + 1] = "Accept-Encoding: " .. encodings end
   if req.body ~= nil then out[#out + 1] = "Content-Length: " .. #req.body end
   sys:write(concat(out, "\n"), "\n")
   if req.body ~= nil then sys:write("\n", req.body, "\n") end
