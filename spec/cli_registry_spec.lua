@@ -1,6 +1,6 @@
 -- The CLI's registries and hooks (issue 20 items 3 and 4): output formats
 -- in one table, commands in one table, the client's public wrap_transport
--- and cancel hooks, and the CLI transport's wait_any(handles, timeout).
+-- hook, and the CLI transport's wait_any(handles, timeout).
 local mock = require "spec.helpers.mock"
 local run = require "spec.helpers.run"
 
@@ -57,29 +57,27 @@ describe("lua-truto registries", function()
   end)
 end)
 
-describe("the client's wrap_transport and cancel hooks", function()
-  it("shows every transport the client makes to wrap_transport, and cancel() reaches cancel_all", function()
+describe("the client's wrap_transport hook", function()
+  it("shows every transport the client makes to wrap_transport, and uses what it returns", function()
     local truto = require "truto"
-    local seen, cancelled = {}, 0
+    local seen, started = {}, 0
     local client = truto.new { token = "t", base_url = "http://127.0.0.1:1", max_retries = 0,
       wrap_transport = function(t, kind)
         seen[#seen + 1] = kind
-        return setmetatable({ cancel_all = function() cancelled = cancelled + 1 end }, { __index = function(_, k)
-          local f = t[k]
-          if type(f) == "function" then return function(_, ...) return f(t, ...) end end
-          return f
-        end })
+        return setmetatable({ start = function(_, req) started = started + 1 return t:start(req) end },
+          { __index = function(_, k)
+            local f = t[k]
+            if type(f) == "function" then return function(_, ...) return f(t, ...) end end
+            return f
+          end })
       end }
     assert.same({ "curl" }, seen)
-    client:cancel() -- nothing made in flight yet
-    assert.equal(0, cancelled)
-    assert.is_nil(client:get("user-directory", "users", "u1", { integrated_account_id = "a" }))
+    local value, err = client:get("user-directory", "users", "u1", { integrated_account_id = "a" })
+    assert.is_nil(value)
+    assert.equal("transport", err.kind)
+    assert.equal(1, started)
     assert.same({ "curl" }, seen) -- made once
-    client:cancel()
-    assert.equal(1, cancelled)
     client:close()
-    client:cancel() -- after close: nothing to cancel, no error
-    assert.equal(1, cancelled)
     assert.has_error(function() truto.new { token = "t", wrap_transport = 1 } end)
   end)
 end)

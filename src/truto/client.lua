@@ -171,15 +171,6 @@ function Client:close()
 end
 Client.__close = Client.close
 
---- Abandons every request in flight on the client's transports that can
--- (those with `cancel_all`, such as a `wrap_transport` wrapper): for an
--- interrupt handler. The client stays usable. Never raises.
-function Client:cancel()
-  for _, t in pairs(self._transports.made) do
-    if type(t) == "table" and t.cancel_all then pcall(t.cancel_all) end
-  end
-end
-
 --- Raises when the client was closed.
 function M.check_open(self, fname)
   if type(self) ~= "table" or getmetatable(self) ~= Client then

@@ -251,8 +251,9 @@ local function reporters(sys, opts, cmd, client_opts)
 end
 
 -- The client for `cmd` over `conn`. Its libcurl transport waits in Lua (so
--- that Ctrl-C acts during a request; client:cancel() then abandons what is
--- in flight), and cmd.observe sees every answer. --dry-run: a recorder
+-- that Ctrl-C acts during a request; their cancel_all, listed in
+-- cmd.transports, then abandons what is in flight), and cmd.observe sees
+-- every answer. --dry-run: a recorder
 -- stands in for the transport.
 local function make_client(sys, opts, cmd, conn, policy)
   local recorder = opts.dry_run and commands.recorder() or nil
@@ -262,11 +263,14 @@ local function make_client(sys, opts, cmd, conn, policy)
     transport = recorder, rate_limit = policy.rate_limit,
   }
   reporters(sys, opts, cmd, client_opts)
+  cmd.transports = {}
   if not recorder then
     local sleep = sys.sleep or require("truto.core").sleep
     client_opts.wrap_transport = function(t, kind)
       if kind ~= "curl" then return t end
-      return commands.interruptible(t, sleep, function(answer) if cmd.observe then cmd.observe(answer) end end)
+      local wrapped = commands.interruptible(t, sleep, function(answer) if cmd.observe then cmd.observe(answer) end end)
+      cmd.transports[#cmd.transports + 1] = wrapped
+      return wrapped
     end
   end
   local ok, client = pcall(truto.new, client_opts)
@@ -297,7 +301,7 @@ local function delete_confirmed(sys, opts, cmd, conn)
 end
 
 local function dispatch(sys, parsed, cmd, conn, client, recorder)
-  M.active = { client = client, cmd = cmd }
+  M.active = { client = client, cmd = cmd, transports = cmd.transports }
   if recorder then return commands.dry_run(sys, client, recorder, cmd) end
   if cmd.action == "delete" and not delete_confirmed(sys, parsed.opts, cmd, conn) then return EXIT_USAGE end
   -- -v: an answer Truto replayed for an Idempotency-Key it had seen is said so.
@@ -434,7 +438,7 @@ function M.main(argv, sys)
   if interrupted(result) then
     if active then
       if active.cmd.progress then pcall(active.cmd.progress.clear) end
-      pcall(active.client.cancel, active.client)
+      for _, transport in ipairs(active.transports or {}) do pcall(transport.cancel_all) end
       local resume = active.cmd.resume
       if resume and resume.cursor then
         pcall(sys.flush, sys)
