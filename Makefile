@@ -107,6 +107,8 @@ endef
 TEST_LOCALE := de_DE.UTF-8
 # Sync: the SQLite mirror (LuaSQL's driver) and the sqlite3 shell its specs query it with.
 DEB_PACKAGES += lua-sql-sqlite3 sqlite3
+# The CLI's completion scripts are written by argparse (truto.cli.grammar).
+DEB_PACKAGES += lua-argparse
 
 deps:
 	$(call install_missing,$(DEB_PACKAGES))

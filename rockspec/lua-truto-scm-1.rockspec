@@ -21,6 +21,8 @@ description = {
 dependencies = {
   "lua == 5.4",
   "lua-cjson >= 2.1.0.14",
+  -- The CLI's completion scripts (truto.cli.grammar); `require "truto"` does not need it.
+  "argparse >= 0.7.1",
 }
 external_dependencies = {
   -- Only the library is probed: Debian keeps curl.h in a multiarch include
@@ -38,8 +40,11 @@ build = {
     truto = "src/truto.lua",
     ["truto.attempt"] = "src/truto/attempt.lua",
     ["truto.cli.args"] = "src/truto/cli/args.lua",
+    ["truto.cli.body"] = "src/truto/cli/body.lua",
     ["truto.cli.commands"] = "src/truto/cli/commands.lua",
     ["truto.cli.config"] = "src/truto/cli/config.lua",
+    ["truto.cli.connection"] = "src/truto/cli/connection.lua",
+    ["truto.cli.grammar"] = "src/truto/cli/grammar.lua",
     ["truto.cli.help"] = "src/truto/cli/help.lua",
     ["truto.cli"] = "src/truto/cli/init.lua",
     ["truto.cli.json"] = "src/truto/cli/json.lua",

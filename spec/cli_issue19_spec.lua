@@ -418,7 +418,9 @@ describe("lua-truto (issue 19)", function()
           n = n + 1
         end
       end
-      assert.is_true(n >= 4) -- Host, Accept, User-Agent, X-Trace
+      assert.is_true(n >= 5) -- Host, Accept, User-Agent, Accept-Encoding, X-Trace
+      -- libcurl's own Accept-Encoding, as the server received it
+      assert.truthy(get:find("\nAccept-Encoding: " .. received["accept-encoding"] .. "\n", 1, true), get)
     end)
 
     it54("does not cut a later page's longer values in the last table column to the first page's width", function()

@@ -88,22 +88,39 @@ describe("lua-truto process", function()
     assert.truthy(help:find("\nExamples:\n  lua-truto users -a ACCOUNT ", 1, true))
   end)
 
-  it("prints bash and zsh completion scripts", function()
+  it("prints bash, zsh and fish completion scripts, made by argparse from the one declaration", function()
     local bash, err, code = run.cli { "completion", "bash" }
     assert.equal("", err)
     assert.equal(0, code)
-    assert.truthy(bash:find("complete -F _lua_truto lua-truto", 1, true))
+    assert.truthy(bash:find("complete -F _lua-truto -o bashdefault -o default lua-truto", 1, true))
     assert.truthy(bash:find("--idempotency-key", 1, true))
     local dir = run.tmpdir()
     run.write(dir .. "/c.bash", bash)
-    local out, ok = run.shell("bash -c " .. quote("source " .. dir .. "/c.bash && COMP_WORDS=(lua-truto users g) "
-      .. "COMP_CWORD=2 && _lua_truto && echo ${COMPREPLY[*]}"))
-    assert.equal(0, ok)
-    assert.equal("get\n", out)
+    local function complete(...)
+      local words = {}
+      for i, w in ipairs { ... } do words[i] = quote(w) end
+      local out, ok = run.shell("bash -c " .. quote("source " .. dir .. "/c.bash && COMP_WORDS=(lua-truto "
+        .. table.concat(words, " ") .. ") && COMP_CWORD=" .. select("#", ...) .. " && _lua-truto && echo ${COMPREPLY[*]}"))
+      assert.equal(0, ok)
+      return out
+    end
+    assert.equal("get\n", complete("users", "g"))
+    assert.equal("users\n", complete("use"))
+    -- The choices of -o are truto.cli.output's registry, those of completion the grammar's shells.
+    assert.equal("table json ndjson csv\n", complete("users", "list", "-o", ""))
+    assert.equal("unified raw normalized stream debug\n", complete("groups", "--response-format", ""))
+    assert.equal("bash zsh fish\n", complete("completion", ""))
+    assert.equal("--account\n", complete("users", "get", "--acc"))
+    assert.equal("--port\n", complete("mock", "--po"))
     local zsh = run.cli { "completion", "zsh" }
     assert.equal("#compdef lua-truto\n", zsh:match("^[^\n]*\n"))
-    local _, e, c = run.cli { "completion", "fish" }
-    assert.equal("lua-truto: completion needs bash or zsh\nTry 'lua-truto completion --help'.\n", e)
-    assert.equal(2, c)
+    assert.truthy(zsh:find("--max-items", 1, true))
+    local fish, e, c = run.cli { "completion", "fish" }
+    assert.equal("", e)
+    assert.equal(0, c)
+    assert.truthy(fish:find("complete -c lua-truto", 1, true), fish)
+    local _, e2, c2 = run.cli { "completion", "tcsh" }
+    assert.equal("lua-truto: completion needs bash, zsh or fish\nTry 'lua-truto completion --help'.\n", e2)
+    assert.equal(2, c2)
   end)
 end)

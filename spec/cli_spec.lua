@@ -413,7 +413,7 @@ describe("lua-truto", function()
     it("exits 2 on usage errors, having sent nothing", function()
       local cases = {
         { {}, "Usage: lua-truto RESOURCE [ACTION [ID|METHOD]] -a ACCOUNT [options]\n"
-          .. "       lua-truto mock --port N\n       lua-truto completion bash|zsh\n"
+          .. "       lua-truto mock --port N\n       lua-truto completion bash|zsh|fish\n"
           .. "       lua-truto help [RESOURCE|ACTION|mock]\n"
           .. usage("a resource is required, e.g. users, groups or organizations") },
         { { "users" }, usage("an account is required: -a ACCOUNT (or set TRUTO_ACCOUNT)", "list") },

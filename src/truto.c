@@ -184,6 +184,30 @@ static int l_fingerprint(lua_State *L)
     return 1;
 }
 
+/* The Accept-Encoding libcurl sends for CURLOPT_ACCEPT_ENCODING "": every
+ * decoder it was built with, in its own order (the CLI's --dry-run prints it). */
+static void push_accept_encoding(lua_State *L)
+{
+    const curl_version_info_data *info = curl_version_info(CURLVERSION_NOW);
+    const char *sep = "";
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    if (info->features & CURL_VERSION_LIBZ) {
+        luaL_addstring(&b, "deflate, gzip");
+        sep = ", ";
+    }
+    if (info->features & CURL_VERSION_BROTLI) {
+        luaL_addstring(&b, sep);
+        luaL_addstring(&b, "br");
+        sep = ", ";
+    }
+    if (info->features & CURL_VERSION_ZSTD) {
+        luaL_addstring(&b, sep);
+        luaL_addstring(&b, "zstd");
+    }
+    luaL_pushresult(&b);
+}
+
 int luaopen_truto_core(lua_State *L)
 {
     static const luaL_Reg functions[] = {
@@ -227,5 +251,7 @@ int luaopen_truto_core(lua_State *L)
     lua_setfield(L, -2, "ERROR_BODY_MAX");
     lua_pushstring(L, curl_version_info(CURLVERSION_NOW)->version);
     lua_setfield(L, -2, "CURL_VERSION");
+    push_accept_encoding(L);
+    lua_setfield(L, -2, "CURL_ACCEPT_ENCODING");
     return 1;
 }

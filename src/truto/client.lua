@@ -74,11 +74,15 @@ end
 -- Outside nginx the libcurl transport is made at once, the token copied
 -- into C, and nothing in Lua keeps the string; inside nginx this closure
 -- keeps it for the transport of whichever phase a call comes from.
+-- `opts.wrap_transport(t, kind) -> transport`, when given, sees every
+-- transport the client makes and returns the one it uses (the CLI waits
+-- in Lua so that Ctrl-C acts, and cancels what is in flight).
 local function transport_maker(opts, token, scheme, host)
   local function make(kind, tok)
     local settings = settings_for(kind, opts, tok, scheme, host)
-    if kind == "curl" then return core.curl(settings) end
-    return require("truto.ngx").new(settings)
+    local t = kind == "curl" and core.curl(settings) or require("truto.ngx").new(settings)
+    if opts.wrap_transport then t = opts.wrap_transport(t, kind) end
+    return t
   end
   if transport.phase() == nil and opts.transport ~= "ngx" then
     local curl = make("curl", token)

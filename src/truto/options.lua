@@ -209,7 +209,7 @@ M.CLIENT = {
   on_retry = "function", on_wait = "function", sleep = "function", debug = "function",
   on_request = "function", on_response = "function", -- hooks of every attempt (truto.metrics)
   prefetch = "boolean", concurrency = "positive_count", rate_limit = "rate_limit",
-  transport = "transport", deadline = "positive",
+  transport = "transport", deadline = "positive", wrap_transport = "function",
   -- nginx transport: passed to it as they are (see truto.ngx)
   pool_size = "positive_count", keepalive_timeout = "seconds", backlog = "positive_count",
   send_timeout = "positive", read_timeout = "positive",

@@ -4,61 +4,28 @@ local M = {}
 
 local format = string.format
 
--- Option -> { field, takes a value, repeatable }.
-M.OPTIONS = {
-  ["-a"] = { "account", true }, ["--account"] = { "account", true },
-  ["--model"] = { "model", true },
-  ["-q"] = { "query", true, true }, ["--query"] = { "query", true, true },
-  ["--body"] = { "body", true },
-  ["-H"] = { "header", true, true }, ["--header"] = { "header", true, true },
-  ["--idempotency-key"] = { "idempotency_key", true },
-  ["--dry-run"] = { "dry_run", false },
-  ["-y"] = { "yes", false }, ["--yes"] = { "yes", false },
-  ["--limit"] = { "limit", true },
-  ["--max-items"] = { "max_items", true },
-  ["--cursor"] = { "cursor", true },
-  ["--fields"] = { "fields", true },
-  ["--response-format"] = { "response_format", true },
-  ["-o"] = { "output", true }, ["--output"] = { "output", true },
-  ["--csv-safe"] = { "csv_safe", false },
-  ["--profile"] = { "profile", true },
-  ["--token"] = { "token", true },
-  ["--token-file"] = { "token_file", true },
-  ["--base-url"] = { "base_url", true },
-  ["--timeout"] = { "timeout", true },
-  ["--retries"] = { "retries", true },
-  ["--rate"] = { "rate", true },
-  ["-v"] = { "verbose", false }, ["--verbose"] = { "verbose", false },
-  ["--port"] = { "port", true },
-  ["--latency"] = { "latency", true },
-  ["--limits"] = { "limits", true },
-  ["--dir"] = { "dir", true },
-  ["--webhook"] = { "webhook", true }, ["--webhook-secret"] = { "webhook_secret", true },
-  ["-h"] = { "help", false }, ["--help"] = { "help", false },
-  ["-V"] = { "version", false }, ["--version"] = { "version", false },
-}
+local grammar = require "truto.cli.grammar"
 
--- Options every API command accepts; their errors point to `--help`.
-M.COMMON = { help = true, account = true, model = true, query = true, token = true, token_file = true,
-  profile = true, base_url = true, timeout = true, retries = true, verbose = true, output = true,
-  fields = true, response_format = true, header = true, csv_safe = true, version = true, rate = true }
-local WRITE = { body = true, idempotency_key = true, dry_run = true }
-M.ACCEPTS = {
-  list = { limit = true, max_items = true, cursor = true, dry_run = true },
-  get = { dry_run = true },
-  create = WRITE,
-  update = WRITE,
-  delete = { idempotency_key = true, dry_run = true, yes = true },
-  call = WRITE,
-  mock = { port = true, dir = true, latency = true, limits = true, help = true, webhook = true, webhook_secret = true },
-  completion = { help = true },
-}
-M.ACTIONS = { list = true, get = true, create = true, update = true, delete = true, call = true }
--- The resources of the user-directory model (a name 1-2 edits from one of
--- these is taken for a typo of it; any other name goes to Truto as it is).
-M.RESOURCES = { "users", "groups", "organizations", "roles", "role_assignments", "licenses", "workspaces",
-  "activities", "me", "billing", "utilization" }
-M.ARGUMENT = { get = "ID", update = "ID", delete = "ID", call = "METHOD" }
+-- Derived from truto.cli.grammar, the one declaration:
+-- OPTIONS[name] = { field, takes a value, repeatable }; COMMON: the fields of
+-- the options every API command accepts; ACCEPTS[command][field];
+-- ACTIONS[name]; ARGUMENT[action]: its positional (ID, METHOD).
+M.OPTIONS, M.COMMON, M.ACCEPTS, M.ACTIONS, M.ARGUMENT = {}, {}, {}, {}, {}
+M.RESOURCES = grammar.RESOURCES
+for _, o in ipairs(grammar.OPTIONS) do
+  for _, name in ipairs(o[1]) do M.OPTIONS[name] = { o[2], o.value ~= nil, o.many } end
+  if o.on == "common" then M.COMMON[o[2]] = true end
+end
+for _, command in ipairs { "list", "get", "create", "update", "delete", "call", "mock", "completion" } do
+  M.ACCEPTS[command] = {}
+  for _, o in ipairs(grammar.OPTIONS) do
+    if o.on ~= "common" and grammar.accepts(o, command) then M.ACCEPTS[command][o[2]] = true end
+  end
+end
+for _, action in ipairs(grammar.ACTIONS) do
+  M.ACTIONS[action.name] = true
+  M.ARGUMENT[action.name] = action.arg
+end
 
 --- The edit distance of `a` and `b` (Damerau-Levenshtein: a swap of two
 -- neighbours counts 1, so "usres" is 1 from "users").

@@ -1,5 +1,5 @@
 --- The commands: list, the single-object actions, --dry-run, mock and
--- completion. Each takes the resolved command (`cmd`, built by
+-- completion (its scripts are argparse's, from truto.cli.grammar). Each takes the resolved command (`cmd`, built by
 -- truto.cli) and returns an exit code.
 local sys_mod = require "truto.cli.sys"
 local output = require "truto.cli.output"
@@ -23,7 +23,8 @@ local EXIT_OK, EXIT_USAGE = sys_mod.EXIT_OK, sys_mod.EXIT_USAGE
 -- request instead of after it, and `cancel_all` abandons what is in flight.
 -- `observe(answer)`, when given, sees every answer (transport contract v2:
 -- { status, headers = { [lower name] = value }, ... }).
-function M.interruptible(inner, sleep, observe)
+function M.interruptible(inner, sleep, observe, now)
+  now = now or core.now
   local active = setmetatable({}, { __mode = "k" })
   local Handle = {}
   Handle.__index = Handle
@@ -57,16 +58,19 @@ function M.interruptible(inner, sleep, observe)
   end
   function W.perform(self, ...) return self:start(...):wait() end
   function W.pump() return inner:pump() end
-  function W.wait_any(_, handles)
+  -- wait_any(handles [, timeout]) -> index | false when `timeout` seconds
+  -- passed first | nil for no handles (the transport contract).
+  function W.wait_any(_, handles, timeout)
     if #handles == 0 then return nil end
     local found
+    local deadline = timeout and now() + timeout
     poll(function()
       for i, handle in ipairs(handles) do
         if handle.h:done() then found = i return true end
       end
-      return false
+      return deadline ~= nil and now() >= deadline
     end)
-    return found
+    return found or false
   end
   function W.close() if inner.close then inner:close() end end
   function W.cancel_all()
@@ -82,20 +86,12 @@ function M.recorder()
   local Handle = {}
   Handle.__index = Handle
   local FAILURE = { kind = "transport", message = "dry run: not sent", sends = 0 }
-  function Handle:wait()
-    if self.v2 then return nil, FAILURE end
-    return nil, FAILURE.kind, FAILURE.message, true, false
-  end
+  function Handle.wait() return nil, FAILURE end
   function Handle.done() return true end
   function Handle.cancel() end
-  function R.start(_, method, url, lines, body)
-    local v2 = type(method) == "table" -- the request table of transport contract v2
-    if v2 then
-      local req = method
-      method, url, lines, body = req.method, req.url, req.headers, req.body
-    end
-    R.requests[#R.requests + 1] = { method = method, url = url, headers = lines or {}, body = body }
-    return setmetatable({ v2 = v2 }, Handle)
+  function R.start(_, req)
+    R.requests[#R.requests + 1] = { method = req.method, url = req.url, headers = req.headers or {}, body = req.body }
+    return setmetatable({}, Handle)
   end
   function R.perform(self, ...) return self:start(...):wait() end
   function R.pump() end
@@ -265,6 +261,9 @@ function M.dry_run(sys, client, recorder, cmd)
     end
     out[#out + 1] = line
   end
+  -- libcurl adds its own Accept-Encoding (every decoder it has) to the real run.
+  local encodings = core.CURL_ACCEPT_ENCODING
+  if encodings and encodings ~= "" then out[#out + 1] = "Accept-Encoding: " .. encodings end
   if req.body ~= nil then out[#out + 1] = "Content-Length: " .. #req.body end
   sys:write(concat(out, "\n"), "\n")
   if req.body ~= nil then sys:write("\n", req.body, "\n") end
@@ -351,67 +350,16 @@ end
 -- completion
 ---------------------------------------------------------------------------
 
-local function option_names(args)
-  local names = {}
-  for name in pairs(args.OPTIONS) do names[#names + 1] = name end
-  table.sort(names)
-  return concat(names, " ")
-end
-
-local BASH = [==[
-# bash completion for lua-truto: source <(lua-truto completion bash)
-_lua_truto() {
-  local cur prev words
-  cur=${COMP_WORDS[COMP_CWORD]}
-  prev=${COMP_WORDS[COMP_CWORD-1]}
-  case $prev in
-    -o|--output) COMPREPLY=($(compgen -W "table json ndjson csv" -- "$cur")); return ;;
-    --response-format) COMPREPLY=($(compgen -W "unified raw normalized stream debug" -- "$cur")); return ;;
-    --body|--token-file) COMPREPLY=($(compgen -f -- "${cur#@}")); return ;;
-    completion) COMPREPLY=($(compgen -W "bash zsh" -- "$cur")); return ;;
-  esac
-  if [[ $cur == -* ]]; then
-    COMPREPLY=($(compgen -W "%s" -- "$cur"))
-  elif [ "$COMP_CWORD" -eq 1 ]; then
-    COMPREPLY=($(compgen -W "users groups organizations roles workspaces licenses me mock completion help" -- "$cur"))
-  elif [ "$COMP_CWORD" -eq 2 ]; then
-    COMPREPLY=($(compgen -W "list get create update delete call" -- "$cur"))
-  fi
-}
-complete -F _lua_truto lua-truto
-]==]
-
-local ZSH = [==[
-#compdef lua-truto
-# zsh completion for lua-truto: source <(lua-truto completion zsh)
-_lua_truto() {
-  local -a opts
-  opts=(%s)
-  case $words[CURRENT-1] in
-    -o|--output) compadd table json ndjson csv; return ;;
-    --response-format) compadd unified raw normalized stream debug; return ;;
-    --body|--token-file) _files; return ;;
-    completion) compadd bash zsh; return ;;
-  esac
-  if [[ $words[CURRENT] == -* ]]; then
-    compadd -- $opts
-  elif (( CURRENT == 2 )); then
-    compadd users groups organizations roles workspaces licenses me mock completion help
-  elif (( CURRENT == 3 )); then
-    compadd list get create update delete call
-  fi
-}
-if [[ $zsh_eval_context[-1] == loadautofunc ]]; then _lua_truto "$@"; else compdef _lua_truto lua-truto; fi
-]==]
-
-function M.completion(sys, shell, args)
-  if shell == "bash" then
-    sys:write((BASH:gsub("%%s", option_names(args))))
-  elseif shell == "zsh" then
-    sys:write((ZSH:gsub("%%s", option_names(args))))
-  else
-    sys:usage("completion needs bash or zsh", "completion")
+--- Prints the completion script for `shell`, written by argparse from
+-- truto.cli.grammar's declaration.
+function M.completion(sys, shell)
+  local grammar = require "truto.cli.grammar"
+  local script = shell and grammar.completion(shell)
+  if not script then
+    sys:usage("completion needs " .. concat(grammar.SHELLS, ", ", 1, #grammar.SHELLS - 1) .. " or "
+      .. grammar.SHELLS[#grammar.SHELLS], "completion")
   end
+  sys:write(script)
   sys:flush()
   return EXIT_OK
 end

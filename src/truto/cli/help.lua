@@ -1,10 +1,14 @@
---- The help texts of lua-truto.
+--- The help texts of lua-truto. Lists kept elsewhere are filled in at the
+-- end: {formats}, {format_choices} and {format_help} from truto.cli.output's
+-- registry.
+local output = require "truto.cli.output"
+
 local M = {}
 
 M.main = [==[
 Usage: lua-truto RESOURCE [ACTION [ID|METHOD]] -a ACCOUNT [options]
        lua-truto mock --port N
-       lua-truto completion bash|zsh
+       lua-truto completion bash|zsh|fish
        lua-truto help [RESOURCE|ACTION|mock]
 
 Truto's unified API (model user-directory by default) from the command line.
@@ -49,7 +53,7 @@ Options:
                           list indexes start at 1: emails.1.email)
       --response-format F unified (default), raw, normalized, stream or debug
                           (debug: each page's debug object on stderr)
-  -o, --output FORMAT     table, json, ndjson or csv
+  -o, --output FORMAT     {formats}
                           (default: table on a terminal, json otherwise)
       --csv-safe          CSV cells that begin with = + - @ get a leading '
                           so a spreadsheet does not run them as formulas
@@ -81,7 +85,7 @@ Exit codes: 0 ok, 1 API error, 2 usage error, 3 network failure,
 
 M.list = [==[
 Usage: lua-truto RESOURCE [list] -a ACCOUNT [-q KEY=VALUE]... [--limit N]
-                 [--max-items N] [--cursor C] [--fields A,B] [-o table|json|ndjson|csv] [--dry-run]
+                 [--max-items N] [--cursor C] [--fields A,B] [-o {format_choices}] [--dry-run]
 
 Lists every item of RESOURCE, following next_cursor page after page.
 
@@ -95,12 +99,7 @@ Lists every item of RESOURCE, following next_cursor page after page.
   --fields A,B      only these fields (a.b reaches inside: emails.1.email,
                     list indexes starting at 1)
   --response-format unified, raw, normalized, stream or debug
-  -o FORMAT         table: aligned columns sized from the first page, rows
-                    written as pages arrive (default on a terminal)
-                    json: one JSON array, one item per line (default otherwise)
-                    ndjson: one JSON object per line, written as pages arrive
-                    csv: RFC 4180 (CRLF), header from --fields, else from the
-                    scalar fields of the first page (id first, then by name)
+  -o FORMAT         {format_help}
   --csv-safe        prefix ' to CSV cells that begin with = + - @
 
 Every option of `lua-truto --help` (account, token, timeout, ...) applies.
@@ -169,12 +168,22 @@ Lua module (Debian: nginx-light libnginx-mod-http-lua).
 ]==]
 
 M.completion = [==[
-Usage: lua-truto completion bash|zsh
+Usage: lua-truto completion bash|zsh|fish
 
 Prints a completion script. Load it with
   source <(lua-truto completion bash)      # in ~/.bashrc
   source <(lua-truto completion zsh)       # in ~/.zshrc
+  lua-truto completion fish | source       # in ~/.config/fish/config.fish
 ]==]
+
+local filled = {
+  formats = output.format_list(),
+  format_choices = table.concat(output.format_names(), "|"),
+  format_help = output.format_help(string.rep(" ", 20)),
+}
+for name, t in pairs(M) do
+  M[name] = t:gsub("{([%w_]+)}", function(key) return filled[key] end)
+end
 
 function M.resource(resource)
   return string.format([==[

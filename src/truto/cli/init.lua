@@ -2,16 +2,21 @@
 --
 -- main(argv[, sys]) -> exit code. `sys` (truto.cli.sys) carries the
 -- standard streams and the environment, so a spec can run the whole command
--- line in-process. The modules beside this one own: args (options, -q),
--- config (the config file, profiles, the token), output (formats), text
+-- line in-process. `run` resolves, in this order, the command (M.COMMANDS,
+-- else an API action: resource, action, query, body, output), the
+-- connection (token, base URL, account: flag, environment, config file) and
+-- the client, then dispatches. The modules beside this one own: grammar (the
+-- one declaration of options), args (parsing argv, -q), body (--body),
+-- connection, config (the config file, profiles, the token), output (formats), text
 -- (terminal-safe text and widths), json, progress, commands, help.
 local truto = require "truto"
 local sys_mod = require "truto.cli.sys"
 local args = require "truto.cli.args"
-local config = require "truto.cli.config"
+local body_mod = require "truto.cli.body"
+local connection = require "truto.cli.connection"
 local commands = require "truto.cli.commands"
+local grammar = require "truto.cli.grammar"
 local output = require "truto.cli.output"
-local json = require "truto.cli.json"
 local help = require "truto.cli.help"
 local text = require "truto.cli.text"
 local stream = require "truto.cli.stream"
@@ -20,9 +25,6 @@ local M = {}
 
 local format = string.format
 local EXIT_OK, EXIT_USAGE = sys_mod.EXIT_OK, sys_mod.EXIT_USAGE
-
-M.MAX_BODY = 10 * 1024 * 1024
-local RESPONSE_FORMATS = { unified = true, raw = true, normalized = true, stream = true, debug = true }
 
 -- The message of a misuse error raised by the module: the structured
 -- error's `message`, else the text inside "bad argument #N to 'f' (...)".
@@ -45,100 +47,6 @@ local function cli_words(msg, from)
   end
   msg = msg:gsub("option '([%w_]+)'", function(name) return flag(name) end)
   return (msg:gsub("^([%a_]+)", function(name) return flag(name) end))
-end
-
-local function file_type(path)
-  local line = sys_mod.command_line("stat -L -c '%F %s' -- " .. sys_mod.quote(path))
-  if not line then return nil end
-  local ftype, size = line:match("^(.-) (%d+)$")
-  return ftype, tonumber(size)
-end
-
-local function read_body(sys, spec, topic)
-  local max = M.MAX_BODY
-  local body_text, source
-  if spec == "-" then
-    source = "standard input"
-    local parts, n = {}, 0
-    while n <= max do
-      local chunk = sys.stdin:read(65536)
-      if not chunk then break end
-      parts[#parts + 1] = chunk
-      n = n + #chunk
-    end
-    body_text = table.concat(parts)
-  elseif spec:sub(1, 1) == "@" then
-    local path = spec:sub(2)
-    source = path
-    local ftype, size = file_type(path)
-    if not ftype then
-      local _, err = io.open(path, "rb")
-      sys:usage("--body: " .. tostring(err or (path .. ": cannot read it")), topic)
-    end
-    if ftype == "directory" then sys:usage(format("--body @%s: is a directory", path), topic) end
-    if ftype ~= "regular file" and ftype ~= "regular empty file" then
-      sys:usage(format("--body @%s: not a regular file (%s); use --body - to read a pipe", path, ftype), topic)
-    end
-    if size > max then
-      sys:usage(format("--body @%s: %d bytes, more than the %d MiB a body may have", path, size, max // 1048576), topic)
-    end
-    local f, err = io.open(path, "rb")
-    if not f then sys:usage("--body: " .. tostring(err), topic) end
-    body_text = f:read(max + 1) or ""
-    f:close()
-  else
-    body_text = spec
-  end
-  if #body_text > max then
-    sys:usage(format("--body: %s holds more than the %d MiB a body may have", source, max // 1048576), topic)
-  end
-  local big = json.inexact_integer(body_text)
-  if big then
-    sys:usage(format("--body: the integer %s cannot be sent exactly (beyond 64 bits); "
-      .. "send it as a string", big), topic)
-  end
-  local body, err = json.decode(body_text)
-  if body == nil then
-    local hint = ""
-    if not source and (body_text:match("%.json$") or file_type(body_text)) then
-      hint = format(" (to send the file, write --body @%s)", body_text)
-    end
-    local why = type(err) == "table" and err.message or tostring(err) -- a decode error object, or text
-    sys:usage("--body: " .. json.explain(why, body_text) .. hint, topic)
-  end
-  if type(body) ~= "table" then sys:usage("--body must be a JSON object or array", topic) end
-  return body
-end
-
--- Makes the client's libcurl transport wait in Lua, so that Ctrl-C acts
--- during a request. This reaches into the client (its transport set, or
--- the `_transport` of older modules): the module has no public hook for it.
-local function interruptible(sys, client, observe)
-  local core_ok, core = pcall(require, "truto.core")
-  if not core_ok or not core.sleep then return end
-  local sleep = sys.sleep or core.sleep
-  local set = rawget(client, "_transports")
-  if type(set) == "table" and type(set.make) == "function" and type(set.made) == "table" then
-    if set.made.curl then set.made.curl = commands.interruptible(set.made.curl, sleep, observe) end
-    local make = set.make
-    set.make = function(kind, ...)
-      local t = make(kind, ...)
-      if kind == "curl" then t = commands.interruptible(t, sleep, observe) end
-      return t
-    end
-    M.transports = function() return set.made end
-  elseif rawget(client, "_transport") then
-    client._transport = commands.interruptible(client._transport, sleep, observe)
-    M.transports = function() return { client._transport } end
-  end
-end
-
-local function check_base_url(sys, url)
-  local scheme = url:match("^(%a[%w+.-]*)://")
-  if not scheme or (scheme:lower() ~= "http" and scheme:lower() ~= "https") then
-    sys:usage(format("--base-url must be an https:// URL (http:// only for 127.0.0.1, ::1 or localhost), got '%s'",
-      url))
-  end
 end
 
 -- A resource name one or two edits from one of user-directory's is a typo:
@@ -173,104 +81,63 @@ local function confirm(tty, question)
   return answer ~= nil and (answer:lower() == "y" or answer:lower() == "yes")
 end
 
---- Commands that are modules of their own: `lua-truto NAME WORDS...` runs
--- require(M.COMMANDS[NAME]).run(sys, { WORDS... }) -> exit code, before any
--- option is parsed (the module owns its words). One entry registers one:
---   M.COMMANDS.webhook = "truto.cli.webhook"
-M.COMMANDS = {}
+local function action_names()
+  local names = {}
+  for i, a in ipairs(grammar.ACTIONS) do names[i] = a.name end
+  return table.concat(names, ", ")
+end
 
-local function run(sys, argv)
-  if argv[1] == "webhook" or (argv[1] == "help" and argv[2] == "webhook") then -- its own options
-    return require("truto.cli.webhook").main(sys, argv)
-  end
-  if argv[1] == "sync" then return require("truto.cli.sync").main(sys, argv) end
-  if require("truto.cli.mock_change").wanted(argv) then return require("truto.cli.mock_change").main(sys, argv) end
-  local own = argv[1] and M.COMMANDS[argv[1]]
-  if own then return require(own).run(sys, { table.unpack(argv, 2) }) end
-  local opts, positional, seen = args.parse(sys, argv)
-  if opts.version then
-    sys:write(format("%s %s\n", sys_mod.PROG, tostring(truto.VERSION)))
-    return EXIT_OK
-  end
-
-  -- help [topic...], and --help anywhere.
-  if positional[1] == "help" then
-    table.remove(positional, 1)
-    opts.help = true
-  end
-  local first, second = positional[1], positional[2]
-  if opts.help then
-    local t
-    if first == nil then t = help.main
-    elseif first == "mock" or first == "completion" or args.ACTIONS[first] then t = help[first]
-    elseif second and args.ACTIONS[second] then t = help[second]
-    elseif second == nil then t = help.resource(first)
-    else sys:usage(format("unknown action '%s'%s", second, args.did_you_mean(second, args.ACTIONS)), first) end
-    sys:write(t)
-    sys:flush()
-    return EXIT_OK
-  end
-  if first == nil then
-    sys.stderr:write(help.main:match("^(.-\n)\n"))
-    sys:usage("a resource is required, e.g. users, groups or organizations")
-  end
-
-  if first == "completion" then
-    for field, name in pairs(seen) do
-      if not args.ACCEPTS.completion[field] then
-        sys:usage(format("option '%s' does not apply to completion", name), "completion")
-      end
-    end
-    if #positional > 2 then sys:usage(format("unexpected argument '%s'", positional[3]), "completion") end
-    return commands.completion(sys, second, args)
-  end
-
-  local action = first == "mock" and "mock" or second or "list"
-  local topic = first == "mock" and "mock" or args.ACTIONS[action] and action or first
-  if not (args.ACTIONS[action] or action == "mock" and first == "mock") then
-    sys:usage(format("unknown action '%s' (list, get, create, update, delete, call)%s", action,
-      args.did_you_mean(action, args.ACTIONS)), first)
-  end
+-- Every option given (`seen`: field -> the name it was given as) must
+-- apply to `command`.
+local function check_applies(sys, seen, command, topic)
   for field, name in pairs(seen) do
-    if not (args.ACCEPTS[action][field] or (action ~= "mock" and args.COMMON[field])) then
-      sys:usage(format("option '%s' does not apply to %s", name, action), topic)
+    if not (args.ACCEPTS[command][field] or (command ~= "mock" and command ~= "completion" and args.COMMON[field])) then
+      sys:usage(format("option '%s' does not apply to %s", name, command), topic)
     end
   end
-  if action == "mock" then
-    if #positional > 1 then sys:usage("mock takes no arguments", "mock") end
-    return commands.mock(sys, opts)
-  end
+end
 
-  local resource = first
-  if not resource:match("^[%w_%-]+$") then
-    sys:usage(format("'%s' is not a resource name (letters, digits, '-', '_')", resource))
+---------------------------------------------------------------------------
+-- The command: what to do, to what, with which query, body and output.
+---------------------------------------------------------------------------
+
+-- RESOURCE ACTION [ID|METHOD] and the model: cmd.action, resource, id, model.
+local function resolve_target(sys, parsed, cmd)
+  local positional, first = parsed.positional, parsed.positional[1]
+  local action = positional[2] or "list"
+  if not args.ACTIONS[action] then
+    sys:usage(format("unknown action '%s' (%s)%s", action, action_names(), args.did_you_mean(action, args.ACTIONS)),
+      first)
   end
-  local want = args.ARGUMENT[action] and 3 or 2
-  if args.ARGUMENT[action] and positional[3] == nil then
-    sys:usage(format("%s needs %s", action, args.ARGUMENT[action]), topic)
+  local topic = action
+  check_applies(sys, parsed.seen, action, topic)
+  if not first:match("^[%w_%-]+$") then
+    sys:usage(format("'%s' is not a resource name (letters, digits, '-', '_')", first))
   end
-  if #positional > want then
-    sys:usage(format("unexpected argument '%s'", positional[want + 1]), topic)
-  end
+  local argument = args.ARGUMENT[action]
+  local want = argument and 3 or 2
+  if argument and positional[3] == nil then sys:usage(format("%s needs %s", action, argument), topic) end
+  if #positional > want then sys:usage(format("unexpected argument '%s'", positional[want + 1]), topic) end
   local id = positional[3]
-  if id == "" then sys:usage(format("%s must not be empty", args.ARGUMENT[action]), topic) end
+  if id == "" then sys:usage(format("%s must not be empty", argument), topic) end
   if action == "call" and not id:match("^[%w_%-]+$") then
     sys:usage(format("'%s' is not a method name (letters, digits, '-', '_')", id), topic)
   end
-
-  local model = opts.model or "user-directory"
+  local model = parsed.opts.model or "user-directory"
   if not model:match("^[%w_%-]+$") then
     sys:usage(format("'%s' is not a model name (letters, digits, '-', '_')", model))
   end
-  if model == "user-directory" then check_resource(sys, resource) end
+  if model == "user-directory" then check_resource(sys, first) end
+  cmd.action, cmd.resource, cmd.id, cmd.model, cmd.topic = action, first, id, model, topic
+end
 
-  -- Query parameters.
+-- -q, --limit, --cursor, --response-format into cmd.query.
+local function resolve_query(sys, opts, seen, cmd)
+  local topic = cmd.topic
   local query, kinds = {}, {}
   for _, spec in ipairs(opts.query) do args.add_query(sys, query, kinds, spec) end
   local function set_query(key, value, option)
-    if query[key] ~= nil then
-      sys:usage(format("%s and -q %s=... given both", option, key), topic)
-    end
+    if query[key] ~= nil then sys:usage(format("%s and -q %s=... given both", option, key), topic) end
     query[key] = value
   end
   if opts.limit then set_query("limit", args.positive_integer(sys, opts.limit, "--limit"), "--limit") end
@@ -279,52 +146,65 @@ local function run(sys, argv)
     set_query("next_cursor", opts.cursor, "--cursor")
   end
   if opts.response_format then
-    if not RESPONSE_FORMATS[opts.response_format] then
-      sys:usage(format("--response-format must be unified, raw, normalized, stream or debug, got '%s'",
-        opts.response_format), topic)
+    local known = {}
+    for _, f in ipairs(grammar.RESPONSE_FORMATS) do known[f] = true end
+    if not known[opts.response_format] then
+      local list = grammar.RESPONSE_FORMATS
+      sys:usage(format("--response-format must be %s or %s, got '%s'", table.concat(list, ", ", 1, #list - 1),
+        list[#list], opts.response_format), topic)
     end
     set_query("truto_response_format", opts.response_format, "--response-format")
   end
-  local streamed = opts.response_format == "stream"
-  if streamed then check_stream(sys, action, seen, topic) end
+  cmd.streamed = opts.response_format == "stream"
+  if cmd.streamed then check_stream(sys, cmd.action, seen, topic) end
   if opts.account == "" then sys:usage("-a must not be empty", topic) end
   if opts.account and query.integrated_account_id ~= nil then
     sys:usage("-a and -q integrated_account_id=... given both", topic)
   end
+  cmd.query = query
+end
 
-  -- Body.
-  local body
-  if action == "create" or action == "update" then
-    if not opts.body then sys:usage(action .. " needs --body JSON (or --body - to read stdin)", topic) end
+local function resolve_body(sys, opts, cmd)
+  local topic = cmd.topic
+  if (cmd.action == "create" or cmd.action == "update") and not opts.body then
+    sys:usage(cmd.action .. " needs --body JSON (or --body - to read stdin)", topic)
   end
   if opts.body == "-" and opts.token_file == "-" then
     sys:usage("--body - and --token-file - both read standard input", topic)
   end
-  if opts.body then body = read_body(sys, opts.body, topic) end
+  if opts.body then cmd.body = body_mod.read(sys, opts.body, topic) end
+end
 
-  -- Output.
+-- -o, --fields, --max-items, --csv-safe, --idempotency-key.
+local function resolve_output(sys, opts, cmd)
   local out_format = opts.output
   if out_format and not output.FORMATS[out_format] then
-    sys:usage(format("-o must be table, json, ndjson or csv, got '%s'", out_format), topic)
+    sys:usage(format("-o must be %s, got '%s'", output.format_list(), out_format), cmd.topic)
   end
-  out_format = out_format or (sys:is_tty(1) and "table" or "json")
-  local fields = opts.fields and args.split_fields(sys, opts.fields)
-  local max_items = opts.max_items and args.positive_integer(sys, opts.max_items, "--max-items")
-  local timeout
+  cmd.output = out_format or (sys:is_tty(1) and "table" or "json")
+  cmd.fields = opts.fields and args.split_fields(sys, opts.fields)
+  cmd.max_items = opts.max_items and args.positive_integer(sys, opts.max_items, "--max-items")
+  cmd.csv_safe = opts.csv_safe
+end
+
+-- --timeout, --retries, --rate, -H, --idempotency-key: the client's and
+-- the calls' options beyond the connection.
+local function resolve_policy(sys, opts, cmd)
+  local policy = {}
   if opts.timeout then
-    timeout = tonumber(opts.timeout)
+    local timeout = tonumber(opts.timeout)
     if not timeout or timeout <= 0 or timeout ~= timeout or timeout == math.huge then
       sys:usage(format("--timeout expects a positive number of seconds, got '%s'", opts.timeout))
     end
+    policy.timeout = timeout
   end
-  local retries
   if opts.retries then
-    retries = math.tointeger(tonumber(opts.retries))
+    local retries = math.tointeger(tonumber(opts.retries))
     if not retries or retries < 0 or not opts.retries:match("^%d+$") then
       sys:usage(format("--retries expects an integer >= 0, got '%s'", opts.retries))
     end
+    policy.retries = retries
   end
-  local rate_limit
   if opts.rate then
     -- --rate N/S: at most N requests in any S seconds (the account's and the token's budget)
     local n, per = opts.rate:match("^(%d+)/(%d*%.?%d+)$")
@@ -332,62 +212,32 @@ local function run(sys, argv)
     if not n or n < 1 or n > 1000000 or not per or per <= 0 or per > 86400 then
       sys:usage(format("--rate expects REQUESTS/SECONDS (like 50/10), got '%s'", opts.rate))
     end
-    rate_limit = { requests = n, per = per, account = { requests = n, per = per } }
+    policy.rate_limit = { requests = n, per = per, account = { requests = n, per = per } }
   end
-  local headers = #opts.header > 0 and args.headers(sys, opts.header) or nil
-  if opts.idempotency_key == "" then sys:usage("--idempotency-key must not be empty", topic) end
+  policy.headers = #opts.header > 0 and args.headers(sys, opts.header) or nil
+  if opts.idempotency_key == "" then sys:usage("--idempotency-key must not be empty", cmd.topic) end
+  cmd.call_opts = opts.idempotency_key and { idempotency_key = opts.idempotency_key } or nil
+  return policy
+end
 
-  -- Connection settings: flag, environment, config file (profile).
-  local token, base_url
-  local from = {} -- where the token and the base URL came from, for messages
-  if opts.token then
-    token = opts.token ~= "" and opts.token or nil
-    from.token = "--token"
-    sys:say("warning: --token is visible to other processes (/proc/PID/cmdline); "
-      .. "use $TRUTO_API_TOKEN, --token-file FILE or the config file")
-  elseif opts.token_file then
-    token = config.token_file(sys, opts.token_file)
-    from.token = "--token-file " .. opts.token_file
-  end
-  if not token and sys:env("TRUTO_API_TOKEN") then
-    token, from.token = sys:env("TRUTO_API_TOKEN"), "$TRUTO_API_TOKEN"
-  end
-  if opts.base_url == "" then sys:usage("--base-url must not be empty") end
-  base_url = opts.base_url or sys:env("TRUTO_BASE_URL")
-  from.base_url = opts.base_url and "--base-url" or base_url and "$TRUTO_BASE_URL" or nil
-  local account = opts.account or sys:env("TRUTO_ACCOUNT")
-  local profile_name = opts.profile or sys:env("TRUTO_PROFILE")
-  local path
-  if not token or not base_url or (not account and query.integrated_account_id == nil) or profile_name then
-    local profile
-    profile, path = config.read(sys, profile_name, token == nil)
-    local in_file = " in " .. tostring(path) .. (profile_name and " [" .. profile_name .. "]" or "")
-    if not token and profile.token then token, from.token = profile.token, "the token" .. in_file end
-    if not base_url and profile.base_url then base_url, from.base_url = profile.base_url, "base_url" .. in_file end
-    if query.integrated_account_id == nil then account = account or profile.account end
-  end
-  if account == nil and query.integrated_account_id == nil then
-    sys:usage("an account is required: -a ACCOUNT (or set TRUTO_ACCOUNT)", topic)
-  end
-  if not token then
-    path = path or config.path(sys) or "~/.config/lua-truto/config"
-    sys:usage("no API token: set TRUTO_API_TOKEN, pass --token-file FILE, or put 'token = ...' in " .. path, nil)
-  end
-  if opts.base_url then check_base_url(sys, opts.base_url) end
+--- The API command of the parsed argv: { action, resource, id, model,
+-- topic, query, streamed, body, output, fields, max_items, csv_safe,
+-- call_opts }, and the client policy its options ask for.
+local function resolve_command(sys, parsed)
+  local cmd = {}
+  resolve_target(sys, parsed, cmd)
+  resolve_query(sys, parsed.opts, parsed.seen, cmd)
+  resolve_body(sys, parsed.opts, cmd)
+  resolve_output(sys, parsed.opts, cmd)
+  return cmd, resolve_policy(sys, parsed.opts, cmd)
+end
 
-  local recorder = opts.dry_run and commands.recorder() or nil
-  local client_opts = {
-    token = token, base_url = base_url, integrated_account_id = account,
-    timeout = timeout, max_retries = recorder and 0 or retries, headers = headers,
-    transport = recorder, rate_limit = rate_limit,
-  }
-  local progress_of = {} -- the list's progress line, once there is one (cmd.progress)
+-- The client's on_wait and on_retry: the progress line and -v.
+local function reporters(sys, opts, cmd, client_opts)
   client_opts.on_wait = function(w)
     local what = format("%.1f s: account %s, %s", w.wait, w.account ~= nil and tostring(w.account) or "(none)",
       w.reason or w.budget or "rate limit")
-    if progress_of.cmd and progress_of.cmd.progress and progress_of.cmd.progress.waiting then
-      progress_of.cmd.progress.waiting(what)
-    end
+    if cmd.progress and cmd.progress.waiting then cmd.progress.waiting(what) end
     -- a retry's wait is told by on_retry below
     if opts.verbose and w.budget ~= "retry" then sys:say("waiting " .. what) end
   end
@@ -398,43 +248,70 @@ local function run(sys, argv)
       sys:say(format("%s; retry %d in %.1f s", why, r.attempt, r.wait))
     end
   end
+end
+
+-- The client for `cmd` over `conn`. Its libcurl transport waits in Lua (so
+-- that Ctrl-C acts during a request; their cancel_all, listed in
+-- cmd.transports, then abandons what is in flight), and cmd.observe sees
+-- every answer. --dry-run: a recorder
+-- stands in for the transport.
+local function make_client(sys, opts, cmd, conn, policy)
+  local recorder = opts.dry_run and commands.recorder() or nil
+  local client_opts = {
+    token = conn.token, base_url = conn.base_url, integrated_account_id = conn.account,
+    timeout = policy.timeout, max_retries = recorder and 0 or policy.retries, headers = policy.headers,
+    transport = recorder, rate_limit = policy.rate_limit,
+  }
+  reporters(sys, opts, cmd, client_opts)
+  cmd.transports = {}
+  if not recorder then
+    local sleep = sys.sleep or require("truto.core").sleep
+    client_opts.wrap_transport = function(t, kind)
+      if kind ~= "curl" then return t end
+      local wrapped = commands.interruptible(t, sleep, function(answer) if cmd.observe then cmd.observe(answer) end end)
+      cmd.transports[#cmd.transports + 1] = wrapped
+      return wrapped
+    end
+  end
   local ok, client = pcall(truto.new, client_opts)
   if not ok then
     local msg = misuse_message(client)
     if msg and msg:match("^base_url must use https://") then
-      sys:usage(from.base_url .. " must use https:// (http:// only for 127.0.0.1, ::1 or localhost)")
+      sys:usage(conn.from.base_url .. " must use https:// (http:// only for 127.0.0.1, ::1 or localhost)")
     end
-    sys:usage(msg and cli_words(msg, from) or tostring(client), topic)
+    sys:usage(msg and cli_words(msg, conn.from) or tostring(client), cmd.topic)
   end
-  M.from = from
+  return client, recorder
+end
+
+---------------------------------------------------------------------------
+-- Dispatch: the API command on its client.
+---------------------------------------------------------------------------
+
+-- delete asks first on the controlling terminal unless --yes; true to go on.
+local function delete_confirmed(sys, opts, cmd, conn)
+  if opts.yes then return true end
+  local tty = sys:terminal()
+  if not tty then sys:usage("--yes required when not running interactively (no terminal to ask)", cmd.topic) end
+  local acct = cmd.query.integrated_account_id or conn.account
+  local question = format("Delete %s %s of account %s?", cmd.resource, text.clean(cmd.id), text.clean(tostring(acct)))
+  if confirm(tty, question) then return true end
+  sys:say("not deleted")
+  return false
+end
+
+local function dispatch(sys, parsed, cmd, conn, client, recorder)
+  M.active = { client = client, cmd = cmd, transports = cmd.transports }
+  if recorder then return commands.dry_run(sys, client, recorder, cmd) end
+  if cmd.action == "delete" and not delete_confirmed(sys, parsed.opts, cmd, conn) then return EXIT_USAGE end
   -- -v: an answer Truto replayed for an Idempotency-Key it had seen is said so.
   local replayed = false
-  local function observe(answer)
-    replayed = tostring(answer.headers["idempotent-replayed"]):lower() == "true"
-  end
-  if not recorder then interruptible(sys, client, opts.verbose and observe) end
-
-  local cmd = {
-    action = action, model = model, resource = resource, id = id, query = query, body = body,
-    output = out_format, fields = fields, max_items = max_items, csv_safe = opts.csv_safe,
-    call_opts = opts.idempotency_key and { idempotency_key = opts.idempotency_key } or nil,
-  }
-  progress_of.cmd = cmd
-  M.active = { client = client, cmd = cmd }
-  if recorder then return commands.dry_run(sys, client, recorder, cmd) end
-
-  if action == "delete" and not opts.yes then
-    local tty = sys:terminal()
-    if not tty then sys:usage("--yes required when not running interactively (no terminal to ask)", topic) end
-    local acct = query.integrated_account_id or account
-    local question = format("Delete %s %s of account %s?", resource, text.clean(id), text.clean(tostring(acct)))
-    if not confirm(tty, question) then
-      sys:say("not deleted")
-      return EXIT_USAGE
+  if parsed.opts.verbose then
+    cmd.observe = function(answer)
+      replayed = tostring(answer.headers["idempotent-replayed"]):lower() == "true"
     end
   end
-
-  local runner = streamed and stream.run or action == "list" and commands.list or commands.single
+  local runner = cmd.streamed and stream.run or cmd.action == "list" and commands.list or commands.single
   local ran, result = pcall(runner, sys, client, cmd)
   if ran and replayed then
     sys:say("the answer is a replay (Idempotent-Replayed: true): Truto had already done this request "
@@ -444,8 +321,101 @@ local function run(sys, argv)
   if cmd.progress then cmd.progress.clear() end
   if truto.is_error(result) then return commands.report_error(sys, result) end
   local msg = misuse_message(result)
-  if msg then sys:usage(cli_words(msg, M.from or {}), topic) end
+  if msg then sys:usage(cli_words(msg, conn.from), cmd.topic) end
   error(result, 0)
+end
+
+-- RESOURCE [ACTION [ID|METHOD]] [options]: command, connection, client, dispatch.
+local function run_api(sys, parsed)
+  local cmd, policy = resolve_command(sys, parsed)
+  local conn = connection.resolve(sys, parsed.opts, cmd)
+  local client, recorder = make_client(sys, parsed.opts, cmd, conn, policy)
+  return dispatch(sys, parsed, cmd, conn, client, recorder)
+end
+
+---------------------------------------------------------------------------
+-- Commands: one registry, M.COMMANDS.
+---------------------------------------------------------------------------
+
+local function run_help(sys, positional)
+  local first, second = positional[1], positional[2]
+  local t
+  if first == nil then t = help.main
+  elseif help[first] and (first == "mock" or first == "completion" or args.ACTIONS[first]) then t = help[first]
+  elseif second and args.ACTIONS[second] then t = help[second]
+  elseif second == nil then t = help.resource(first)
+  else sys:usage(format("unknown action '%s'%s", second, args.did_you_mean(second, args.ACTIONS)), first) end
+  sys:write(t)
+  sys:flush()
+  return EXIT_OK
+end
+
+local function run_completion(sys, parsed)
+  check_applies(sys, parsed.seen, "completion", "completion")
+  local positional = parsed.positional
+  if #positional > 2 then sys:usage(format("unexpected argument '%s'", positional[3]), "completion") end
+  return commands.completion(sys, positional[2])
+end
+
+local function run_mock(sys, parsed)
+  check_applies(sys, parsed.seen, "mock", "mock")
+  if #parsed.positional > 1 then sys:usage("mock takes no arguments", "mock") end
+  return commands.mock(sys, parsed.opts)
+end
+
+-- A module that owns the words after its name: module.run(sys, words).
+local function module_command(name)
+  return function(sys, words) return require(name).run(sys, words) end
+end
+
+--- The commands besides the API's RESOURCE ACTION. An entry is either a
+-- module name whose run(sys, words) -> exit code gets the words after the
+-- command's name before any option is parsed (the module owns them; its
+-- `wanted(words)`, when it has one, may decline them), or a table
+-- { own = that, parsed = function(sys, { opts, positional, seen }) } for a
+-- command of the common options. One entry registers one:
+--   M.COMMANDS.webhook = "truto.cli.webhook"
+M.COMMANDS = {
+  webhook = "truto.cli.webhook",
+  sync = "truto.cli.sync",
+  mock = { own = "truto.cli.mock_change", parsed = run_mock },
+  completion = { parsed = run_completion },
+}
+
+-- The function that runs `argv` before option parsing, if a module owns it
+-- (`help NAME` is NAME --help for those).
+local function own_command(argv)
+  local name, words = argv[1], { table.unpack(argv, 2) }
+  if name == "help" and argv[2] and argv[3] == nil then name, words = argv[2], { "--help" } end
+  local entry = name and M.COMMANDS[name]
+  local module = type(entry) == "table" and entry.own or type(entry) == "string" and entry or nil
+  if not module then return nil end
+  local loaded = require(module)
+  if loaded.wanted and not loaded.wanted(words) then return nil end
+  return function(sys) return module_command(module)(sys, words) end
+end
+
+local function run(sys, argv)
+  local own = own_command(argv)
+  if own then return own(sys) end
+  local opts, positional, seen = args.parse(sys, argv)
+  if opts.version then
+    sys:write(format("%s %s\n", sys_mod.PROG, tostring(truto.VERSION)))
+    return EXIT_OK
+  end
+  if positional[1] == "help" then -- help [topic...], and --help anywhere
+    table.remove(positional, 1)
+    opts.help = true
+  end
+  if opts.help then return run_help(sys, positional) end
+  if positional[1] == nil then
+    sys.stderr:write(help.main:match("^(.-\n)\n"))
+    sys:usage("a resource is required, e.g. users, groups or organizations")
+  end
+  local entry = M.COMMANDS[positional[1]]
+  local parsed = { opts = opts, positional = positional, seen = seen }
+  if type(entry) == "table" and entry.parsed then return entry.parsed(sys, parsed) end
+  return run_api(sys, parsed)
 end
 
 local function interrupted(e)
@@ -456,7 +426,7 @@ end
 -- usage error, 3 network failure, 130 interrupted).
 function M.main(argv, sys)
   sys = sys or sys_mod.new()
-  M.active, M.transports = nil, nil
+  M.active = nil
   local ok, result = pcall(function()
     local code = run(sys, argv or {})
     sys:flush() -- the last write's error shows here (a full disk)
@@ -468,9 +438,7 @@ function M.main(argv, sys)
   if interrupted(result) then
     if active then
       if active.cmd.progress then pcall(active.cmd.progress.clear) end
-      for _, transport in pairs(M.transports and M.transports() or {}) do
-        if type(transport) == "table" and transport.cancel_all then pcall(transport.cancel_all) end
-      end
+      for _, transport in ipairs(active.transports or {}) do pcall(transport.cancel_all) end
       local resume = active.cmd.resume
       if resume and resume.cursor then
         pcall(sys.flush, sys)

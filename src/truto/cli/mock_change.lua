@@ -13,10 +13,9 @@ local format = string.format
 local CHANGE_FLAGS = { ["--create"] = "create", ["--update"] = "update", ["--delete"] = "delete" }
 
 --- Whether `lua-truto mock ...` asks for changes rather than a server.
-function M.wanted(argv)
-  if argv[1] ~= "mock" then return false end
-  for i = 2, #argv do
-    local name = argv[i]:match("^(%-%-[%a]+)")
+function M.wanted(words)
+  for i = 1, #words do
+    local name = words[i]:match("^(%-%-[%a]+)")
     if CHANGE_FLAGS[name] then return true end
   end
   return false
@@ -106,6 +105,11 @@ function M.main(sys, argv)
   end
   sys:flush()
   return sys_mod.EXIT_OK
+end
+
+--- `lua-truto mock WORDS...` (truto.cli's M.COMMANDS): main with the full argv.
+function M.run(sys, words)
+  return M.main(sys, { "mock", table.unpack(words) })
 end
 
 return M

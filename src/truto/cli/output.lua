@@ -1,7 +1,9 @@
---- Output formats: table, json, ndjson, csv. A list streams through a
--- writer ({ item, page_done, finish }); a single answer goes through
--- `single`. Everything shown on a terminal is cleaned of control characters
--- (every format; JSON by escaping them); a file or a pipe gets exact bytes.
+--- Output formats: the registry FORMATS (table, json, ndjson, csv), one
+-- entry per format. A list streams through the format's writer
+-- ({ item, page_done, finish }); a single answer goes through its `single`.
+-- -o's help, completion and error message are made from the registry.
+-- Everything shown on a terminal is cleaned of control characters (every
+-- format; JSON by escaping them); a file or a pipe gets exact bytes.
 local json = require "truto.cli.json"
 local text = require "truto.cli.text"
 local truto = require "truto"
@@ -10,7 +12,6 @@ local M = {}
 
 local concat = table.concat
 
-M.FORMATS = { table = true, json = true, ndjson = true, csv = true }
 
 -- Columns shown by `-o table` when --fields is not given.
 local TABLE_COLUMNS = {
@@ -153,111 +154,113 @@ local function table_line(row, widths, room)
   return (concat(parts, "  "):gsub("%s+$", "")) .. "\n"
 end
 
---- A list writer for `format`: item(item), page_done(), finish().
--- `o`: fields, resource, csv_safe.
-function M.list_writer(sys, format, o)
-  local fields = o.fields
+local function json_list(sys, o)
   local n = 0
-  if format == "json" then
-    return {
-      item = function(item)
-        sys:write(n == 0 and "[\n" or ",\n", item_json(sys, item, fields))
-        n = n + 1
-      end,
-      page_done = function() sys:flush() end,
-      finish = function() sys:write(n == 0 and "[]\n" or "\n]\n") end,
-    }
-  elseif format == "ndjson" then
-    return {
-      item = function(item) sys:write(item_json(sys, item, fields), "\n") end,
-      page_done = function() sys:flush() end,
-      finish = function() end,
-    }
-  end
+  return {
+    item = function(item)
+      sys:write(n == 0 and "[\n" or ",\n", item_json(sys, item, o.fields))
+      n = n + 1
+    end,
+    page_done = function() sys:flush() end,
+    finish = function() sys:write(n == 0 and "[]\n" or "\n]\n") end,
+  }
+end
 
-  -- csv and table: the first page fixes the columns, then rows stream.
-  local columns, pending = fields, {}
-  local emit_header, emit_row
-  if format == "csv" then
-    local tty = sys:is_tty(1)
-    emit_header = function() if #columns > 0 then sys:write(csv_row(columns, o.csv_safe, tty)) end end
-    emit_row = function(item)
-      local values = {}
-      for i, f in ipairs(columns) do values[i] = M.cell_text(sys, M.field_value(item, f)) end
-      if #columns > 0 then sys:write(csv_row(values, o.csv_safe, tty)) end
+local function ndjson_list(sys, o)
+  return {
+    item = function(item) sys:write(item_json(sys, item, o.fields), "\n") end,
+    page_done = function() sys:flush() end,
+    finish = function() end,
+  }
+end
+
+-- CSV's header and rows over st.columns (st: { columns, pending }).
+local function csv_emitters(sys, o, st)
+  local tty = sys:is_tty(1)
+  local function emit_row(item)
+    local values = {}
+    for i, f in ipairs(st.columns) do values[i] = M.cell_text(sys, M.field_value(item, f)) end
+    if #st.columns > 0 then sys:write(csv_row(values, o.csv_safe, tty)) end
+  end
+  local function emit_header()
+    if #st.columns > 0 then sys:write(csv_row(st.columns, o.csv_safe, tty)) end
+    for _, item in ipairs(st.pending) do emit_row(item) end
+  end
+  return emit_header, emit_row
+end
+
+-- The table's header and rows: widths from the header and the rows held
+-- so far (st.pending), narrowed to the terminal's width when it has one.
+local function table_emitters(sys, st)
+  local widths, room
+  local function cells(item)
+    local row = {}
+    for i, f in ipairs(st.columns) do row[i] = table_cell(sys, M.field_value(item, f)) end
+    return row
+  end
+  local function emit_header()
+    local head = {}
+    for i, f in ipairs(st.columns) do head[i] = text.clean(f:upper()) end
+    local rows = { head }
+    for i, item in ipairs(st.pending) do rows[i + 1] = cells(item) end
+    local columns_wide = sys:width()
+    widths = column_widths(rows, columns_wide, MAX_CELL)
+    room = MAX_CELL
+    if columns_wide then
+      room = columns_wide
+      for c = 1, #widths - 1 do room = room - widths[c] - 2 end
     end
-  else
-    local widths, room
-    local function cells(item)
-      local row = {}
-      for i, f in ipairs(columns) do row[i] = table_cell(sys, M.field_value(item, f)) end
-      return row
-    end
-    local function head()
-      local row = {}
-      for i, f in ipairs(columns) do row[i] = text.clean(f:upper()) end
-      return row
-    end
-    emit_header = function()
-      local rows = { head() }
-      for i, item in ipairs(pending) do rows[i + 1] = cells(item) end
-      local columns_wide = sys:width()
-      widths = column_widths(rows, columns_wide, MAX_CELL)
-      room = MAX_CELL
-      if columns_wide then
-        room = columns_wide
-        for c = 1, #widths - 1 do room = room - widths[c] - 2 end
+    for _, row in ipairs(rows) do sys:write(table_line(row, widths, room)) end
+  end
+  local function emit_row(item) sys:write(table_line(cells(item), widths, room)) end
+  return emit_header, emit_row
+end
+
+-- The columns when --fields gave none: the resource's usual ones that the
+-- held items have (table), or the scalar fields of the first page (csv).
+local function default_columns(sys, format, o, pending)
+  if format == "table" then
+    local columns = {}
+    for _, f in ipairs(TABLE_COLUMNS[o.resource] or { "id", "name" }) do
+      for _, item in ipairs(pending) do
+        if type(item) == "table" and item[f] ~= nil then columns[#columns + 1] = f break end
       end
-      sys:write(table_line(rows[1], widths, room))
-      for i = 2, #rows do sys:write(table_line(rows[i], widths, room)) end
-      pending = nil
     end
-    emit_row = function(item) sys:write(table_line(cells(item), widths, room)) end
+    if #columns == 0 then columns = M.scalar_fields({ pending[1] }) end
+    return columns
   end
+  local columns = M.scalar_fields(pending)
+  if #columns > 0 then sys:say("CSV columns are the fields of the first page; --fields A,B,... fixes them") end
+  return columns
+end
 
+-- csv and table: the first page fixes the columns, then rows stream.
+local function columns_list(sys, format, o)
+  local st = { columns = o.fields, pending = {} }
+  local emit_header, emit_row
+  if format == "csv" then emit_header, emit_row = csv_emitters(sys, o, st)
+  else emit_header, emit_row = table_emitters(sys, st) end
   local started = false
   local function start()
     if started then return end
     started = true
-    if not columns then
-      if format == "table" then
-        columns = {}
-        local first = pending[1]
-        for _, f in ipairs(TABLE_COLUMNS[o.resource] or { "id", "name" }) do
-          for _, item in ipairs(pending) do
-            if type(item) == "table" and item[f] ~= nil then columns[#columns + 1] = f break end
-          end
-        end
-        if #columns == 0 then columns = M.scalar_fields({ first }) end
-      else
-        columns = M.scalar_fields(pending)
-        if #columns > 0 then
-          sys:say("CSV columns are the fields of the first page; --fields A,B,... fixes them")
-        end
-      end
-    end
-    if format == "csv" then
-      emit_header()
-      for _, item in ipairs(pending) do emit_row(item) end
-      pending = nil
-    else
-      emit_header()
-    end
+    st.columns = st.columns or default_columns(sys, format, o, st.pending)
+    emit_header()
+    st.pending = nil
   end
-
   return {
     item = function(item)
-      if started then emit_row(item) else pending[#pending + 1] = item end
+      if started then emit_row(item) else st.pending[#st.pending + 1] = item end
     end,
     page_done = function()
-      if not started and #pending > 0 then start() end
+      if not started and #st.pending > 0 then start() end
       sys:flush()
     end,
     finish = function()
       if started then return end
-      if #pending > 0 then start() return end
+      if #st.pending > 0 then start() return end
       -- Nothing listed: a header when the columns are known.
-      if columns then
+      if st.columns then
         start()
       elseif format == "table" then
         sys:write("no ", text.clean(o.resource or "items"), "\n")
@@ -266,37 +269,90 @@ function M.list_writer(sys, format, o)
   }
 end
 
+local function json_single(sys, value, o)
+  sys:write(item_json(sys, value, o.fields), "\n")
+end
+
+local function csv_single(sys, value, o)
+  local fields = o.fields
+  local header = fields or M.scalar_fields({ value })
+  if #header == 0 and type(value) == "table" then -- e.g. { result = {...} }: every key
+    for k in pairs(value) do header[#header + 1] = tostring(k) end
+    table.sort(header)
+  end
+  local values = {}
+  for i, f in ipairs(header) do values[i] = M.cell_text(sys, M.field_value(value, f)) end
+  local tty = sys:is_tty(1)
+  if #header > 0 then sys:write(csv_row(header, o.csv_safe, tty), csv_row(values, o.csv_safe, tty)) end
+end
+
+local function table_single(sys, value, o)
+  local fields = o.fields
+  if type(value) ~= "table" then
+    sys:write(table_cell(sys, value), "\n")
+    return
+  end
+  local keys = fields
+  if not keys then
+    keys = {}
+    for k in pairs(value) do keys[#keys + 1] = tostring(k) end
+    table.sort(keys)
+  end
+  local rows = {}
+  for i, k in ipairs(keys) do rows[i] = { text.clean(k), table_cell(sys, M.field_value(value, k)) } end
+  local widths = column_widths(rows, sys:width(), math.huge)
+  for _, row in ipairs(rows) do sys:write(table_line(row, widths)) end
+end
+
+--- The output formats, in the order help lists them; FORMATS[name] is the
+-- entry. A format is { name, help (for `lua-truto list --help`), list =
+-- function(sys, o) -> writer, single = function(sys, value, o) }.
+M.FORMATS = {
+  { name = "table", help = "aligned columns sized from the first page, rows\n"
+      .. "written as pages arrive (default on a terminal)",
+    list = function(sys, o) return columns_list(sys, "table", o) end, single = table_single },
+  { name = "json", help = "one JSON array, one item per line (default otherwise)",
+    list = json_list, single = json_single },
+  { name = "ndjson", help = "one JSON object per line, written as pages arrive",
+    list = ndjson_list, single = json_single },
+  { name = "csv", help = "RFC 4180 (CRLF), header from --fields, else from the\n"
+      .. "scalar fields of the first page (id first, then by name)",
+    list = function(sys, o) return columns_list(sys, "csv", o) end, single = csv_single },
+}
+for _, f in ipairs(M.FORMATS) do M.FORMATS[f.name] = f end
+
+--- The names of the formats, in order.
+function M.format_names()
+  local names = {}
+  for i, f in ipairs(M.FORMATS) do names[i] = f.name end
+  return names
+end
+
+--- "table, json, ndjson or csv" (`last`: the word before the last name).
+function M.format_list(last)
+  local names = M.format_names()
+  if #names == 1 then return names[1] end
+  return concat(names, ", ", 1, #names - 1) .. " " .. (last or "or") .. " " .. names[#names]
+end
+
+--- -o's lines in `lua-truto list --help`: NAME: HELP, indented by `indent`.
+function M.format_help(indent)
+  local lines = {}
+  for _, f in ipairs(M.FORMATS) do
+    lines[#lines + 1] = (f.name .. ": " .. f.help):gsub("\n", "\n" .. indent)
+  end
+  return concat(lines, "\n" .. indent)
+end
+
+--- A list writer for `format`: item(item), page_done(), finish().
+-- `o`: fields, resource, csv_safe.
+function M.list_writer(sys, format, o)
+  return M.FORMATS[format].list(sys, o)
+end
+
 --- One object (get, create, update, delete, call).
 function M.single(sys, format, value, o)
-  local fields = o.fields
-  if format == "json" or format == "ndjson" then
-    sys:write(item_json(sys, value, fields), "\n")
-  elseif format == "csv" then
-    local header = fields or M.scalar_fields({ value })
-    if #header == 0 and type(value) == "table" then -- e.g. { result = {...} }: every key
-      for k in pairs(value) do header[#header + 1] = tostring(k) end
-      table.sort(header)
-    end
-    local values = {}
-    for i, f in ipairs(header) do values[i] = M.cell_text(sys, M.field_value(value, f)) end
-    local tty = sys:is_tty(1)
-    if #header > 0 then sys:write(csv_row(header, o.csv_safe, tty), csv_row(values, o.csv_safe, tty)) end
-  else
-    if type(value) ~= "table" then
-      sys:write(table_cell(sys, value), "\n")
-      return
-    end
-    local keys = fields
-    if not keys then
-      keys = {}
-      for k in pairs(value) do keys[#keys + 1] = tostring(k) end
-      table.sort(keys)
-    end
-    local rows = {}
-    for i, k in ipairs(keys) do rows[i] = { text.clean(k), table_cell(sys, M.field_value(value, k)) } end
-    local widths = column_widths(rows, sys:width(), math.huge)
-    for _, row in ipairs(rows) do sys:write(table_line(row, widths)) end
-  end
+  return M.FORMATS[format].single(sys, value, o)
 end
 
 return M

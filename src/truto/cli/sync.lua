@@ -228,4 +228,9 @@ function M.main(sys, argv)
   return run_sync(sys, client, counter, resource, accounts, opts, fmt)
 end
 
+--- `lua-truto sync WORDS...` (truto.cli's M.COMMANDS): main with the full argv.
+function M.run(sys, words)
+  return M.main(sys, { "sync", table.unpack(words) })
+end
+
 return M

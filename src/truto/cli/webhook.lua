@@ -270,4 +270,9 @@ function M.mock_arguments(sys, opts)
   return " --webhook " .. sys_mod.quote(opts.webhook) .. " --webhook-secret " .. sys_mod.quote(opts.webhook_secret)
 end
 
+--- `lua-truto webhook WORDS...` (truto.cli's M.COMMANDS): main with the full argv.
+function M.run(sys, words)
+  return M.main(sys, { "webhook", table.unpack(words) })
+end
+
 return M
