@@ -49,6 +49,7 @@ local ORG_UPDATE = { id = 1, body = 2, params = 3, opts = 4 }
 --   `on_wait`, `sleep`, `debug` (a function given each request and answer line),
 --   `prefetch` (true), `concurrency` (8), `rate_limit`, `deadline` (seconds for
 --   a whole call), `on_request` and `on_response` (hooks of every attempt),
+--   `wrap_transport` (a function given each transport the client makes),
 --   `transport` ("curl" | "ngx"; default: picked per call), and for the nginx transport
 --   `pool_size`, `keepalive_timeout`, `backlog`, `send_timeout`, `read_timeout`.
 -- @treturn client

@@ -66,7 +66,8 @@ Options:
                           profile, then https://api.truto.one); http:// only
                           for 127.0.0.1, ::1 and localhost
       --timeout SECONDS   per-request timeout (default 30)
-      --retries N         retries of 429/5xx answers and network failures
+      --retries N         retries of 429, 500, 502 and 504 answers and network
+                          failures (503 never: a blocked account)
       --rate N/S          at most N requests in any S seconds (default: paced
                           by the server's ratelimit-* headers, no fixed cap)
   -v, --verbose           tell each retry and each wait on stderr
