@@ -150,6 +150,25 @@ static int from_marker(lua_State *L, const walk *w)
     return 1;
 }
 
+/* Gives the table at t (of n elements) the array metatable; an array whose one
+ * element is the empty-array marker becomes the empty array it stood for.
+ * Returns 1 when it was that marker (nothing left to walk). */
+static int mark_array(lua_State *L, const walk *w, int t, size_t n)
+{
+    lua_pushvalue(L, w->mt);
+    lua_setmetatable(L, t);
+    if (n != 1 || !w->marker)
+        return 0;
+    lua_rawgeti(L, t, 1);
+    int empty = lua_type(L, -1) == LUA_TSTRING && is_marker(L, w, 'a');
+    lua_pop(L, 1);
+    if (empty) {
+        lua_pushnil(L);
+        lua_rawseti(L, t, 1);
+    }
+    return empty;
+}
+
 static int visit(lua_State *L, const walk *w, int depth);
 
 static void walk_table(lua_State *L, const walk *w, int depth)
@@ -161,20 +180,8 @@ static void walk_table(lua_State *L, const walk *w, int depth)
     size_t n = (size_t)lua_rawlen(L, t);
     if (n > 0) {
         /* 2.1.0 gives objects string keys only: a table with t[1] is an array */
-        if (w->mark_arrays) {
-            lua_pushvalue(L, w->mt);
-            lua_setmetatable(L, t);
-            if (n == 1 && w->marker) {
-                lua_rawgeti(L, t, 1);
-                int empty = lua_type(L, -1) == LUA_TSTRING && is_marker(L, w, 'a');
-                lua_pop(L, 1);
-                if (empty) {
-                    lua_pushnil(L);
-                    lua_rawseti(L, t, 1);
-                    return;
-                }
-            }
-        }
+        if (w->mark_arrays && mark_array(L, w, t, n))
+            return;
         for (size_t i = 1; i <= n; i++) {
             lua_rawgeti(L, t, (lua_Integer)i);
             if (visit(L, w, depth))
@@ -240,18 +247,8 @@ static void walk_array_node(lua_State *L, const walk *w, const tj_node *nd, int 
 {
     int t = lua_gettop(L);
     size_t n = (size_t)lua_rawlen(L, t);
-    lua_pushvalue(L, w->mt);
-    lua_setmetatable(L, t);
-    if (n == 1 && w->marker) {
-        lua_rawgeti(L, t, 1);
-        int empty = lua_type(L, -1) == LUA_TSTRING && is_marker(L, w, 'a');
-        lua_pop(L, 1);
-        if (empty) {
-            lua_pushnil(L);
-            lua_rawseti(L, t, 1);
-            return;
-        }
-    }
+    if (mark_array(L, w, t, n))
+        return;
     for (int k = nd->first; k >= 0; k = w->plan->list[k].next) {
         const tj_entry *e = &w->plan->list[k];
         if (e->index < 1 || e->index > n)
