@@ -80,7 +80,7 @@ function M.threads()
 end
 
 -- The limiter alone, without a client or a transport: n acquires on a limiter of the key
--- "spec-key", each start as ngx.now() once acquire returns, one per line. With debug=1, the
+-- "spec-key", each start as the time the limiter reserved it, one per line. With debug=1, the
 -- debug lines come first, each as "debug: <line>".
 function M.acquire()
   local rate = require "truto.rate"
@@ -92,8 +92,11 @@ function M.acquire()
   end
   local out = {}
   for i = 1, tonumber(ngx.var.arg_n) do
-    limiter:acquire(nil, hooks)
-    out[i] = string.format("%.6f", hooks.now())
+    -- the time the limiter reserved (the call's start plus its wait), not when this worker woke:
+    -- a worker delayed on a loaded machine would record a late time and make windows overlap
+    local t0 = hooks.now()
+    local waited = limiter:acquire(nil, hooks)
+    out[i] = string.format("%.6f", t0 + waited)
   end
   limiter:close()
   ngx.say(limiter.where, "\n", table.concat(lines, "\n"), #lines > 0 and "\n" or "", table.concat(out, "\n"))
