@@ -310,7 +310,7 @@ static int scan_and_decode(lua_State *L, const char *s, size_t len, const tj_opt
         sc->marker_len = absent_marker((const unsigned char *)s, len, marker);
         tbuf_reset(&text);
         if (sc->plan)
-            tj_plan_free(sc->plan), tj_plan_init(sc->plan, s, sc->plan->numbers);
+            tj_plan_free(sc->plan), tj_plan_init(sc->plan, s, len, sc->plan->numbers);
         *edits = sc->marker_len ? tj_scan_text(s, len, sc, &text) > 0 : 0;
         if (!sc->marker_len)
             text.oom = 1;
@@ -347,7 +347,7 @@ int tjc_decode(lua_State *L, const char *s, size_t len, const tj_opts *o, const 
 {
     unsigned char marker[MAX_MARKER] = {0xFF};
     tj_plan plan;
-    tj_plan_init(&plan, s, !caps->integers);
+    tj_plan_init(&plan, s, len, !caps->integers);
     tj_scan sc;
     memset(&sc, 0, sizeof sc);
     sc.big_strings = o->big_strings;
