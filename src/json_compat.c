@@ -33,6 +33,7 @@
 #include <string.h>
 
 #define MAX_MARKER 16
+#define KEY_SLOTS 64 /* object keys of the plan kept as Lua strings during one fix-up */
 
 static const unsigned char odd_bytes[] = {0xC0, 0xC1, 0xF5, 0xF6, 0xF7, 0xF8, 0xF9,
                                           0xFA, 0xFB, 0xFC, 0xFD, 0xFE, 0xFF};
@@ -93,6 +94,11 @@ typedef struct {
     int mt;              /* stack index of the array metatable */
     int boxes;           /* integer markers -> truto.int64 (no integer type) */
     const tj_plan *plan; /* where the scan found work, or NULL: visit every value */
+    int keys;            /* stack index of the first of KEY_SLOTS slots: object keys
+                            already made, so each is made once per text */
+    struct {
+        size_t at, len; /* where the key in the slot is in the text (len 0: none) */
+    } key[KEY_SLOTS];
 } walk;
 
 static int is_marker(lua_State *L, const walk *w, char kind)
@@ -222,11 +228,11 @@ static int visit(lua_State *L, const walk *w, int depth)
 
 /* ---- the fix-up where the plan says ----------------------------------- */
 
-static void walk_node(lua_State *L, const walk *w, int node, int depth);
+static void walk_node(lua_State *L, walk *w, int node, int depth);
 
 /* Whether the table on top has the shape of the plan's node (2.1.0 gives
  * objects string keys only: a table with t[1] is an array). */
-static int fits_node(lua_State *L, const walk *w, int node)
+static int fits_node(lua_State *L, walk *w, int node)
 {
     if (node < 0 || (size_t)node >= w->plan->n_nodes || lua_type(L, -1) != LUA_TTABLE)
         return 0;
@@ -234,7 +240,7 @@ static int fits_node(lua_State *L, const walk *w, int node)
 }
 
 /* Fixes the value on top as its entry says; returns 1 when it was replaced. */
-static int fix_entry(lua_State *L, const walk *w, const tj_entry *e, int depth)
+static int fix_entry(lua_State *L, walk *w, const tj_entry *e, int depth)
 {
     if (e->node >= 0 && fits_node(L, w, e->node)) {
         walk_node(L, w, e->node, depth + 1);
@@ -243,7 +249,7 @@ static int fix_entry(lua_State *L, const walk *w, const tj_entry *e, int depth)
     return visit(L, w, depth); /* a scalar, or not what the plan expected */
 }
 
-static void walk_array_node(lua_State *L, const walk *w, const tj_node *nd, int depth)
+static void walk_array_node(lua_State *L, walk *w, const tj_node *nd, int depth)
 {
     int t = lua_gettop(L);
     size_t n = (size_t)lua_rawlen(L, t);
@@ -261,14 +267,36 @@ static void walk_array_node(lua_State *L, const walk *w, const tj_node *nd, int 
     }
 }
 
-static void walk_object_node(lua_State *L, const walk *w, const tj_node *nd, int depth)
+/* Pushes the key of the object entry e. The same few keys come back in
+ * every item of a page: each is made a Lua string once, then copied. */
+static void push_key(lua_State *L, walk *w, const tj_entry *e)
+{
+    const char *k = (const char *)w->plan->text + e->key;
+    size_t n = e->key_len;
+    unsigned h = n ? ((unsigned)n * 31u + (unsigned char)k[0] * 7u + (unsigned char)k[n - 1]) % KEY_SLOTS
+                   : 0;
+    if (w->key[h].len == n && n > 0 &&
+        memcmp((const char *)w->plan->text + w->key[h].at, k, n) == 0) {
+        lua_pushvalue(L, w->keys + (int)h);
+        return;
+    }
+    lua_pushlstring(L, k, n);
+    if (n > 0) {
+        lua_pushvalue(L, -1);
+        lua_replace(L, w->keys + (int)h);
+        w->key[h].at = e->key;
+        w->key[h].len = n;
+    }
+}
+
+static void walk_object_node(lua_State *L, walk *w, const tj_node *nd, int depth)
 {
     int t = lua_gettop(L);
     for (int k = nd->first; k >= 0; k = w->plan->list[k].next) {
         const tj_entry *e = &w->plan->list[k];
         if (e->node == TJ_PLAN_DEAD)
             continue;
-        lua_pushlstring(L, (const char *)w->plan->text + e->key, e->key_len);
+        push_key(L, w, e);
         lua_pushvalue(L, -1);
         lua_rawget(L, t); /* key value */
         if (fix_entry(L, w, e, depth))
@@ -279,7 +307,7 @@ static void walk_object_node(lua_State *L, const walk *w, const tj_node *nd, int
 }
 
 /* Fixes the table on top (of the node's shape) where the plan says. */
-static void walk_node(lua_State *L, const walk *w, int node, int depth)
+static void walk_node(lua_State *L, walk *w, int node, int depth)
 {
     const tj_node *nd = &w->plan->nodes[node];
     if (depth > 1000)
@@ -333,14 +361,20 @@ static int scan_and_decode(lua_State *L, const char *s, size_t len, const tj_opt
 /* The fix-ups of the decoded value on top. */
 static void fix_up(lua_State *L, walk *w)
 {
+    int v = lua_gettop(L);
+    luaL_checkstack(L, KEY_SLOTS + 8, "JSON nested too deeply");
     luaL_getmetatable(L, TRUTO_ARRAY_MT);
-    lua_insert(L, -2); /* mt value */
-    w->mt = lua_gettop(L) - 1;
+    w->mt = v + 1;
+    w->keys = v + 2;
+    lua_settop(L, v + 1 + KEY_SLOTS);
+    for (int k = 0; k < KEY_SLOTS; k++)
+        w->key[k].len = 0;
+    lua_pushvalue(L, v);
     if (w->plan && fits_node(L, w, 0))
         walk_node(L, w, 0, 1);
-    else
-        visit(L, w, 0);
-    lua_remove(L, w->mt);
+    else if (visit(L, w, 0))
+        lua_replace(L, v); /* the document itself was a number or a marker */
+    lua_settop(L, v);
 }
 
 int tjc_decode(lua_State *L, const char *s, size_t len, const tj_opts *o, const tj_caps *caps)

@@ -25,12 +25,17 @@ void tj_plan_free(tj_plan *p)
     p->list = NULL;
 }
 
+/* The first allocation of nodes or entries: one per `bytes` of the text
+ * (about what a page of a listing has), so a page grows them once at
+ * most instead of by doubling from a few. */
+#define FIRST(p, bytes) ((p)->text_len / (bytes) + 16)
+
 /* Room for one more of n items of size sz in *v (capacity *cap); 0 when out of memory. */
-static int grow(void **v, size_t *cap, size_t n, size_t sz)
+static int grow(void **v, size_t *cap, size_t n, size_t sz, size_t first)
 {
     if (n < *cap)
         return 1;
-    size_t want = *cap ? *cap * 2 : 64;
+    size_t want = *cap ? *cap * 2 : first;
     void *nv = realloc(*v, want * sz);
     if (!nv)
         return 0;
@@ -94,7 +99,7 @@ static void add_entry(tj_plan *p, tj_node *parent, const tj_entry *e, int escape
         }
         kill_same_key(p, parent, e);
     }
-    if (!grow((void **)&p->list, &p->cap_list, p->n_list, sizeof *p->list)) {
+    if (!grow((void **)&p->list, &p->cap_list, p->n_list, sizeof *p->list, FIRST(p, 64))) {
         p->broken = 1;
         return;
     }
@@ -123,7 +128,7 @@ void tj_plan_scalar(tj_plan *p)
 void tj_plan_open(tj_plan *p, char kind)
 {
     if (p->depth >= TJ_SCAN_DEPTH || p->n_nodes >= (size_t)0x7fffffff ||
-        !grow((void **)&p->nodes, &p->cap_nodes, p->n_nodes, sizeof *p->nodes)) {
+        !grow((void **)&p->nodes, &p->cap_nodes, p->n_nodes, sizeof *p->nodes, FIRST(p, 48))) {
         p->broken = 1;
         p->depth++;
         return;

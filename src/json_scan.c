@@ -303,6 +303,39 @@ static int scan_literal(scanner *z)
     return 1;
 }
 
+/* From the key at i (its quote) in an object, while the text is compact
+ * `"key":"string",`: the members whose values are strings, the most of
+ * every object, without going through the token loop (values are not
+ * counted: only when max_values is not asked for). Returns where the token
+ * loop goes on, with j->expect set for it. */
+static inline size_t scan_members(scanner *z, size_t i)
+{
+    const unsigned char *s = z->s;
+    const size_t len = z->len;
+    for (;;) {
+        if (z->plan)
+            tj_plan_key(z->plan, i + 1);
+        i = skip_string(s, i, len) + 1;
+        if (i >= len || s[i] != ':') {
+            z->j.expect = 0;
+            return i;
+        }
+        if (++i >= len || s[i] != '"') {
+            z->j.expect = 'v';
+            return i;
+        }
+        i = skip_string(s, i, len) + 1;
+        if (i >= len || s[i] != ',') {
+            z->j.expect = 0;
+            return i;
+        }
+        if (++i >= len || s[i] != '"') {
+            z->j.expect = 'k';
+            return i;
+        }
+    }
+}
+
 /* The loop over the tokens. Strings and the structural bytes are most of
  * every text and are handled here; numbers, literals and the rewrites in
  * the functions above. */
@@ -321,6 +354,9 @@ static void scan_tokens(scanner *z)
             if (j->expect == 'v') {
                 if (counting && !count_value(z))
                     return;
+            } else if (j->expect == 'k' && !counting) {
+                z->i = scan_members(z, z->i);
+                break;
             } else if (plan && j->depth > 0) {
                 tj_plan_key(plan, z->i + 1);
             }
