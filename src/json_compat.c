@@ -273,8 +273,9 @@ static void push_key(lua_State *L, walk *w, const tj_entry *e)
 {
     const char *k = (const char *)w->plan->text + e->key;
     size_t n = e->key_len;
-    unsigned h = n ? ((unsigned)n * 31u + (unsigned char)k[0] * 7u + (unsigned char)k[n - 1]) % KEY_SLOTS
-                   : 0;
+    unsigned h =
+        n ? ((unsigned)n * 31u + (unsigned char)k[0] * 7u + (unsigned char)k[n - 1]) % KEY_SLOTS
+          : 0;
     if (w->key[h].len == n && n > 0 &&
         memcmp((const char *)w->plan->text + w->key[h].at, k, n) == 0) {
         lua_pushvalue(L, w->keys + (int)h);
