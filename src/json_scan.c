@@ -229,11 +229,12 @@ static void note_edit(scanner *z)
  * closing quote (or len). */
 static inline size_t skip_string(const unsigned char *s, size_t i, size_t len)
 {
-    for (i++; i < len; i++) {
+    i++;
+    while (i < len) {
         i = skip_plain(s, i, len);
         if (i >= len || s[i] == '"')
             break;
-        i++; /* a backslash: the byte after it is escaped */
+        i += 2; /* a backslash and the byte it escapes */
     }
     return i < len ? i : len;
 }
