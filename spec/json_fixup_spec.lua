@@ -20,6 +20,13 @@ describe("decoding fix-ups where the scan found work", function()
     assert.equal(5, v.c.x)
     int(v.d)
     assert.equal(7, v.d)
+    -- keys of one length and first byte: told apart byte by byte
+    local w = assert(core.decode('{"xa":[1],"xb":5.0,"xa":"s","xc":{"n":[2]},"xb":7}'))
+    assert.equal("s", w.xa)
+    int(w.xb)
+    assert.equal(7, w.xb)
+    assert.is_true(is_array(w.xc.n))
+    int(w.xc.n[1])
   end)
 
   it("an earlier array under a key whose last value is a string or an object of strings", function()

@@ -312,8 +312,9 @@ static void walk_node(lua_State *L, walk *w, int node, int depth)
 {
     const tj_node *nd = &w->plan->nodes[node];
     if (depth > 1000)
-        return; /* cjson refuses deeper documents anyway */
-    luaL_checkstack(L, 6, "JSON nested too deeply");
+        return;          /* cjson refuses deeper documents anyway */
+    if (depth % 16 == 0) /* room for 16 levels at a time (fix_up made it for the first) */
+        luaL_checkstack(L, 6 * 16, "JSON nested too deeply");
     if (nd->full)
         walk_table(L, w, depth);
     else if (nd->kind == '[')
@@ -363,7 +364,7 @@ static int scan_and_decode(lua_State *L, const char *s, size_t len, const tj_opt
 static void fix_up(lua_State *L, walk *w)
 {
     int v = lua_gettop(L);
-    luaL_checkstack(L, KEY_SLOTS + 8, "JSON nested too deeply");
+    luaL_checkstack(L, KEY_SLOTS + 8 + 6 * 16, "JSON nested too deeply");
     luaL_getmetatable(L, TRUTO_ARRAY_MT);
     w->mt = v + 1;
     w->keys = v + 2;

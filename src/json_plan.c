@@ -97,7 +97,12 @@ static void add_entry(tj_plan *p, tj_node *parent, const tj_entry *e, int escape
             parent->full = 1;
             return;
         }
-        kill_same_key(p, parent, e);
+        /* one bit per (length, first byte): most keys cannot have come before */
+        const unsigned char *k = p->text + e->key;
+        unsigned bit = 1u << ((e->key_len * 7u + (e->key_len ? k[0] : 0u)) % 32u);
+        if (parent->keys_seen & bit)
+            kill_same_key(p, parent, e);
+        parent->keys_seen |= bit;
     }
     if (!grow((void **)&p->list, &p->cap_list, p->n_list, sizeof *p->list, FIRST(p, 64))) {
         p->broken = 1;
@@ -139,6 +144,7 @@ void tj_plan_open(tj_plan *p, char kind)
     n->entries = 0;
     n->kind = kind;
     n->full = 0;
+    n->keys_seen = 0;
     if (p->depth > 0)
         slot_here(p, &n->slot);
     n->slot.node = at;

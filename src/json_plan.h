@@ -38,11 +38,12 @@ typedef struct {
 } tj_entry;
 
 typedef struct {
-    int first, last;  /* its entries, -1 when none */
-    unsigned entries; /* how many */
-    char kind;        /* '[' or '{' */
-    char full;        /* walk it whole */
-    tj_entry slot;    /* where it is in its parent (node: itself; key_len
+    int first, last;    /* its entries, -1 when none */
+    unsigned entries;   /* how many */
+    char kind;          /* '[' or '{' */
+    char full;          /* walk it whole */
+    unsigned keys_seen; /* a bit per (key length, first byte) of its entries */
+    tj_entry slot;      /* where it is in its parent (node: itself; key_len
                          found when it closes needing work) */
 } tj_node;
 
