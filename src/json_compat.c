@@ -7,16 +7,16 @@
  *   []                               -> ["<P>a"]        (an empty array)
  *   integer literal in (2^53, 2^63)  -> "<P>i<digits>"  (exact integer)
  *   1.0, 2e3 (integral, in int64)    -> "<P>f<literal>" (stays a float)
- * and after decoding one walk puts the array metatable on every array,
- * turns integral floats into integers (Lua 5.3+) and markers back into
- * what they stand for.
+ * and after decoding the fix-ups, where the scan's plan says (json_plan.h),
+ * put the array metatable on every array, turn integral floats into
+ * integers (Lua 5.3+) and markers back into what they stand for.
  *
  * Why a marker cannot be forged. P is made only of bytes that no \u
  * escape can produce (0xC0, 0xC1, 0xF5-0xFF never occur in UTF-8, and
  * cjson writes escapes as UTF-8), so such a byte in a decoded string comes
  * from the same raw byte in the text, with the bytes next to it. P is
  * chosen per decode as a string of those bytes that does not occur in the
- * text at all: 0xFF alone unless the text has one of them inside a string
+ * text at all: 0xFF alone unless the text has one of them anywhere
  * (invalid UTF-8 already), else the shortest absent one. So no string the
  * server sent contains P, and every decoded string that starts with P is
  * ours: a collision is impossible, not unlikely.
