@@ -94,6 +94,7 @@ typedef struct {
     int mt;              /* stack index of the array metatable */
     int boxes;           /* integer markers -> truto.int64 (no integer type) */
     const tj_plan *plan; /* where the scan found work, or NULL: visit every value */
+    size_t len;          /* the length of the table fits_node looked at last */
     int keys;            /* stack index of the first of KEY_SLOTS slots: object keys
                             already made, so each is made once per text */
     struct {
@@ -236,7 +237,8 @@ static int fits_node(lua_State *L, walk *w, int node)
 {
     if (node < 0 || (size_t)node >= w->plan->n_nodes || lua_type(L, -1) != LUA_TTABLE)
         return 0;
-    return (w->plan->nodes[node].kind == '[') == (lua_rawlen(L, -1) > 0);
+    w->len = (size_t)lua_rawlen(L, -1);
+    return (w->plan->nodes[node].kind == '[') == (w->len > 0);
 }
 
 /* Fixes the value on top as its entry says; returns 1 when it was replaced. */
@@ -252,7 +254,7 @@ static int fix_entry(lua_State *L, walk *w, const tj_entry *e, int depth)
 static void walk_array_node(lua_State *L, walk *w, const tj_node *nd, int depth)
 {
     int t = lua_gettop(L);
-    size_t n = (size_t)lua_rawlen(L, t);
+    size_t n = w->len; /* fits_node's, just before */
     if (mark_array(L, w, t, n))
         return;
     for (int k = nd->first; k >= 0; k = w->plan->list[k].next) {
@@ -297,13 +299,22 @@ static void walk_object_node(lua_State *L, walk *w, const tj_node *nd, int depth
         const tj_entry *e = &w->plan->list[k];
         if (e->node == TJ_PLAN_DEAD)
             continue;
+        /* a container is changed in place: its key is needed once, unless
+         * the plan was wrong about it and it was a number after all */
+        int scalar = e->node < 0;
         push_key(L, w, e);
-        lua_pushvalue(L, -1);
-        lua_rawget(L, t); /* key value */
-        if (fix_entry(L, w, e, depth))
+        if (scalar)
+            lua_pushvalue(L, -1);
+        lua_rawget(L, t); /* [key] value */
+        if (fix_entry(L, w, e, depth)) {
+            if (!scalar) {
+                push_key(L, w, e);
+                lua_insert(L, -2);
+            }
             lua_rawset(L, t);
-        else
-            lua_pop(L, 2);
+        } else {
+            lua_pop(L, scalar ? 2 : 1);
+        }
     }
 }
 
