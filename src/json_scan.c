@@ -74,8 +74,8 @@ static int is_number_char(unsigned char c)
 typedef struct {
     char open[TJ_SCAN_DEPTH]; /* '[' or '{' for each enclosing container */
     size_t depth;
-    char cur;    /* the innermost container's '[' or '{'; 0 at the top or too deep to follow */
-    char expect; /* the next token is 'v' a value, 'k' an object key, or 0 neither */
+    int cur;    /* the innermost container's '[' or '{'; 0 at the top or too deep to follow */
+    int expect; /* the next token is 'v' a value, 'k' an object key, or 0 neither */
 } jscan;
 
 static inline void open_container(jscan *j, char c)
