@@ -6,6 +6,8 @@
 --   LUA_PATH="build-luajit/?.lua;./?.lua;;" LUA_CPATH="build-luajit/?.so;;" luajit bench/decode_page.lua [N]
 --
 -- Prints milliseconds per page (the least of 5 rounds of N pages each, default 300) and the ratio.
+-- With a second argument, `cjson` or `core`, decodes the page N times with that one only and
+-- prints nothing: for counting instructions (bench/decode_cost.sh runs it under callgrind).
 local cjson = require "cjson"
 local core = require "truto.core"
 local fixtures = require "spec.mock.truto_mock.fixtures"
@@ -30,6 +32,11 @@ local peers = {
   { "cjson.decode", function() return cjson.decode(page) end },
   { "core.read_response", function() return core.read_response(200, headers, page, "GET", "http://x/u", opts) end },
 }
+if arg[2] then
+  local f = assert(arg[2] == "cjson" and peers[1][2] or arg[2] == "core" and peers[2][2], "cjson or core")
+  for _ = 1, n do f() end
+  return
+end
 local best = {}
 for _ = 1, 5 do
   for _, p in ipairs(peers) do

@@ -7,16 +7,16 @@
  *   []                               -> ["<P>a"]        (an empty array)
  *   integer literal in (2^53, 2^63)  -> "<P>i<digits>"  (exact integer)
  *   1.0, 2e3 (integral, in int64)    -> "<P>f<literal>" (stays a float)
- * and after decoding one walk puts the array metatable on every array,
- * turns integral floats into integers (Lua 5.3+) and markers back into
- * what they stand for.
+ * and after decoding the fix-ups, where the scan's plan says (json_plan.h),
+ * put the array metatable on every array, turn integral floats into
+ * integers (Lua 5.3+) and markers back into what they stand for.
  *
  * Why a marker cannot be forged. P is made only of bytes that no \u
  * escape can produce (0xC0, 0xC1, 0xF5-0xFF never occur in UTF-8, and
  * cjson writes escapes as UTF-8), so such a byte in a decoded string comes
  * from the same raw byte in the text, with the bytes next to it. P is
  * chosen per decode as a string of those bytes that does not occur in the
- * text at all: 0xFF alone unless the text has one of them inside a string
+ * text at all: 0xFF alone unless the text has one of them anywhere
  * (invalid UTF-8 already), else the shortest absent one. So no string the
  * server sent contains P, and every decoded string that starts with P is
  * ours: a collision is impossible, not unlikely.
@@ -33,6 +33,7 @@
 #include <string.h>
 
 #define MAX_MARKER 16
+#define KEY_SLOTS 64 /* object keys of the plan kept as Lua strings during one fix-up */
 
 static const unsigned char odd_bytes[] = {0xC0, 0xC1, 0xF5, 0xF6, 0xF7, 0xF8, 0xF9,
                                           0xFA, 0xFB, 0xFC, 0xFD, 0xFE, 0xFF};
@@ -93,6 +94,12 @@ typedef struct {
     int mt;              /* stack index of the array metatable */
     int boxes;           /* integer markers -> truto.int64 (no integer type) */
     const tj_plan *plan; /* where the scan found work, or NULL: visit every value */
+    size_t len;          /* the length of the table fits_node looked at last */
+    int keys;            /* stack index of the first of KEY_SLOTS slots: object keys
+                            already made, so each is made once per text */
+    struct {
+        size_t at, len; /* where the key in the slot is in the text (len 0: none) */
+    } key[KEY_SLOTS];
 } walk;
 
 static int is_marker(lua_State *L, const walk *w, char kind)
@@ -222,19 +229,20 @@ static int visit(lua_State *L, const walk *w, int depth)
 
 /* ---- the fix-up where the plan says ----------------------------------- */
 
-static void walk_node(lua_State *L, const walk *w, int node, int depth);
+static void walk_node(lua_State *L, walk *w, int node, int depth);
 
 /* Whether the table on top has the shape of the plan's node (2.1.0 gives
  * objects string keys only: a table with t[1] is an array). */
-static int fits_node(lua_State *L, const walk *w, int node)
+static int fits_node(lua_State *L, walk *w, int node)
 {
     if (node < 0 || (size_t)node >= w->plan->n_nodes || lua_type(L, -1) != LUA_TTABLE)
         return 0;
-    return (w->plan->nodes[node].kind == '[') == (lua_rawlen(L, -1) > 0);
+    w->len = (size_t)lua_rawlen(L, -1);
+    return (w->plan->nodes[node].kind == '[') == (w->len > 0);
 }
 
 /* Fixes the value on top as its entry says; returns 1 when it was replaced. */
-static int fix_entry(lua_State *L, const walk *w, const tj_entry *e, int depth)
+static int fix_entry(lua_State *L, walk *w, const tj_entry *e, int depth)
 {
     if (e->node >= 0 && fits_node(L, w, e->node)) {
         walk_node(L, w, e->node, depth + 1);
@@ -243,10 +251,10 @@ static int fix_entry(lua_State *L, const walk *w, const tj_entry *e, int depth)
     return visit(L, w, depth); /* a scalar, or not what the plan expected */
 }
 
-static void walk_array_node(lua_State *L, const walk *w, const tj_node *nd, int depth)
+static void walk_array_node(lua_State *L, walk *w, const tj_node *nd, int depth)
 {
     int t = lua_gettop(L);
-    size_t n = (size_t)lua_rawlen(L, t);
+    size_t n = w->len; /* fits_node's, just before */
     if (mark_array(L, w, t, n))
         return;
     for (int k = nd->first; k >= 0; k = w->plan->list[k].next) {
@@ -261,30 +269,63 @@ static void walk_array_node(lua_State *L, const walk *w, const tj_node *nd, int 
     }
 }
 
-static void walk_object_node(lua_State *L, const walk *w, const tj_node *nd, int depth)
+/* Pushes the key of the object entry e. The same few keys come back in
+ * every item of a page: each is made a Lua string once, then copied. */
+static void push_key(lua_State *L, walk *w, const tj_entry *e)
+{
+    const char *k = (const char *)w->plan->text + e->key;
+    size_t n = e->key_len;
+    unsigned h =
+        n ? ((unsigned)n * 31u + (unsigned char)k[0] * 7u + (unsigned char)k[n - 1]) % KEY_SLOTS
+          : 0;
+    if (w->key[h].len == n && n > 0 &&
+        memcmp((const char *)w->plan->text + w->key[h].at, k, n) == 0) {
+        lua_pushvalue(L, w->keys + (int)h);
+        return;
+    }
+    lua_pushlstring(L, k, n);
+    if (n > 0) {
+        lua_pushvalue(L, -1);
+        lua_replace(L, w->keys + (int)h);
+        w->key[h].at = e->key;
+        w->key[h].len = n;
+    }
+}
+
+static void walk_object_node(lua_State *L, walk *w, const tj_node *nd, int depth)
 {
     int t = lua_gettop(L);
     for (int k = nd->first; k >= 0; k = w->plan->list[k].next) {
         const tj_entry *e = &w->plan->list[k];
         if (e->node == TJ_PLAN_DEAD)
             continue;
-        lua_pushlstring(L, (const char *)w->plan->text + e->key, e->key_len);
-        lua_pushvalue(L, -1);
-        lua_rawget(L, t); /* key value */
-        if (fix_entry(L, w, e, depth))
+        /* a container is changed in place: its key is needed once, unless
+         * the plan was wrong about it and it was a number after all */
+        int scalar = e->node < 0;
+        push_key(L, w, e);
+        if (scalar)
+            lua_pushvalue(L, -1);
+        lua_rawget(L, t); /* [key] value */
+        if (fix_entry(L, w, e, depth)) {
+            if (!scalar) {
+                push_key(L, w, e);
+                lua_insert(L, -2);
+            }
             lua_rawset(L, t);
-        else
-            lua_pop(L, 2);
+        } else {
+            lua_pop(L, scalar ? 2 : 1);
+        }
     }
 }
 
 /* Fixes the table on top (of the node's shape) where the plan says. */
-static void walk_node(lua_State *L, const walk *w, int node, int depth)
+static void walk_node(lua_State *L, walk *w, int node, int depth)
 {
     const tj_node *nd = &w->plan->nodes[node];
     if (depth > 1000)
-        return; /* cjson refuses deeper documents anyway */
-    luaL_checkstack(L, 6, "JSON nested too deeply");
+        return;          /* cjson refuses deeper documents anyway */
+    if (depth % 16 == 0) /* room for 16 levels at a time (fix_up made it for the first) */
+        luaL_checkstack(L, 6 * 16, "JSON nested too deeply");
     if (nd->full)
         walk_table(L, w, depth);
     else if (nd->kind == '[')
@@ -310,7 +351,7 @@ static int scan_and_decode(lua_State *L, const char *s, size_t len, const tj_opt
         sc->marker_len = absent_marker((const unsigned char *)s, len, marker);
         tbuf_reset(&text);
         if (sc->plan)
-            tj_plan_free(sc->plan), tj_plan_init(sc->plan, s, sc->plan->numbers);
+            tj_plan_free(sc->plan), tj_plan_init(sc->plan, s, len, sc->plan->numbers);
         *edits = sc->marker_len ? tj_scan_text(s, len, sc, &text) > 0 : 0;
         if (!sc->marker_len)
             text.oom = 1;
@@ -333,21 +374,27 @@ static int scan_and_decode(lua_State *L, const char *s, size_t len, const tj_opt
 /* The fix-ups of the decoded value on top. */
 static void fix_up(lua_State *L, walk *w)
 {
+    int v = lua_gettop(L);
+    luaL_checkstack(L, KEY_SLOTS + 8 + 6 * 16, "JSON nested too deeply");
     luaL_getmetatable(L, TRUTO_ARRAY_MT);
-    lua_insert(L, -2); /* mt value */
-    w->mt = lua_gettop(L) - 1;
+    w->mt = v + 1;
+    w->keys = v + 2;
+    lua_settop(L, v + 1 + KEY_SLOTS);
+    for (int k = 0; k < KEY_SLOTS; k++)
+        w->key[k].len = 0;
+    lua_pushvalue(L, v);
     if (w->plan && fits_node(L, w, 0))
         walk_node(L, w, 0, 1);
-    else
-        visit(L, w, 0);
-    lua_remove(L, w->mt);
+    else if (visit(L, w, 0))
+        lua_replace(L, v); /* the document itself was a number or a marker */
+    lua_settop(L, v);
 }
 
 int tjc_decode(lua_State *L, const char *s, size_t len, const tj_opts *o, const tj_caps *caps)
 {
     unsigned char marker[MAX_MARKER] = {0xFF};
     tj_plan plan;
-    tj_plan_init(&plan, s, !caps->integers);
+    tj_plan_init(&plan, s, len, !caps->integers);
     tj_scan sc;
     memset(&sc, 0, sizeof sc);
     sc.big_strings = o->big_strings;

@@ -38,12 +38,13 @@ typedef struct {
 } tj_entry;
 
 typedef struct {
-    int first, last;   /* its entries, -1 when none */
-    unsigned entries;  /* how many */
-    char kind;         /* '[' or '{' */
-    char full;         /* walk it whole */
-    char slot_escaped; /* its key in the parent has an escape */
-    tj_entry slot;     /* where it is in its parent (node: itself) */
+    int first, last;    /* its entries, -1 when none */
+    unsigned entries;   /* how many */
+    char kind;          /* '[' or '{' */
+    char full;          /* walk it whole */
+    unsigned keys_seen; /* a bit per (key length, first byte) of its entries */
+    tj_entry slot;      /* where it is in its parent (node: itself; key_len
+                         found when it closes needing work) */
 } tj_node;
 
 typedef struct tj_plan {
@@ -54,34 +55,34 @@ typedef struct tj_plan {
     tj_entry *list;
     size_t n_list, cap_list;
     const unsigned char *text;
+    size_t text_len;
     /* while scanning */
-    size_t key, key_len; /* the last object key: [key, key+key_len) of the text */
-    int key_escaped;
+    size_t key; /* the last object key starts at text[key] (its length is
+                   found when an entry needs it, which few do) */
     size_t depth;
     int open[TJ_SCAN_DEPTH];     /* the open containers' nodes */
     char kind[TJ_SCAN_DEPTH];    /* and their kinds */
-    size_t count[TJ_SCAN_DEPTH]; /* elements so far, of the open arrays */
+    size_t count[TJ_SCAN_DEPTH]; /* commas so far, of the open arrays: the
+                                    element being read is count + 1 */
 } tj_plan;
 
-void tj_plan_init(tj_plan *p, const char *text, int numbers);
+void tj_plan_init(tj_plan *p, const char *text, size_t len, int numbers);
 void tj_plan_free(tj_plan *p);
 
 /* Called by the scan, in the order of the text (the first two inline: they
- * run for every value and key). */
+ * run for every comma and key). */
 
-/* A value starts. */
-static inline void tj_plan_value(tj_plan *p)
+/* A comma: in an array, the next element starts. */
+static inline void tj_plan_comma(tj_plan *p)
 {
     if (p->depth > 0 && p->depth <= TJ_SCAN_DEPTH && p->kind[p->depth - 1] == '[')
         p->count[p->depth - 1]++;
 }
 
-/* An object key: [at, at+len) of the text. */
-static inline void tj_plan_key(tj_plan *p, size_t at, size_t len, int escaped)
+/* An object key starts at text[at] (after its quote). */
+static inline void tj_plan_key(tj_plan *p, size_t at)
 {
     p->key = at;
-    p->key_len = len;
-    p->key_escaped = escaped;
 }
 
 void tj_plan_open(tj_plan *p, char kind); /* [ or { */

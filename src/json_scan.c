@@ -11,35 +11,48 @@
 #include <emmintrin.h>
 #endif
 
-/* Bytes that end the fast loop inside a string: the quote, the backslash,
- * and every byte from 0xC0 up (the odd bytes are among them). */
-static int string_stop(unsigned char c)
-{
-    return c == '"' || c == '\\' || c >= 0xC0;
-}
-
-/* The first byte at or after i that ends the plain run inside a string
- * (string_stop), or len. Sixteen bytes at a time where SSE2 is there: the
- * text is mostly strings, and this loop is most of the scan. */
-static size_t skip_plain(const unsigned char *s, size_t i, size_t len)
+/* The first quote or backslash at or after i, or len. Sixteen bytes at a
+ * time where SSE2 is there: the text is mostly strings. */
+static inline size_t skip_plain(const unsigned char *s, size_t i, size_t len)
 {
 #if defined(__SSE2__)
     const __m128i quote = _mm_set1_epi8('"');
     const __m128i backslash = _mm_set1_epi8('\\');
-    const __m128i high = _mm_set1_epi8((char)0xC0);
     while (i + 16 <= len) {
         __m128i x = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
         __m128i stop = _mm_or_si128(_mm_cmpeq_epi8(x, quote), _mm_cmpeq_epi8(x, backslash));
-        stop = _mm_or_si128(stop, _mm_cmpeq_epi8(_mm_max_epu8(x, high), x)); /* x >= 0xC0 */
         unsigned mask = (unsigned)_mm_movemask_epi8(stop);
         if (mask)
             return i + (size_t)__builtin_ctz(mask);
         i += 16;
     }
 #endif
-    while (i < len && !string_stop(s[i]))
+    while (i < len && s[i] != '"' && s[i] != '\\')
         i++;
     return i;
+}
+
+/* Whether the text has a byte no \u escape can produce (TJ_IS_ODD_BYTE),
+ * anywhere: looked for only once something was rewritten. */
+static int has_odd_byte(const unsigned char *s, size_t len)
+{
+    size_t i = 0;
+#if defined(__SSE2__)
+    const __m128i c0 = _mm_set1_epi8((char)0xC0);
+    const __m128i c1 = _mm_set1_epi8((char)0xC1);
+    const __m128i f5 = _mm_set1_epi8((char)0xF5);
+    for (; i + 16 <= len; i += 16) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
+        __m128i odd = _mm_or_si128(_mm_cmpeq_epi8(x, c0), _mm_cmpeq_epi8(x, c1));
+        odd = _mm_or_si128(odd, _mm_cmpeq_epi8(_mm_max_epu8(x, f5), x)); /* x >= 0xF5 */
+        if (_mm_movemask_epi8(odd))
+            return 1;
+    }
+#endif
+    for (; i < len; i++)
+        if (TJ_IS_ODD_BYTE(s[i]))
+            return 1;
+    return 0;
 }
 
 static int is_digit(unsigned char c)
@@ -56,34 +69,30 @@ static int is_number_char(unsigned char c)
 
 /* Where a token stands: enough of the grammar to know that it is a value
  * (top level, array element, or after a key's ':'), never an object key,
- * which no rewrite may turn into a valid string. */
+ * which no rewrite may turn into a valid string. Kept as what the next
+ * token is (`expect`), updated by the structural bytes. */
 typedef struct {
     char open[TJ_SCAN_DEPTH]; /* '[' or '{' for each enclosing container */
     size_t depth;
-    char prev; /* the last structural byte outside strings, 0 at the start */
+    int cur;    /* the innermost container's '[' or '{'; 0 at the top or too deep to follow */
+    int expect; /* the next token is 'v' a value, 'k' an object key, or 0 neither */
 } jscan;
 
-static void note_structure(jscan *j, char c)
+static inline void open_container(jscan *j, char c)
 {
-    if (c == '[' || c == '{') {
-        if (j->depth < TJ_SCAN_DEPTH)
-            j->open[j->depth] = c;
-        j->depth++;
-    } else if ((c == ']' || c == '}') && j->depth > 0) {
-        j->depth--;
-    }
-    j->prev = c;
+    j->cur = j->depth < TJ_SCAN_DEPTH ? c : 0;
+    if (j->cur)
+        j->open[j->depth] = c;
+    j->depth++;
+    j->expect = j->cur == '[' ? 'v' : j->cur == '{' ? 'k' : 0;
 }
 
-static int at_value_position(const jscan *j)
+static inline void close_container(jscan *j)
 {
-    if (j->depth == 0)
-        return j->prev == 0;
-    if (j->depth > TJ_SCAN_DEPTH)
-        return 0; /* too deep to know: leave it to cjson */
-    if (j->open[j->depth - 1] == '[')
-        return j->prev == '[' || j->prev == ',';
-    return j->prev == ':';
+    if (j->depth > 0)
+        j->depth--;
+    j->cur = j->depth > 0 && j->depth <= TJ_SCAN_DEPTH ? j->open[j->depth - 1] : 0;
+    j->expect = 0;
 }
 
 enum { NUM_OTHER, NUM_INTEGER, NUM_FLOAT };
@@ -216,6 +225,20 @@ static void note_edit(scanner *z)
         (void)tbuf_reserve(z->out, z->len + z->len / 8 + 64);
 }
 
+/* Skips the string whose opening quote is at i: returns the index of its
+ * closing quote (or len). */
+static inline size_t skip_string(const unsigned char *s, size_t i, size_t len)
+{
+    i++;
+    while (i < len) {
+        i = skip_plain(s, i, len);
+        if (i >= len || s[i] == '"')
+            break;
+        i += 2; /* a backslash and the byte it escapes */
+    }
+    return i < len ? i : len;
+}
+
 /* Counts a value; 0 when there are more than max_values (the scan stops). */
 static inline int count_value(scanner *z)
 {
@@ -226,33 +249,8 @@ static inline int count_value(scanner *z)
     return 1;
 }
 
-static inline int scan_string(scanner *z)
-{
-    const unsigned char *s = z->s;
-    size_t start = z->i + 1, i;
-    int value = (z->sc->max_values || z->plan) && at_value_position(&z->j);
-    int escaped = 0;
-    if (value && !count_value(z))
-        return 0;
-    if (value && z->plan)
-        tj_plan_value(z->plan);
-    for (i = start; i < z->len; i++) {
-        i = skip_plain(s, i, z->len);
-        if (i >= z->len || s[i] == '"')
-            break;
-        if (s[i] == '\\')
-            i++, escaped = 1;
-        else if (TJ_IS_ODD_BYTE(s[i]))
-            z->sc->odd_bytes = 1;
-    }
-    if (z->plan && !value && z->j.depth > 0)
-        tj_plan_key(z->plan, start, (i < z->len ? i : z->len) - start, escaped);
-    z->i = i + 1;
-    z->j.prev = '"';
-    return 1;
-}
-
-static inline int scan_number(scanner *z)
+/* The number token at z->i, at a value position or not. */
+static int scan_number(scanner *z, int value)
 {
     const unsigned char *s = z->s;
     size_t start = z->i, i;
@@ -262,7 +260,6 @@ static inline int scan_number(scanner *z)
     z->i = i;
     if (!count_value(z))
         return 0;
-    int value = at_value_position(&z->j);
     /* up to 15 digits and nothing else: exact in a double, nothing to rewrite */
     int look = z->numbers && !(plain && i - start < 16) && value;
     char kind = (char)(look ? number_rewrite(z->sc, s + start, i - start) : 0);
@@ -276,12 +273,8 @@ static inline int scan_number(scanner *z)
         copy_upto(z->out, s, &z->copied, i);
         tbuf_addc(z->out, '"');
     }
-    if (z->plan && value) {
-        tj_plan_value(z->plan);
-        if (z->plan->numbers || kind == 'i' || kind == 'f')
-            tj_plan_scalar(z->plan);
-    }
-    z->j.prev = '0';
+    if (z->plan && value && (z->plan->numbers || kind == 'i' || kind == 'f'))
+        tj_plan_scalar(z->plan);
     return 1;
 }
 
@@ -301,71 +294,159 @@ static void mark_empty_array(scanner *z)
     }
 }
 
-static inline int scan_structure(scanner *z, unsigned char c)
-{
-    int opens = c == '[' || c == '{';
-    if (opens && !count_value(z))
-        return 0;
-    if (z->plan && opens) {
-        tj_plan_value(z->plan);
-        tj_plan_open(z->plan, (char)c);
-    } else if (z->plan && (c == ']' || c == '}')) {
-        tj_plan_close(z->plan);
-    }
-    note_structure(&z->j, (char)c);
-    z->i++;
-    if (c == '[' && z->arrays)
-        mark_empty_array(z);
-    return 1;
-}
-
 /* true, false, null, or junk cjson will refuse: one token. */
-static inline int scan_literal(scanner *z, unsigned char c)
+static int scan_literal(scanner *z)
 {
     if (!count_value(z))
         return 0;
-    if (z->plan && at_value_position(&z->j))
-        tj_plan_value(z->plan);
-    z->j.prev = (char)c;
     for (z->i++; z->i < z->len && z->s[z->i] >= 'a' && z->s[z->i] <= 'z'; z->i++)
         ;
     return 1;
 }
 
-static inline int scan_token(scanner *z)
+/* From the key at i (its quote) in an object, while the text is compact
+ * `"key":"string",`: the members whose values are strings, the most of
+ * every object, without going through the token loop (values are not
+ * counted: only when max_values is not asked for). Returns where the token
+ * loop goes on, with j->expect set for it. */
+static inline size_t scan_members(scanner *z, size_t i)
 {
-    unsigned char c = z->s[z->i];
-    if (c == '"')
-        return scan_string(z);
-    if (c == '-' || is_digit(c))
-        return scan_number(z);
-    if (c == '[' || c == '{' || c == ']' || c == '}' || c == ',' || c == ':')
-        return scan_structure(z, c);
-    if (c == ' ' || c == '\t' || c == '\r' || c == '\n') {
-        z->i++;
-        return 1;
+    const unsigned char *s = z->s;
+    const size_t len = z->len;
+    for (;;) {
+        if (z->plan)
+            tj_plan_key(z->plan, i + 1);
+        i = skip_string(s, i, len) + 1;
+        if (i >= len || s[i] != ':') {
+            z->j.expect = 0;
+            return i;
+        }
+        if (++i >= len || s[i] != '"') {
+            z->j.expect = 'v';
+            return i;
+        }
+        i = skip_string(s, i, len) + 1;
+        if (i >= len || s[i] != ',') {
+            z->j.expect = 0;
+            return i;
+        }
+        if (++i >= len || s[i] != '"') {
+            z->j.expect = 'k';
+            return i;
+        }
     }
-    return scan_literal(z, c);
+}
+
+/* The loop over the tokens. Strings and the structural bytes are most of
+ * every text and are handled here; numbers, literals and the rewrites in
+ * the functions above. */
+static void scan_tokens(scanner *z)
+{
+    const unsigned char *s = z->s;
+    const size_t len = z->len;
+    tj_plan *plan = z->plan;
+    tj_scan *sc = z->sc;
+    jscan *j = &z->j;
+    int counting = sc->max_values != 0;
+    while (z->i < len) {
+        unsigned char c = s[z->i];
+        switch (c) {
+        case '"': {
+            if (j->expect == 'v') {
+                if (counting && !count_value(z))
+                    return;
+            } else if (j->expect == 'k' && !counting) {
+                z->i = scan_members(z, z->i);
+                break;
+            } else if (plan && j->depth > 0) {
+                tj_plan_key(plan, z->i + 1);
+            }
+            z->i = skip_string(s, z->i, len) + 1;
+            j->expect = 0;
+            break;
+        }
+        case ',':
+            if (plan)
+                tj_plan_comma(plan);
+            j->expect = j->cur == '[' ? 'v' : j->cur == '{' ? 'k' : 0;
+            z->i++;
+            break;
+        case ':':
+            j->expect = j->cur == '{' ? 'v' : 0;
+            z->i++;
+            break;
+        case '[':
+        case '{':
+            if (!count_value(z))
+                return;
+            if (plan)
+                tj_plan_open(plan, (char)c);
+            open_container(j, (char)c);
+            z->i++;
+            if (c == '[' && z->arrays)
+                mark_empty_array(z);
+            break;
+        case ']':
+        case '}':
+            if (plan)
+                tj_plan_close(plan);
+            close_container(j);
+            z->i++;
+            break;
+        case ' ':
+        case '\t':
+        case '\r':
+        case '\n':
+            z->i++;
+            break;
+        case '-':
+        case '0':
+        case '1':
+        case '2':
+        case '3':
+        case '4':
+        case '5':
+        case '6':
+        case '7':
+        case '8':
+        case '9': {
+            int value = j->expect == 'v';
+            j->expect = 0;
+            if (!scan_number(z, value))
+                return;
+            break;
+        }
+        default:
+            j->expect = 0;
+            if (!scan_literal(z))
+                return;
+            break;
+        }
+    }
 }
 
 size_t tj_scan_text(const char *text, size_t len, tj_scan *sc, tbuf *out)
 {
     scanner z;
-    memset(&z, 0, sizeof z);
     z.s = (const unsigned char *)text;
     z.len = len;
+    z.i = z.copied = z.edits = z.values = 0;
     z.sc = sc;
     z.plan = sc->plan;
     z.out = out;
+    z.j.depth = 0;
+    z.j.cur = 0;
+    z.j.expect = 'v';
     z.numbers = sc->big_strings || sc->mark_numbers;
     z.arrays = sc->mark_arrays && sc->marker_len > 0;
     sc->too_many = 0;
     sc->odd_bytes = 0;
-    while (z.i < len && scan_token(&z))
-        ;
+    scan_tokens(&z);
     sc->values = z.values;
-    if (z.edits && !sc->too_many)
+    if (z.edits && !sc->too_many) {
         copy_upto(out, z.s, &z.copied, len);
+        sc->odd_bytes = has_odd_byte(z.s, len);
+    }
     return sc->too_many ? 0 : z.edits;
 }
 

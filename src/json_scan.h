@@ -31,7 +31,8 @@ typedef struct {
     size_t values; /* values counted (when max_values) */
     int too_many;  /* more than max_values: the scan stopped */
     int odd_bytes; /* a byte that a \u escape cannot produce (0xC0,
-                      0xC1, 0xF5-0xFF) occurs inside a string */
+                      0xC1, 0xF5-0xFF) occurs in the text (looked for
+                      only when something was rewritten) */
 } tj_scan;
 
 size_t tj_scan_text(const char *s, size_t len, tj_scan *sc, tbuf *out);
