@@ -40,6 +40,8 @@
 -- Runs on Lua 5.1 (LuaJIT, inside nginx) to 5.4: no integer operators.
 
 local hints = require "truto.rate.hints"
+local local_store = require("truto.rate.local").new
+local dict_store = require("truto.rate.dict").new
 
 local M = {}
 
@@ -153,220 +155,12 @@ local function budget_name(kind, prefix, requests, per, account)
   return format("%s:%s:%d/%.17g%s", kind, prefix, requests, per, account and ":" .. account or "")
 end
 
----------------------------------------------------------------------------------------------
--- The process-local store: for each budget name, a ring of the last `requests` start times.
-
-local PRUNE_EVERY = 1000 -- reservations between two sweeps of the rings nobody needs any more
-local FORGET_AFTER = 60  -- seconds: a learned budget nothing holds is kept this long after its last use
-
-local function local_store()
-  local store = { rings = {}, holds = {}, learned = {}, count = 0 }
-
-  -- Drops the rings whose newest start is more than `per` ago (an account read once, long ago):
-  -- a process that fans out over many accounts keeps only those still in a window.
-  local function prune(self, now)
-    for name, ring in pairs(self.rings) do
-      if ring.last + ring.per <= now then self.rings[name] = nil end
-    end
-    for name, deadline in pairs(self.holds) do
-      if deadline <= now then self.holds[name] = nil end
-    end
-    for name, state in pairs(self.learned) do
-      if hints.lifetime(state, now) <= 0 and (state.seen or now) + FORGET_AFTER <= now then self.learned[name] = nil end
-    end
-  end
-
-  -- The learned budget `name` (truto.rate.hints), one small table each,
-  -- made on first use and marked as seen now.
-  local function learned(self, name, now)
-    local state = self.learned[name]
-    if not state then
-      state = {}
-      self.learned[name] = state
-    end
-    state.seen = now
-    return state
-  end
-
-  function store.hint_take(self, name, now, probe_ttl)
-    local state = learned(self, name, now)
-    self.count = self.count + 1
-    if self.count % PRUNE_EVERY == 0 then prune(self, now) end
-    return hints.take(state, now, probe_ttl)
-  end
-
-  function store.hint_learn(self, name, now, h)
-    hints.learn(learned(self, name, now), now, h)
-  end
-
-  function store.reserve(self, budgets, now)
-    local start, binding = now, nil
-    local rings = self.rings
-    for i = 1, #budgets do
-      local b = budgets[i]
-      local ring = rings[b.name]
-      if not ring then
-        ring = { next = 1 }
-        rings[b.name] = ring
-      end
-      local oldest = ring[ring.next]
-      if oldest and oldest + b.per > start then start, binding = oldest + b.per, i end
-      local hold = self.holds[b.name]
-      if hold then
-        if hold > start then start, binding = hold, i end
-        if hold <= now then self.holds[b.name] = nil end
-      end
-    end
-    for i = 1, #budgets do
-      local b = budgets[i]
-      local ring = rings[b.name]
-      ring[ring.next] = start
-      ring.next = ring.next % b.requests + 1
-      ring.last, ring.per = start, b.per
-    end
-    self.count = self.count + 1
-    if self.count % PRUNE_EVERY == 0 then prune(self, now) end
-    return start - now, binding
-  end
-
-  function store.hold(self, name, seconds, now)
-    local deadline = now + seconds
-    if (self.holds[name] or -huge) < deadline then self.holds[name] = deadline end
-    return true
-  end
-
-  -- Forgets every budget whose name holds `prefix` (no limiter of that token is left).
-  function store.forget(self, prefix)
-    local mark = ":" .. prefix .. ":"
-    for _, t in ipairs { self.rings, self.holds, self.learned } do
-      for name in pairs(t) do
-        if name:find(mark, 1, true) then t[name] = nil end
-      end
-    end
-  end
-
-  return store
-end
-
----------------------------------------------------------------------------------------------
--- The nginx shared dict store: the same ring, under a lock (a dict key added with a short
--- expiry) so that a reservation over two budgets is atomic across workers. One dict value per
--- budget: the next slot's index, then the start times in fixed-width fields (an account's 50
--- take 1 KB, so `lua_shared_dict truto_rate 1m` holds about 500 accounts). Times are
--- ngx.now() (epoch seconds, the same for every worker). A budget's value expires once its
--- newest start is older than `per`.
-
-local LOCK_TTL = 0.5 -- seconds: a worker that dies holding the lock blocks the others this long
-
-local function yieldable(ngx)
-  local phase = ngx.get_phase()
-  return phase == "rewrite" or phase == "access" or phase == "content" or phase == "timer"
-end
-
-local process_store -- this process' store (below)
-
-local function dict_store(ngx, dict)
-  local store = {}
-
-  local key = "truto_rate:lock"
-
-  -- Returns true once this worker holds the lock; the work under it never yields.
-  local function lock()
-    for _ = 1, 10000 do
-      if dict:add(key, true, LOCK_TTL) then return true end
-      if yieldable(ngx) then ngx.sleep(0.001) end
-    end
-    return nil
-  end
-
-  local function clock()
-    ngx.update_time()
-    return ngx.now()
-  end
-
-  -- A ring value: "%8d" next index, then "%20.6f" per start time.
-  local HEAD, W = 8, 20
-
-  local function read_ring(value)
-    if type(value) ~= "string" or #value < HEAD then return 1, "" end
-    return tonumber(value:sub(1, HEAD)) or 1, value:sub(HEAD + 1)
-  end
-
-  local function slot(times, n)
-    local field = times:sub((n - 1) * W + 1, n * W)
-    return #field == W and tonumber(field) or nil
-  end
-
-  function store.reserve(_, budgets)
-    if not lock() then return nil, "the shared dict lock stays taken" end
-    local now = clock()
-    local start, binding = now, nil
-    local rings = {}
-    for i = 1, #budgets do
-      local b = budgets[i]
-      local n, times = read_ring(dict:get(b.name))
-      if n > b.requests then n = 1 end
-      rings[i] = { n = n, times = times }
-      local oldest = slot(times, n)
-      if oldest and oldest + b.per > start then start, binding = oldest + b.per, i end
-      local hold = dict:get(b.name .. "#hold")
-      if hold and hold > start then start, binding = hold, i end
-    end
-    local ok, err = true, nil
-    for i = 1, #budgets do
-      local b, ring = budgets[i], rings[i]
-      local n, times = ring.n, ring.times
-      times = times:sub(1, (n - 1) * W) .. format("%20.6f", start) .. times:sub(n * W + 1)
-      local set_ok, set_err = dict:set(b.name, format("%8d", n % b.requests + 1) .. times, start - now + b.per + 1)
-      if not set_ok then ok, err = nil, set_err end
-    end
-    dict:delete(key)
-    if not ok then return nil, "shared dict: " .. tostring(err) end
-    return start - now, binding
-  end
-
-  -- The learned budgets: one short string each (truto.rate.hints.encode), under the lock.
-  local function with_hints(name, fn)
-    if not lock() then return nil, "the shared dict lock stays taken" end
-    local now = clock()
-    local state = hints.decode(dict:get(name))
-    local a, b = fn(state, now)
-    local ok, err = dict:set(name, hints.encode(state), hints.lifetime(state, now) + FORGET_AFTER)
-    dict:delete(key)
-    if not ok then return nil, "shared dict: " .. tostring(err) end
-    return a, b
-  end
-
-  function store.hint_take(_, name, _, probe_ttl)
-    local wait, why = with_hints(name, function(state, now) return hints.take(state, now, probe_ttl) end)
-    if wait == nil then return process_store:hint_take(name, clock(), probe_ttl) end
-    return wait, why
-  end
-
-  function store.hint_learn(_, name, _, h)
-    local ok = with_hints(name, function(state, now) hints.learn(state, now, h) return true end)
-    if not ok then process_store:hint_learn(name, clock(), h) end
-  end
-
-  function store.hold(_, name, seconds)
-    if not lock() then return nil, "the shared dict lock stays taken" end
-    local deadline = clock() + seconds
-    local current = dict:get(name .. "#hold")
-    local ok, err = true, nil
-    if not current or current < deadline then ok, err = dict:set(name .. "#hold", deadline, seconds + 1) end
-    dict:delete(key)
-    if not ok then return nil, "shared dict: " .. tostring(err) end
-    return true
-  end
-
-  return store
-end
 
 ---------------------------------------------------------------------------------------------
 -- The registry: one local store for the process, one dict store per dict name, and how many
 -- limiters use each token's budgets.
 
-process_store = local_store()
+local process_store = local_store()
 local dict_stores = {}
 -- prefix -> the open limiters of that token (a weak set: a limiter never closed still lets go
 -- of its budgets once it is collected, at the next sweep)
@@ -389,7 +183,7 @@ local function nginx_dict(name)
   if not dict then return nil end
   local store = dict_stores[name]
   if not store then
-    store = dict_store(ngx, dict)
+    store = dict_store(ngx, dict, process_store)
     dict_stores[name] = store
   end
   return store, name

@@ -30,6 +30,7 @@ local type, tonumber, format = type, tonumber, string.format
 
 M.POLL = 0.02        -- seconds: how often a request behind a probe looks again
 local OUT_TTL = 30    -- seconds: a started request not heard of for this long is no longer out
+M.FORGET_AFTER = 60   -- seconds: a learned budget nothing holds is kept this long after its last use
 local take
 local SAME_WINDOW = 1 -- seconds: two resets closer than this name one window (reset is rounded)
 
