@@ -65,6 +65,7 @@ build = {
     ["truto.rate.hints"] = "src/truto/rate/hints.lua",
     ["truto.rate.local"] = "src/truto/rate/local.lua",
     ["truto.rate.dict"] = "src/truto/rate/dict.lua",
+    ["truto.rate.window"] = "src/truto/rate/window.lua",
     ["truto.time"] = "src/truto/time.lua",
     ["truto.transport"] = "src/truto/transport.lua",
     ["truto.webhook"] = "src/truto/webhook.lua",

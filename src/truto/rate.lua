@@ -299,11 +299,30 @@ local function store_failed(self, hooks, why, fallback)
   end
 end
 
+-- Gives back the reservation `ticket` (from reserve) over `budgets`, where its store can.
+-- Never raises: a store that cannot is left as it is (the start then counts, as if it went).
+local function give_back(budgets, ticket)
+  local store = ticket and ticket.store
+  if store and ticket.start ~= nil and type(store.release) == "function" then
+    pcall(store.release, store, budgets, ticket.start)
+  end
+end
+
+-- Asks `store` for a start; returns wait, binding, ticket (the store's own name of the
+-- reservation, for give_back) or nil, why.
+local function ask(store, budgets, now)
+  local wait, binding, start = store:reserve(budgets, now)
+  if wait == nil then return nil, binding end
+  return wait, binding, { store = store, start = start }
+end
+
 -- Reserves a start in the fixed budgets, checking the store's answer: a wait that is not a
--- finite number in [0, max_wait] (or a store that raises) counts as a failed store.
+-- finite number in [0, max_wait] (or a store that raises) counts as a failed store (and a
+-- reservation it made for that answer is given back).
+-- Returns wait, binding (the index of the budget that decided), ticket; or nil, why.
 local function reserve(self, budgets, now, hooks)
   local store = self.store
-  local ok, wait, binding = pcall(store.reserve, store, budgets, now)
+  local ok, wait, binding, ticket = pcall(ask, store, budgets, now)
   local why
   if not ok then
     why = tostring(wait)
@@ -312,6 +331,7 @@ local function reserve(self, budgets, now, hooks)
   elseif type(wait) ~= "number" or wait ~= wait or wait < 0 or wait == huge
       or (self.where == "store" and wait > (hooks.max_wait or huge)) then
     why = format("it answered %s, not a wait from 0 to %s s", describe(wait), tostring(hooks.max_wait or huge))
+    give_back(budgets, ticket)
   end
   if why then
     -- the next shared level: Redis -> the nginx shared dict -> this process
@@ -319,12 +339,12 @@ local function reserve(self, budgets, now, hooks)
     if store ~= self.hints and self.hints ~= process_store then fallback = self.hints end
     store_failed(self, hooks, why, fallback)
     if store == process_store then return nil, why end
-    local wait2, binding2 = fallback:reserve(budgets, now)
-    if wait2 == nil and fallback ~= process_store then return process_store:reserve(budgets, now) end
-    return wait2, binding2
+    local wait2, binding2, ticket2 = ask(fallback, budgets, now)
+    if wait2 == nil and fallback ~= process_store then return ask(process_store, budgets, now) end
+    return wait2, binding2, ticket2
   end
   if type(binding) ~= "number" or not budgets[binding] then binding = nil end
-  return wait, binding
+  return wait, binding, ticket
 end
 
 --- Whether a request of `account_id` may start now by what the server said (the learned
@@ -387,15 +407,32 @@ function Limiter:acquire(account_id, hooks, taken)
   local budgets = self:budgets(account_id)
   if #budgets == 0 then return waited end
   local now = hooks.now()
-  local wait, binding = reserve(self, budgets, now, hooks)
+  local wait, binding, ticket = reserve(self, budgets, now, hooks)
   if not wait then wait, binding = 0, nil end
-  if wait <= 0 then return waited end
+  local reservation = ticket and { budgets = budgets, ticket = ticket }
+  if wait <= 0 then return waited, reservation end
   local b = budgets[binding or 1]
   local limit = b.kind == "account" and self.account or self.token
-  local ok, kind, message = hold(wait, { budget = b.kind, account = account_id, requests = limit.requests,
-    per = limit.per, store = self.where, reason = "rate_limit" }, hooks)
-  if not ok then return nil, kind, message end
-  return waited + wait
+  local ran, ok, kind, message = pcall(hold, wait, { budget = b.kind, account = account_id,
+    requests = limit.requests, per = limit.per, store = self.where, reason = "rate_limit" }, hooks)
+  if not ran or not ok then
+    -- the request will not start (past a bound, interrupted, or the sleep raised): its place
+    -- goes to the next caller
+    give_back(budgets, ticket)
+    if not ran then error(ok, 0) end
+    return nil, kind, message
+  end
+  return waited + wait, reservation
+end
+
+--- Gives back the reservation acquire() returned (its second value) for a request that was
+-- never sent (it failed before reaching the wire, or was abandoned): the next caller may take
+-- its place. Where the store cannot (a custom store without `release`), the start counts as
+-- if it went. Idempotent; never raises.
+function Limiter:release(reservation)
+  if self.closed or type(reservation) ~= "table" or reservation.released then return end
+  reservation.released = true
+  give_back(reservation.budgets, reservation.ticket)
 end
 
 --- Records what one attempt of `account_id` taught: `h` from truto.rate.hints.read (an

@@ -1,23 +1,25 @@
 --- truto.rate.dict: the rate budget store in an nginx lua_shared_dict, shared by every worker.
 --
 -- The same budgets as truto.rate.local, under a lock (a dict key added with a short expiry) so
--- that a reservation over two budgets is atomic across workers. One dict value per budget: the
--- next slot's index, then the start times in fixed-width fields (an account's 50 take 1 KB, so
--- `lua_shared_dict truto_rate 1m` holds about 500 accounts). Times are ngx.now() (epoch
--- seconds, the same for every worker). A budget's value expires once its newest start is older
--- than `per`. A learned budget the dict cannot keep goes to `fallback` (this process' store).
+-- that a reservation over two budgets is atomic across workers. One dict value per budget: its
+-- window as text (truto.rate.window: at most 16 groups, under 600 bytes whatever `requests`
+-- is, so `lua_shared_dict truto_rate 1m` holds well over a thousand budgets). Times are
+-- ngx.now() (epoch seconds, the same for every worker). A budget's value expires once its
+-- newest start is older than `per`. A learned budget the dict cannot keep goes to `fallback` (this process' store).
 -- The store contract is in truto.rate.
 --
 -- @module truto.rate.dict
 local hints = require "truto.rate.hints"
+local window = require "truto.rate.window"
 
 local YIELDABLE = require("truto.transport").YIELDABLE
 
 local M = {}
 
-local format, tostring, type = string.format, tostring, type
+local tostring, type = tostring, type
 
 local FORGET_AFTER = hints.FORGET_AFTER
+local us = window.us
 local LOCK_TTL = 0.5 -- seconds: a worker that dies holding the lock blocks the others this long
 
 local function yieldable(ngx)
@@ -46,45 +48,44 @@ function M.new(ngx, dict, fallback)
     return ngx.now()
   end
 
-  -- A ring value: "%8d" next index, then "%20.6f" per start time.
-  local HEAD, W = 8, 20
-
-  local function read_ring(value)
-    if type(value) ~= "string" or #value < HEAD then return 1, "" end
-    return tonumber(value:sub(1, HEAD)) or 1, value:sub(HEAD + 1)
-  end
-
-  local function slot(times, n)
-    local field = times:sub((n - 1) * W + 1, n * W)
-    return #field == W and tonumber(field) or nil
-  end
-
-  function store.reserve(_, budgets)
+  -- Reads, changes (fn) and writes back the windows of `budgets` under the lock: fn(states,
+  -- limits, holds, now) gets them in microseconds (truto.rate.window) and returns its answers.
+  local function with_windows(budgets, fn)
     if not lock() then return nil, "the shared dict lock stays taken" end
     local now = clock()
-    local start, binding = now, nil
-    local rings = {}
+    local t = us(now)
+    local states, limits, holds = {}, {}, {}
     for i = 1, #budgets do
       local b = budgets[i]
-      local n, times = read_ring(dict:get(b.name))
-      if n > b.requests then n = 1 end
-      rings[i] = { n = n, times = times }
-      local oldest = slot(times, n)
-      if oldest and oldest + b.per > start then start, binding = oldest + b.per, i end
+      states[i], limits[i] = window.decode(dict:get(b.name)), { b.requests, us(b.per) }
       local hold = dict:get(b.name .. "#hold")
-      if hold and hold > start then start, binding = hold, i end
+      if type(hold) == "number" then holds[i] = us(hold, true) end
     end
+    local a, c, d = fn(states, limits, holds, t)
     local ok, err = true, nil
     for i = 1, #budgets do
-      local b, ring = budgets[i], rings[i]
-      local n, times = ring.n, ring.times
-      times = times:sub(1, (n - 1) * W) .. format("%20.6f", start) .. times:sub(n * W + 1)
-      local set_ok, set_err = dict:set(b.name, format("%8d", n % b.requests + 1) .. times, start - now + b.per + 1)
+      local ttl = window.lifetime(states[i], limits[i][2], t) / 1000000 + 1
+      local set_ok, set_err = dict:set(budgets[i].name, window.encode(states[i]), ttl)
       if not set_ok then ok, err = nil, set_err end
     end
     dict:delete(key)
     if not ok then return nil, "shared dict: " .. tostring(err) end
-    return start - now, binding
+    return a, c, d
+  end
+
+  function store.reserve(_, budgets)
+    return with_windows(budgets, function(states, limits, holds, now)
+      local start, binding = window.reserve(states, limits, holds, now)
+      return (start - now) / 1000000, binding ~= 0 and binding or nil, start
+    end)
+  end
+
+  -- Gives back the reservation `ticket` (reserve's third answer) of a request that never started.
+  function store.release(_, budgets, ticket)
+    return with_windows(budgets, function(states)
+      for i = 1, #states do window.release(states[i], ticket) end
+      return true
+    end)
   end
 
   -- The learned budgets: one short string each (truto.rate.hints.encode), under the lock.

@@ -16,26 +16,60 @@ local M = {}
 local format = string.format
 local unpack = table.unpack or rawget(_G, "unpack")
 
+-- The text of the Lua module `name` (on package.path), to run inside Redis as it is.
+local function source(name)
+  local path = package.searchpath and package.searchpath(name, package.path)
+  local f = path and io.open(path, "rb")
+  if not f then error("truto.rate.redis: the source of " .. name .. " is not on package.path", 3) end
+  local text = f:read("*a")
+  f:close()
+  return text
+end
+
+-- A script that runs with the modules `names` (each as a local of the same name).
+local function script(names, body)
+  local parts = {}
+  for name, module in pairs(names) do
+    parts[#parts + 1] = format("local %s = (function()\n%s\nend)()\n", name, source(module))
+  end
+  table.sort(parts)
+  return table.concat(parts) .. body
+end
+
+-- Reserves one start over the budgets KEYS (window, hold, window, hold, ...), ARGV (requests,
+-- per, ...): the wait and the start in microseconds of Redis' clock, and the deciding budget.
 local RESERVE = [[
 local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local start, binding = now, 0
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local n = #KEYS / 2
+local states, limits, holds = {}, {}, {}
 for i = 1, n do
-  local requests, per = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
-  local oldest = redis.call('LINDEX', KEYS[2 * i - 1], requests - 1)
-  if oldest and tonumber(oldest) + per > start then start, binding = tonumber(oldest) + per, i end
+  states[i] = window.decode(redis.call('GET', KEYS[2 * i - 1]))
+  limits[i] = { tonumber(ARGV[2 * i - 1]), window.us(tonumber(ARGV[2 * i])) }
   local hold = redis.call('GET', KEYS[2 * i])
-  if hold and tonumber(hold) > start then start, binding = tonumber(hold), i end
+  if hold then holds[i] = window.us(tonumber(hold), true) end
 end
+local start, binding = window.reserve(states, limits, holds, now)
 for i = 1, n do
-  local requests, per = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
-  local ring = KEYS[2 * i - 1]
-  redis.call('LPUSH', ring, string.format('%.6f', start))
-  redis.call('LTRIM', ring, 0, requests - 1)
-  redis.call('PEXPIRE', ring, math.ceil((start - now + per) * 1000) + 1000)
+  local ttl = math.floor(window.lifetime(states[i], limits[i][2], now) / 1000) + 1000
+  redis.call('SET', KEYS[2 * i - 1], window.encode(states[i]), 'PX', ttl)
 end
-return { string.format('%.6f', start - now), binding }
+return { string.format('%.0f', start - now), binding, string.format('%.0f', start) }
+]]
+
+-- Gives back the reservation ARGV[1] (its start, microseconds) in the windows KEYS.
+local RELEASE = [[
+local x = tonumber(ARGV[1])
+for i = 1, #KEYS do
+  local text = redis.call('GET', KEYS[i])
+  local ttl = redis.call('PTTL', KEYS[i])
+  if text and ttl > 0 then
+    local g = window.decode(text)
+    window.release(g, x)
+    redis.call('SET', KEYS[i], window.encode(g), 'PX', ttl)
+  end
+end
+return 1
 ]]
 
 local HOLD = [[
@@ -123,6 +157,11 @@ function M.new(opts)
     error("bad argument #1 to 'new' (host and prefix must be strings)", 2)
   end
 
+  local scripts = {
+    reserve = script({ window = "truto.rate.window" }, RESERVE),
+    release = script({ window = "truto.rate.window" }, RELEASE),
+  }
+
   -- Runs fn(red) on a connection; returns its results, or nil and an error.
   local function with_connection(fn)
     return M.with_connection(lib, store, fn)
@@ -130,9 +169,9 @@ function M.new(opts)
   store.with_connection = with_connection -- for other stores on the same connections (truto.webhook)
 
   function store.reserve(self, budgets)
-    local args = { RESERVE, 2 * #budgets }
+    local args = { scripts.reserve, 2 * #budgets }
     for _, b in ipairs(budgets) do
-      args[#args + 1] = self.prefix .. b.name
+      args[#args + 1] = self.prefix .. b.name .. ":w"
       args[#args + 1] = self.prefix .. b.name .. ":hold"
     end
     for _, b in ipairs(budgets) do
@@ -144,7 +183,17 @@ function M.new(opts)
     local wait = tonumber(res[1])
     if not wait then return nil, "redis: unexpected answer" end
     local binding = tonumber(res[2])
-    return wait, binding ~= 0 and binding or nil
+    return wait / 1000000, binding ~= 0 and binding or nil, res[3]
+  end
+
+  -- Gives back the reservation `ticket` (reserve's third answer) of a request that never started.
+  function store.release(self, budgets, ticket)
+    local args = { scripts.release, #budgets }
+    for _, b in ipairs(budgets) do args[#args + 1] = self.prefix .. b.name .. ":w" end
+    args[#args + 1] = ticket
+    local res, err = with_connection(function(red) return red:eval(unpack(args)) end)
+    if res == nil then return nil, err end
+    return true
   end
 
   function store.hold(self, name, seconds)
