@@ -205,11 +205,17 @@ local function budget_of(t)
   return { requests = t.requests, per = t.per or DEFAULT_PER }
 end
 
--- The store that keeps the learned state (truto.rate.hints) of each account: the nginx shared
--- dict when there is one, else this process.
-local function hint_store(value)
+-- The shared level of this machine: the nginx shared dict when there is one, else this process.
+local function local_level(value)
   local store = nginx_dict(value.shared_dict or M.DEFAULTS.shared_dict)
   return store or process_store
+end
+
+-- Whether `store` keeps learned budgets too (hint_take and hint_learn, as truto.rate.redis).
+local function keeps_hints(store)
+  local t = type(store)
+  return (t == "table" or t == "userdata") and type(store.hint_take) == "function"
+    and type(store.hint_learn) == "function"
 end
 
 --- A limiter for the client whose token and base URL `key` names.
@@ -231,8 +237,11 @@ function M.new(value, key)
     if not store then store, where = process_store, "process" end
   end
   sweep()
+  local level = local_level(value)
   local limiter = setmetatable({
-    prefix = prefix, store = store, where = where, hints = hint_store(value),
+    -- the learned budgets: in rate_limit.store when it keeps them, else on this machine
+    prefix = prefix, store = store, where = where, level = level,
+    hints = keeps_hints(value.store) and value.store or level,
     token = token, account = account,
     token_name = token and budget_name("t", prefix, token.requests, token.per),
   }, Limiter)
@@ -294,8 +303,8 @@ local function store_failed(self, hooks, why, fallback)
   local ngx = rawget(_G, "ngx")
   if not warned[self.store] and type(ngx) == "table" and type(ngx.log) == "function" then
     warned[self.store] = true
-    ngx.log(ngx.ERR, "lua-truto: ", which, " failed (", tostring(why),
-      "); rate budgets fall back to this worker's process until it answers again")
+    ngx.log(ngx.ERR, "lua-truto: ", which, " failed (", tostring(why), "); rate budgets fall back to ",
+      fallback == process_store and "this worker's process" or "the shared dict", " until it answers again")
   end
 end
 
@@ -306,6 +315,17 @@ local function give_back(budgets, ticket)
   if store and ticket.start ~= nil and type(store.release) == "function" then
     pcall(store.release, store, budgets, ticket.start)
   end
+end
+
+-- Why a store's answer (pcall's ok, then wait and its second value) is a failure: it raised,
+-- said nil, err, or named no finite wait from 0 to `max_wait`; nil when it is a good answer.
+local function failed_answer(ok, wait, second, max_wait)
+  if not ok then return tostring(wait) end
+  if wait == nil then return second end
+  if type(wait) ~= "number" or wait ~= wait or wait < 0 or wait == huge or wait > (max_wait or huge) then
+    return format("it answered %s, not a wait from 0 to %s s", describe(wait), tostring(max_wait or huge))
+  end
+  return nil
 end
 
 -- Asks `store` for a start; returns wait, binding, ticket (the store's own name of the
@@ -323,20 +343,11 @@ end
 local function reserve(self, budgets, now, hooks)
   local store = self.store
   local ok, wait, binding, ticket = pcall(ask, store, budgets, now)
-  local why
-  if not ok then
-    why = tostring(wait)
-  elseif wait == nil then
-    why = binding
-  elseif type(wait) ~= "number" or wait ~= wait or wait < 0 or wait == huge
-      or (self.where == "store" and wait > (hooks.max_wait or huge)) then
-    why = format("it answered %s, not a wait from 0 to %s s", describe(wait), tostring(hooks.max_wait or huge))
-    give_back(budgets, ticket)
-  end
+  local why = failed_answer(ok, wait, binding, self.where == "store" and hooks.max_wait or huge)
+  if ok and wait ~= nil and why then give_back(budgets, ticket) end
   if why then
     -- the next shared level: Redis -> the nginx shared dict -> this process
-    local fallback = process_store
-    if store ~= self.hints and self.hints ~= process_store then fallback = self.hints end
+    local fallback = store ~= self.level and self.level or process_store
     store_failed(self, hooks, why, fallback)
     if store == process_store then return nil, why end
     local wait2, binding2, ticket2 = ask(fallback, budgets, now)
@@ -354,7 +365,16 @@ function Limiter:check_hints(account_id, hooks, now)
   self.now = hooks.now
   -- a fixed budget the caller configured says how to pace a cold start: no slow start then
   local probe_ttl = (self.token or self.account) and 0 or hooks.probe_ttl or 30
-  return self.hints:hint_take(self:hint_name(account_id), now, probe_ttl)
+  local name = self:hint_name(account_id)
+  local store = self.hints
+  if store == self.level then return store:hint_take(name, now, probe_ttl) end
+  -- a store of the caller's (Redis): its answer is checked, and a failure falls back
+  local ok, wait, why = pcall(store.hint_take, store, name, now, probe_ttl)
+  local failure = failed_answer(ok, wait, why, hooks.max_wait or huge)
+  if not failure and why ~= nil and type(why) ~= "string" then failure = "it answered a reason that is no string" end
+  if not failure then return wait, why end
+  store_failed(self, hooks, failure, self.level)
+  return self.level:hint_take(name, now, probe_ttl)
 end
 
 -- Whether waiting `wait` s is allowed: nil when it is, else the failure's kind and message.
@@ -400,7 +420,8 @@ function Limiter:acquire(account_id, hooks, taken)
     after = now + wait
     if wait <= 0 then break end
     local ok, kind, message = hold(wait, { budget = "server", reason = why, account = account_id,
-      store = self.hints == process_store and "process" or "shared dict" }, hooks)
+      store = self.hints == process_store and "process" or (self.hints == self.level and "shared dict" or "store") },
+      hooks)
     if not ok then return nil, kind, message end
     waited = waited + wait
   end
@@ -441,16 +462,24 @@ end
 function Limiter:learn(account_id, h)
   if self.closed then return end
   local now = self.now and self.now() or 0
-  self.hints:hint_learn(self:hint_name(account_id), now, h)
+  local store, name = self.hints, self:hint_name(account_id)
+  if store == self.level then
+    store:hint_learn(name, now, h)
+  else
+    local ok, done = pcall(store.hint_learn, store, name, now, h)
+    if not ok or not done then self.level:hint_learn(name, now, h) end
+  end
   local seconds = h.hold or (h.remaining == 0 and h.reset)
   if not seconds or seconds <= 0 then return end
   -- the fixed budget of the account (or, for a call without one, the token's) is held too
   local budgets = self:budgets(account_id)
   local b = budgets[#budgets]
   if not b or (account_id ~= nil and b.kind ~= "account") then return end
-  local name = b.name
-  local ok, done = pcall(self.store.hold, self.store, name, seconds, now)
-  if not ok or not done then process_store:hold(name, seconds, now) end
+  local ok, done = pcall(self.store.hold, self.store, b.name, seconds, now)
+  if not ok or not done then
+    local fallback = self.store ~= self.level and self.level or process_store
+    if not fallback:hold(b.name, seconds, now) then process_store:hold(b.name, seconds, now) end
+  end
 end
 
 --- Reads an answer's headers (`status`, the parsed `retry_after` of a 429, each wait bounded
