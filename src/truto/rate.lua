@@ -26,9 +26,15 @@
 --         a store with its own shared clock (Redis' TIME) may use that instead.
 --       store:hold(name, seconds, now) -> true | nil, err
 --         The server said budget `name` is spent: no start before `seconds` from now.
+--       optional: reserve's third answer names the reservation (a ticket), and
+--       store:release(budgets, ticket) gives back one whose request will not start;
+--       store:hint_take / hint_learn keep the learned budgets (as truto.rate.local does).
 --     truto.rate.redis is one, for OpenResty fleets (lua-resty-redis and a redis-server).
+--   The stores' code: truto.rate.local, truto.rate.dict, truto.rate.redis; a fixed budget's
+--   state is truto.rate.window (constant size), a learned one's truto.rate.hints.
 --
--- The learned budgets live in the nginx shared dict when there is one, else in this process.
+-- The learned budgets live in rate_limit.store when it keeps them, else in the nginx shared
+-- dict when there is one, else in this process.
 -- A store's answer is checked (a finite wait from 0 to max_retry_wait): a bad answer or a store
 -- that raises is a failed store, and the request keeps to this process' budget (one debug line
 -- per request; inside nginx one error-log line per worker).
