@@ -66,6 +66,7 @@ build = {
     ["truto.rate.local"] = "src/truto/rate/local.lua",
     ["truto.rate.dict"] = "src/truto/rate/dict.lua",
     ["truto.rate.window"] = "src/truto/rate/window.lua",
+    ["truto.rate.option"] = "src/truto/rate/option.lua",
     ["truto.time"] = "src/truto/time.lua",
     ["truto.transport"] = "src/truto/transport.lua",
     ["truto.webhook"] = "src/truto/webhook.lua",

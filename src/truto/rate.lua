@@ -31,7 +31,8 @@
 --       store:hint_take / hint_learn keep the learned budgets (as truto.rate.local does).
 --     truto.rate.redis is one, for OpenResty fleets (lua-resty-redis and a redis-server).
 --   The stores' code: truto.rate.local, truto.rate.dict, truto.rate.redis; a fixed budget's
---   state is truto.rate.window (constant size), a learned one's truto.rate.hints.
+--   state is truto.rate.window (constant size), a learned one's truto.rate.hints; the option
+--   is checked by truto.rate.option.
 --
 -- The learned budgets live in rate_limit.store when it keeps them, else in the nginx shared
 -- dict when there is one, else in this process.
@@ -46,18 +47,21 @@
 -- Runs on Lua 5.1 (LuaJIT, inside nginx) to 5.4: no integer operators.
 
 local hints = require "truto.rate.hints"
+local option = require "truto.rate.option"
 local local_store = require("truto.rate.local").new
 local dict_store = require("truto.rate.dict").new
 
 local M = {}
 
-local floor, huge, min = math.floor, math.huge, math.min
+local huge, min = math.huge, math.min
 local format, tostring, type = string.format, tostring, type
 
 M.DEFAULTS = { shared_dict = "truto_rate" }
 
-local MAX_REQUESTS = 1000000 -- a ring of this many start times at most
-local MAX_PER = 86400        -- a day
+--- Checks a `rate_limit` client option value (truto.rate.option): true, or nil and why.
+M.check = option.check
+local describe = option.describe
+
 local REPORT_AT = 0.1        -- seconds: holds this long or longer are reported (on_wait, debug)
 
 -- A start is kept `per` plus this much after the start `requests` places before it: answers and
@@ -65,79 +69,6 @@ local REPORT_AT = 0.1        -- seconds: holds this long or longer are reported 
 -- ms), and a start that arrives a hair early at the server would be one too many.
 local function margin(per)
   return min(0.05, per * 0.05)
-end
-
----------------------------------------------------------------------------------------------
--- Checking the option
-
-local FIELDS = { requests = true, per = true, account = true, shared_dict = true, store = true }
-local BUDGET_FIELDS = { requests = true, per = true }
-
-local function describe(v)
-  if type(v) == "number" then return tostring(v) end
-  if type(v) == "string" then return format("%q", v) end
-  return type(v)
-end
-
-local function check_requests(where, v)
-  if v == nil then return true end
-  if type(v) ~= "number" or v ~= v or v < 1 or v > MAX_REQUESTS or floor(v) ~= v then
-    return nil, format("%s.requests: integer from 1 to %d expected, got %s", where, MAX_REQUESTS, describe(v))
-  end
-  return true
-end
-
-local function check_per(where, v)
-  if v == nil then return true end
-  if type(v) ~= "number" or v ~= v or v <= 0 or v > MAX_PER then
-    return nil, format("%s.per: seconds > 0 and at most %d expected, got %s", where, MAX_PER, describe(v))
-  end
-  return true
-end
-
-local function check_budget(where, t, fields)
-  for k in pairs(t) do
-    if not fields[k] then return nil, format("%s: unknown field %s", where, describe(k)) end
-  end
-  local ok, why = check_requests(where, t.requests)
-  if not ok then return nil, why end
-  return check_per(where, t.per)
-end
-
---- Checks a `rate_limit` client option value.
--- nil (the defaults), false (off) or a table
--- `{ requests, per, account = { requests, per } | false, shared_dict = name, store = object }`;
--- a missing field takes its default.
--- @return true, or nil and why (a message naming the field)
-function M.check(value)
-  if value == nil or value == false then return true end
-  if type(value) ~= "table" then
-    return nil, "rate_limit: false or a table expected, got " .. describe(value)
-  end
-  local ok, why = check_budget("rate_limit", value, FIELDS)
-  if not ok then return nil, why end
-  local account = value.account
-  if account ~= nil and account ~= false then
-    if type(account) ~= "table" then
-      return nil, "rate_limit.account: false or a table { requests, per } expected, got " .. describe(account)
-    end
-    ok, why = check_budget("rate_limit.account", account, BUDGET_FIELDS)
-    if not ok then return nil, why end
-  end
-  local dict = value.shared_dict
-  if dict ~= nil and (type(dict) ~= "string" or dict == "") then
-    return nil, "rate_limit.shared_dict: the name of a lua_shared_dict expected, got " .. describe(dict)
-  end
-  local store = value.store
-  if store ~= nil then
-    local t = type(store)
-    local reserve = (t == "table" or t == "userdata") and store.reserve
-    local hold = (t == "table" or t == "userdata") and store.hold
-    if type(reserve) ~= "function" or type(hold) ~= "function" then
-      return nil, "rate_limit.store: an object with reserve and hold methods expected, got " .. describe(store)
-    end
-  end
-  return true
 end
 
 ---------------------------------------------------------------------------------------------
