@@ -227,19 +227,19 @@ describe("a limiter", function()
     end
     for i = 1, 999 do assert.equal(0, store:reserve(budgets(i), i * 0.001)) end
     local n = 0
-    for _ in pairs(store.rings) do n = n + 1 end
+    for _ in pairs(store.windows) do n = n + 1 end
     assert.equal(1000, n) -- the token and 999 accounts
     store:reserve(budgets(1000), 1.5) -- the 1000th reservation sweeps: accounts 1..500 are past
     n = 0
-    for _ in pairs(store.rings) do n = n + 1 end
+    for _ in pairs(store.windows) do n = n + 1 end
     assert.equal(1 + 500, n)
-    assert.is_nil(store.rings.a500)
-    assert.is_table(store.rings.a501)
+    assert.is_nil(store.windows.a500)
+    assert.is_table(store.windows.a501)
     -- what was dropped starts afresh (it was past its window anyway), what is kept still counts
     assert.equal(0, store:reserve(budgets(1), 1.5))
     assert.equal(0, store:reserve(budgets(1), 1.5))
     assert.equal(1, store:reserve(budgets(1), 1.5))
-    assert.equal(0, store:reserve(budgets(700), 1.5)) -- its ring: 0.7, and now 1.5
+    assert.equal(0, store:reserve(budgets(700), 1.5)) -- its window: 0.7, and now 1.5
     assert.near(0.2, store:reserve(budgets(700), 1.5), 1e-9) -- 0.7 + 1
   end)
 

@@ -102,6 +102,66 @@ function M.acquire()
   ngx.say(limiter.where, "\n", table.concat(lines, "\n"), #lines > 0 and "\n" or "", table.concat(out, "\n"))
 end
 
+local function clock()
+  ngx.update_time()
+  return ngx.now()
+end
+
+-- The limiter alone on the budget of the query (with tag: a key of its own): n acquires that
+-- never wait, then the largest budget value its store holds, in bytes (the shared dict, or with
+-- redis=port the ":w" keys in Redis).
+function M.size()
+  local rate = require "truto.rate"
+  local limiter = rate.new(budget(), "spec-size-" .. ngx.var.arg_tag)
+  local hooks = { sleep = ngx.sleep, now = clock }
+  for _ = 1, tonumber(ngx.var.arg_n) do assert(limiter:acquire(nil, hooks) == 0) end
+  limiter:close()
+  local most = 0
+  if ngx.var.arg_redis then
+    local red = require("truto.rate.redis").library():new()
+    assert(red:connect("127.0.0.1", tonumber(ngx.var.arg_redis)))
+    for _, k in ipairs(assert(red:keys("truto_rate:*:w"))) do most = math.max(most, #assert(red:get(k))) end
+    red:close()
+  else
+    local dict = ngx.shared.truto_rate
+    for _, k in ipairs(dict:get_keys(0)) do
+      local v = dict:get(k)
+      if type(v) == "string" then most = math.max(most, #v) end
+    end
+  end
+  ngx.say(most)
+end
+
+-- On the budget of the query (1 per 10 s): a first start, a second whose wait (10 s) is
+-- interrupted, then a third: the first's wait, the second's failure and the third's wait as
+-- the limiter reserved it (no sleep passes).
+function M.abandon()
+  local rate = require "truto.rate"
+  local limiter = rate.new(budget(), "spec-abandon-" .. ngx.var.arg_tag)
+  local function hooks(slept) return { sleep = function() return slept end, now = clock, max_wait = 60 } end
+  local first = limiter:acquire(nil, hooks(true))
+  local _, kind = limiter:acquire(nil, hooks(false))
+  local third = limiter:acquire(nil, hooks(true))
+  limiter:close()
+  ngx.say(string.format("%.2f %s %.2f", first, tostring(kind), third))
+end
+
+-- The learned budget of acct-x in a limiter of the key "spec-hints" whose rate_limit.store is
+-- the Redis of redis=port: learn=1 tells it an answer said the window is spent for 5 s; else it
+-- says what a request of acct-x must wait, and why.
+function M.hints()
+  local rate = require "truto.rate"
+  local limiter = rate.new(budget(), "spec-hints-" .. ngx.var.arg_tag)
+  local hooks = { sleep = ngx.sleep, now = clock, max_wait = 60 }
+  local wait, why = limiter:check_hints("acct-x", hooks)
+  if ngx.var.arg_learn then
+    limiter:observe("acct-x", { ["ratelimit-limit"] = "10;w=5", ["ratelimit-remaining"] = "0",
+      ["ratelimit-reset"] = "5" }, 200, nil, 60)
+  end
+  limiter:close()
+  ngx.say(string.format("%.1f %s", wait, tostring(why)))
+end
+
 return M
 ]==]
 
@@ -137,6 +197,9 @@ http {
     location = /list { content_by_lua_block { require("rate_checks").list() } }
     location = /threads { content_by_lua_block { require("rate_checks").threads() } }
     location = /acquire { content_by_lua_block { require("rate_checks").acquire() } }
+    location = /size { content_by_lua_block { require("rate_checks").size() } }
+    location = /abandon { content_by_lua_block { require("rate_checks").abandon() } }
+    location = /hints { content_by_lua_block { require("rate_checks").hints() } }
   }
 }
 ]]
@@ -338,6 +401,51 @@ describe("rate budgets inside nginx", function()
       assert.equal(80, #times)
       assert.is_true(most_within(times, 1) <= 20, most_within(times, 1))
       assert.is_true(times[#times] - times[1] >= 3, times[#times] - times[1])
+    end)
+
+    it("keep a budget of 1e6 per minute in the same few hundred bytes, in the shared dict and in Redis", function()
+      local redis_port = start_redis()
+      local port = start_nginx(1, true)
+      for _, store in ipairs { "", "&redis=" .. redis_port } do
+        local sizes = {}
+        for _, n in ipairs { 100, 5000 } do
+          local body = concurrently { ("http://127.0.0.1:%d/size?requests=1000000&per=60&n=%d&tag=%d%s")
+            :format(port, n, n, store) }
+          sizes[#sizes + 1] = tonumber(body[1])
+        end
+        -- at most 16 groups of "microseconds:count" (a ring of start times was 20 bytes a start)
+        assert.is_true(sizes[1] > 0 and sizes[1] <= 600, store .. ": " .. tostring(sizes[1]))
+        assert.is_true(sizes[2] > 0 and sizes[2] <= 600, store .. ": " .. tostring(sizes[2]))
+      end
+    end)
+
+    it("give the place of an interrupted reservation to the next caller, in the shared dict and in Redis", function()
+      local redis_port = start_redis()
+      local port = start_nginx(1, true)
+      for i, store in ipairs { "", "&redis=" .. redis_port } do
+        local body = concurrently { ("http://127.0.0.1:%d/abandon?requests=1&per=10&tag=%d%s"):format(port, i, store) }
+        -- the third waits for the interrupted one's place, 10 s (+ the 50 ms margin) after the first,
+        -- less what passed since: not 20 s
+        local first, kind, third = body[1]:match("^(%S+) (%S+) (%S+)$")
+        assert.same({ "0.00", "interrupted" }, { first, kind }, body[1] .. store)
+        assert.is_true(tonumber(third) > 9.5 and tonumber(third) <= 10.05, body[1] .. store)
+      end
+    end)
+
+    it("share what the answers taught through Redis: an account spent on one nginx waits on another", function()
+      local redis_port = start_redis()
+      local a, prefix_a = start_nginx(1, false)
+      local b, prefix_b = start_nginx(1, false)
+      local q = "tag=1&redis=" .. redis_port
+      assert.same({ "0.0 nil" }, concurrently { ("http://127.0.0.1:%d/hints?learn=1&%s"):format(a, q) },
+        errors_of(prefix_a))
+      local body = concurrently { ("http://127.0.0.1:%d/hints?%s"):format(b, q) }
+      local wait, why = body[1]:match("^(%S+) (%S+)$")
+      assert.equal("ratelimit-reset", why, body[1] .. errors_of(prefix_b))
+      assert.is_true(tonumber(wait) > 4 and tonumber(wait) <= 5, body[1])
+      -- an account nothing was said of: its first request goes at once
+      body = concurrently { ("http://127.0.0.1:%d/hints?tag=2&redis=%d"):format(b, redis_port) }
+      assert.same({ "0.0 nil" }, body)
     end)
   end)
 

@@ -26,9 +26,16 @@
 --         a store with its own shared clock (Redis' TIME) may use that instead.
 --       store:hold(name, seconds, now) -> true | nil, err
 --         The server said budget `name` is spent: no start before `seconds` from now.
+--       optional: reserve's third answer names the reservation (a ticket), and
+--       store:release(budgets, ticket) gives back one whose request will not start;
+--       store:hint_take / hint_learn keep the learned budgets (as truto.rate.local does).
 --     truto.rate.redis is one, for OpenResty fleets (lua-resty-redis and a redis-server).
+--   The stores' code: truto.rate.local, truto.rate.dict, truto.rate.redis; a fixed budget's
+--   state is truto.rate.window (constant size), a learned one's truto.rate.hints; the option
+--   is checked by truto.rate.option.
 --
--- The learned budgets live in the nginx shared dict when there is one, else in this process.
+-- The learned budgets live in rate_limit.store when it keeps them, else in the nginx shared
+-- dict when there is one, else in this process.
 -- A store's answer is checked (a finite wait from 0 to max_retry_wait): a bad answer or a store
 -- that raises is a failed store, and the request keeps to this process' budget (one debug line
 -- per request; inside nginx one error-log line per worker).
@@ -40,16 +47,21 @@
 -- Runs on Lua 5.1 (LuaJIT, inside nginx) to 5.4: no integer operators.
 
 local hints = require "truto.rate.hints"
+local option = require "truto.rate.option"
+local local_store = require("truto.rate.local").new
+local dict_store = require("truto.rate.dict").new
 
 local M = {}
 
-local floor, huge, min = math.floor, math.huge, math.min
+local huge, min = math.huge, math.min
 local format, tostring, type = string.format, tostring, type
 
 M.DEFAULTS = { shared_dict = "truto_rate" }
 
-local MAX_REQUESTS = 1000000 -- a ring of this many start times at most
-local MAX_PER = 86400        -- a day
+--- Checks a `rate_limit` client option value (truto.rate.option): true, or nil and why.
+M.check = option.check
+local describe = option.describe
+
 local REPORT_AT = 0.1        -- seconds: holds this long or longer are reported (on_wait, debug)
 
 -- A start is kept `per` plus this much after the start `requests` places before it: answers and
@@ -57,79 +69,6 @@ local REPORT_AT = 0.1        -- seconds: holds this long or longer are reported 
 -- ms), and a start that arrives a hair early at the server would be one too many.
 local function margin(per)
   return min(0.05, per * 0.05)
-end
-
----------------------------------------------------------------------------------------------
--- Checking the option
-
-local FIELDS = { requests = true, per = true, account = true, shared_dict = true, store = true }
-local BUDGET_FIELDS = { requests = true, per = true }
-
-local function describe(v)
-  if type(v) == "number" then return tostring(v) end
-  if type(v) == "string" then return format("%q", v) end
-  return type(v)
-end
-
-local function check_requests(where, v)
-  if v == nil then return true end
-  if type(v) ~= "number" or v ~= v or v < 1 or v > MAX_REQUESTS or floor(v) ~= v then
-    return nil, format("%s.requests: integer from 1 to %d expected, got %s", where, MAX_REQUESTS, describe(v))
-  end
-  return true
-end
-
-local function check_per(where, v)
-  if v == nil then return true end
-  if type(v) ~= "number" or v ~= v or v <= 0 or v > MAX_PER then
-    return nil, format("%s.per: seconds > 0 and at most %d expected, got %s", where, MAX_PER, describe(v))
-  end
-  return true
-end
-
-local function check_budget(where, t, fields)
-  for k in pairs(t) do
-    if not fields[k] then return nil, format("%s: unknown field %s", where, describe(k)) end
-  end
-  local ok, why = check_requests(where, t.requests)
-  if not ok then return nil, why end
-  return check_per(where, t.per)
-end
-
---- Checks a `rate_limit` client option value.
--- nil (the defaults), false (off) or a table
--- `{ requests, per, account = { requests, per } | false, shared_dict = name, store = object }`;
--- a missing field takes its default.
--- @return true, or nil and why (a message naming the field)
-function M.check(value)
-  if value == nil or value == false then return true end
-  if type(value) ~= "table" then
-    return nil, "rate_limit: false or a table expected, got " .. describe(value)
-  end
-  local ok, why = check_budget("rate_limit", value, FIELDS)
-  if not ok then return nil, why end
-  local account = value.account
-  if account ~= nil and account ~= false then
-    if type(account) ~= "table" then
-      return nil, "rate_limit.account: false or a table { requests, per } expected, got " .. describe(account)
-    end
-    ok, why = check_budget("rate_limit.account", account, BUDGET_FIELDS)
-    if not ok then return nil, why end
-  end
-  local dict = value.shared_dict
-  if dict ~= nil and (type(dict) ~= "string" or dict == "") then
-    return nil, "rate_limit.shared_dict: the name of a lua_shared_dict expected, got " .. describe(dict)
-  end
-  local store = value.store
-  if store ~= nil then
-    local t = type(store)
-    local reserve = (t == "table" or t == "userdata") and store.reserve
-    local hold = (t == "table" or t == "userdata") and store.hold
-    if type(reserve) ~= "function" or type(hold) ~= "function" then
-      return nil, "rate_limit.store: an object with reserve and hold methods expected, got " .. describe(store)
-    end
-  end
-  return true
 end
 
 ---------------------------------------------------------------------------------------------
@@ -153,220 +92,12 @@ local function budget_name(kind, prefix, requests, per, account)
   return format("%s:%s:%d/%.17g%s", kind, prefix, requests, per, account and ":" .. account or "")
 end
 
----------------------------------------------------------------------------------------------
--- The process-local store: for each budget name, a ring of the last `requests` start times.
-
-local PRUNE_EVERY = 1000 -- reservations between two sweeps of the rings nobody needs any more
-local FORGET_AFTER = 60  -- seconds: a learned budget nothing holds is kept this long after its last use
-
-local function local_store()
-  local store = { rings = {}, holds = {}, learned = {}, count = 0 }
-
-  -- Drops the rings whose newest start is more than `per` ago (an account read once, long ago):
-  -- a process that fans out over many accounts keeps only those still in a window.
-  local function prune(self, now)
-    for name, ring in pairs(self.rings) do
-      if ring.last + ring.per <= now then self.rings[name] = nil end
-    end
-    for name, deadline in pairs(self.holds) do
-      if deadline <= now then self.holds[name] = nil end
-    end
-    for name, state in pairs(self.learned) do
-      if hints.lifetime(state, now) <= 0 and (state.seen or now) + FORGET_AFTER <= now then self.learned[name] = nil end
-    end
-  end
-
-  -- The learned budget `name` (truto.rate.hints), one small table each,
-  -- made on first use and marked as seen now.
-  local function learned(self, name, now)
-    local state = self.learned[name]
-    if not state then
-      state = {}
-      self.learned[name] = state
-    end
-    state.seen = now
-    return state
-  end
-
-  function store.hint_take(self, name, now, probe_ttl)
-    local state = learned(self, name, now)
-    self.count = self.count + 1
-    if self.count % PRUNE_EVERY == 0 then prune(self, now) end
-    return hints.take(state, now, probe_ttl)
-  end
-
-  function store.hint_learn(self, name, now, h)
-    hints.learn(learned(self, name, now), now, h)
-  end
-
-  function store.reserve(self, budgets, now)
-    local start, binding = now, nil
-    local rings = self.rings
-    for i = 1, #budgets do
-      local b = budgets[i]
-      local ring = rings[b.name]
-      if not ring then
-        ring = { next = 1 }
-        rings[b.name] = ring
-      end
-      local oldest = ring[ring.next]
-      if oldest and oldest + b.per > start then start, binding = oldest + b.per, i end
-      local hold = self.holds[b.name]
-      if hold then
-        if hold > start then start, binding = hold, i end
-        if hold <= now then self.holds[b.name] = nil end
-      end
-    end
-    for i = 1, #budgets do
-      local b = budgets[i]
-      local ring = rings[b.name]
-      ring[ring.next] = start
-      ring.next = ring.next % b.requests + 1
-      ring.last, ring.per = start, b.per
-    end
-    self.count = self.count + 1
-    if self.count % PRUNE_EVERY == 0 then prune(self, now) end
-    return start - now, binding
-  end
-
-  function store.hold(self, name, seconds, now)
-    local deadline = now + seconds
-    if (self.holds[name] or -huge) < deadline then self.holds[name] = deadline end
-    return true
-  end
-
-  -- Forgets every budget whose name holds `prefix` (no limiter of that token is left).
-  function store.forget(self, prefix)
-    local mark = ":" .. prefix .. ":"
-    for _, t in ipairs { self.rings, self.holds, self.learned } do
-      for name in pairs(t) do
-        if name:find(mark, 1, true) then t[name] = nil end
-      end
-    end
-  end
-
-  return store
-end
-
----------------------------------------------------------------------------------------------
--- The nginx shared dict store: the same ring, under a lock (a dict key added with a short
--- expiry) so that a reservation over two budgets is atomic across workers. One dict value per
--- budget: the next slot's index, then the start times in fixed-width fields (an account's 50
--- take 1 KB, so `lua_shared_dict truto_rate 1m` holds about 500 accounts). Times are
--- ngx.now() (epoch seconds, the same for every worker). A budget's value expires once its
--- newest start is older than `per`.
-
-local LOCK_TTL = 0.5 -- seconds: a worker that dies holding the lock blocks the others this long
-
-local function yieldable(ngx)
-  local phase = ngx.get_phase()
-  return phase == "rewrite" or phase == "access" or phase == "content" or phase == "timer"
-end
-
-local process_store -- this process' store (below)
-
-local function dict_store(ngx, dict)
-  local store = {}
-
-  local key = "truto_rate:lock"
-
-  -- Returns true once this worker holds the lock; the work under it never yields.
-  local function lock()
-    for _ = 1, 10000 do
-      if dict:add(key, true, LOCK_TTL) then return true end
-      if yieldable(ngx) then ngx.sleep(0.001) end
-    end
-    return nil
-  end
-
-  local function clock()
-    ngx.update_time()
-    return ngx.now()
-  end
-
-  -- A ring value: "%8d" next index, then "%20.6f" per start time.
-  local HEAD, W = 8, 20
-
-  local function read_ring(value)
-    if type(value) ~= "string" or #value < HEAD then return 1, "" end
-    return tonumber(value:sub(1, HEAD)) or 1, value:sub(HEAD + 1)
-  end
-
-  local function slot(times, n)
-    local field = times:sub((n - 1) * W + 1, n * W)
-    return #field == W and tonumber(field) or nil
-  end
-
-  function store.reserve(_, budgets)
-    if not lock() then return nil, "the shared dict lock stays taken" end
-    local now = clock()
-    local start, binding = now, nil
-    local rings = {}
-    for i = 1, #budgets do
-      local b = budgets[i]
-      local n, times = read_ring(dict:get(b.name))
-      if n > b.requests then n = 1 end
-      rings[i] = { n = n, times = times }
-      local oldest = slot(times, n)
-      if oldest and oldest + b.per > start then start, binding = oldest + b.per, i end
-      local hold = dict:get(b.name .. "#hold")
-      if hold and hold > start then start, binding = hold, i end
-    end
-    local ok, err = true, nil
-    for i = 1, #budgets do
-      local b, ring = budgets[i], rings[i]
-      local n, times = ring.n, ring.times
-      times = times:sub(1, (n - 1) * W) .. format("%20.6f", start) .. times:sub(n * W + 1)
-      local set_ok, set_err = dict:set(b.name, format("%8d", n % b.requests + 1) .. times, start - now + b.per + 1)
-      if not set_ok then ok, err = nil, set_err end
-    end
-    dict:delete(key)
-    if not ok then return nil, "shared dict: " .. tostring(err) end
-    return start - now, binding
-  end
-
-  -- The learned budgets: one short string each (truto.rate.hints.encode), under the lock.
-  local function with_hints(name, fn)
-    if not lock() then return nil, "the shared dict lock stays taken" end
-    local now = clock()
-    local state = hints.decode(dict:get(name))
-    local a, b = fn(state, now)
-    local ok, err = dict:set(name, hints.encode(state), hints.lifetime(state, now) + FORGET_AFTER)
-    dict:delete(key)
-    if not ok then return nil, "shared dict: " .. tostring(err) end
-    return a, b
-  end
-
-  function store.hint_take(_, name, _, probe_ttl)
-    local wait, why = with_hints(name, function(state, now) return hints.take(state, now, probe_ttl) end)
-    if wait == nil then return process_store:hint_take(name, clock(), probe_ttl) end
-    return wait, why
-  end
-
-  function store.hint_learn(_, name, _, h)
-    local ok = with_hints(name, function(state, now) hints.learn(state, now, h) return true end)
-    if not ok then process_store:hint_learn(name, clock(), h) end
-  end
-
-  function store.hold(_, name, seconds)
-    if not lock() then return nil, "the shared dict lock stays taken" end
-    local deadline = clock() + seconds
-    local current = dict:get(name .. "#hold")
-    local ok, err = true, nil
-    if not current or current < deadline then ok, err = dict:set(name .. "#hold", deadline, seconds + 1) end
-    dict:delete(key)
-    if not ok then return nil, "shared dict: " .. tostring(err) end
-    return true
-  end
-
-  return store
-end
 
 ---------------------------------------------------------------------------------------------
 -- The registry: one local store for the process, one dict store per dict name, and how many
 -- limiters use each token's budgets.
 
-process_store = local_store()
+local process_store = local_store()
 local dict_stores = {}
 -- prefix -> the open limiters of that token (a weak set: a limiter never closed still lets go
 -- of its budgets once it is collected, at the next sweep)
@@ -389,7 +120,7 @@ local function nginx_dict(name)
   if not dict then return nil end
   local store = dict_stores[name]
   if not store then
-    store = dict_store(ngx, dict)
+    store = dict_store(ngx, dict, process_store)
     dict_stores[name] = store
   end
   return store, name
@@ -411,11 +142,17 @@ local function budget_of(t)
   return { requests = t.requests, per = t.per or DEFAULT_PER }
 end
 
--- The store that keeps the learned state (truto.rate.hints) of each account: the nginx shared
--- dict when there is one, else this process.
-local function hint_store(value)
+-- The shared level of this machine: the nginx shared dict when there is one, else this process.
+local function local_level(value)
   local store = nginx_dict(value.shared_dict or M.DEFAULTS.shared_dict)
   return store or process_store
+end
+
+-- Whether `store` keeps learned budgets too (hint_take and hint_learn, as truto.rate.redis).
+local function keeps_hints(store)
+  local t = type(store)
+  return (t == "table" or t == "userdata") and type(store.hint_take) == "function"
+    and type(store.hint_learn) == "function"
 end
 
 --- A limiter for the client whose token and base URL `key` names.
@@ -437,8 +174,11 @@ function M.new(value, key)
     if not store then store, where = process_store, "process" end
   end
   sweep()
+  local level = local_level(value)
   local limiter = setmetatable({
-    prefix = prefix, store = store, where = where, hints = hint_store(value),
+    -- the learned budgets: in rate_limit.store when it keeps them, else on this machine
+    prefix = prefix, store = store, where = where, level = level,
+    hints = keeps_hints(value.store) and value.store or level,
     token = token, account = account,
     token_name = token and budget_name("t", prefix, token.requests, token.per),
   }, Limiter)
@@ -500,37 +240,59 @@ local function store_failed(self, hooks, why, fallback)
   local ngx = rawget(_G, "ngx")
   if not warned[self.store] and type(ngx) == "table" and type(ngx.log) == "function" then
     warned[self.store] = true
-    ngx.log(ngx.ERR, "lua-truto: ", which, " failed (", tostring(why),
-      "); rate budgets fall back to this worker's process until it answers again")
+    ngx.log(ngx.ERR, "lua-truto: ", which, " failed (", tostring(why), "); rate budgets fall back to ",
+      fallback == process_store and "this worker's process" or "the shared dict", " until it answers again")
   end
 end
 
+-- Gives back the reservation `ticket` (from reserve) over `budgets`, where its store can.
+-- Never raises: a store that cannot is left as it is (the start then counts, as if it went).
+local function give_back(budgets, ticket)
+  local store = ticket and ticket.store
+  if store and ticket.start ~= nil and type(store.release) == "function" then
+    pcall(store.release, store, budgets, ticket.start)
+  end
+end
+
+-- Why a store's answer (pcall's ok, then wait and its second value) is a failure: it raised,
+-- said nil, err, or named no finite wait from 0 to `max_wait`; nil when it is a good answer.
+local function failed_answer(ok, wait, second, max_wait)
+  if not ok then return tostring(wait) end
+  if wait == nil then return second end
+  if type(wait) ~= "number" or wait ~= wait or wait < 0 or wait == huge or wait > (max_wait or huge) then
+    return format("it answered %s, not a wait from 0 to %s s", describe(wait), tostring(max_wait or huge))
+  end
+  return nil
+end
+
+-- Asks `store` for a start; returns wait, binding, ticket (the store's own name of the
+-- reservation, for give_back) or nil, why.
+local function ask(store, budgets, now)
+  local wait, binding, start = store:reserve(budgets, now)
+  if wait == nil then return nil, binding end
+  return wait, binding, { store = store, start = start }
+end
+
 -- Reserves a start in the fixed budgets, checking the store's answer: a wait that is not a
--- finite number in [0, max_wait] (or a store that raises) counts as a failed store.
+-- finite number in [0, max_wait] (or a store that raises) counts as a failed store (and a
+-- reservation it made for that answer is given back).
+-- Returns wait, binding (the index of the budget that decided), ticket; or nil, why.
 local function reserve(self, budgets, now, hooks)
   local store = self.store
-  local ok, wait, binding = pcall(store.reserve, store, budgets, now)
-  local why
-  if not ok then
-    why = tostring(wait)
-  elseif wait == nil then
-    why = binding
-  elseif type(wait) ~= "number" or wait ~= wait or wait < 0 or wait == huge
-      or (self.where == "store" and wait > (hooks.max_wait or huge)) then
-    why = format("it answered %s, not a wait from 0 to %s s", describe(wait), tostring(hooks.max_wait or huge))
-  end
+  local ok, wait, binding, ticket = pcall(ask, store, budgets, now)
+  local why = failed_answer(ok, wait, binding, self.where == "store" and hooks.max_wait or huge)
+  if ok and wait ~= nil and why then give_back(budgets, ticket) end
   if why then
     -- the next shared level: Redis -> the nginx shared dict -> this process
-    local fallback = process_store
-    if store ~= self.hints and self.hints ~= process_store then fallback = self.hints end
+    local fallback = store ~= self.level and self.level or process_store
     store_failed(self, hooks, why, fallback)
     if store == process_store then return nil, why end
-    local wait2, binding2 = fallback:reserve(budgets, now)
-    if wait2 == nil and fallback ~= process_store then return process_store:reserve(budgets, now) end
-    return wait2, binding2
+    local wait2, binding2, ticket2 = ask(fallback, budgets, now)
+    if wait2 == nil and fallback ~= process_store then return ask(process_store, budgets, now) end
+    return wait2, binding2, ticket2
   end
   if type(binding) ~= "number" or not budgets[binding] then binding = nil end
-  return wait, binding
+  return wait, binding, ticket
 end
 
 --- Whether a request of `account_id` may start now by what the server said (the learned
@@ -540,7 +302,16 @@ function Limiter:check_hints(account_id, hooks, now)
   self.now = hooks.now
   -- a fixed budget the caller configured says how to pace a cold start: no slow start then
   local probe_ttl = (self.token or self.account) and 0 or hooks.probe_ttl or 30
-  return self.hints:hint_take(self:hint_name(account_id), now, probe_ttl)
+  local name = self:hint_name(account_id)
+  local store = self.hints
+  if store == self.level then return store:hint_take(name, now, probe_ttl) end
+  -- a store of the caller's (Redis): its answer is checked, and a failure falls back
+  local ok, wait, why = pcall(store.hint_take, store, name, now, probe_ttl)
+  local failure = failed_answer(ok, wait, why, hooks.max_wait or huge)
+  if not failure and why ~= nil and type(why) ~= "string" then failure = "it answered a reason that is no string" end
+  if not failure then return wait, why end
+  store_failed(self, hooks, failure, self.level)
+  return self.level:hint_take(name, now, probe_ttl)
 end
 
 -- Whether waiting `wait` s is allowed: nil when it is, else the failure's kind and message.
@@ -586,22 +357,40 @@ function Limiter:acquire(account_id, hooks, taken)
     after = now + wait
     if wait <= 0 then break end
     local ok, kind, message = hold(wait, { budget = "server", reason = why, account = account_id,
-      store = self.hints == process_store and "process" or "shared dict" }, hooks)
+      store = self.hints == process_store and "process" or (self.hints == self.level and "shared dict" or "store") },
+      hooks)
     if not ok then return nil, kind, message end
     waited = waited + wait
   end
   local budgets = self:budgets(account_id)
   if #budgets == 0 then return waited end
   local now = hooks.now()
-  local wait, binding = reserve(self, budgets, now, hooks)
+  local wait, binding, ticket = reserve(self, budgets, now, hooks)
   if not wait then wait, binding = 0, nil end
-  if wait <= 0 then return waited end
+  local reservation = ticket and { budgets = budgets, ticket = ticket }
+  if wait <= 0 then return waited, reservation end
   local b = budgets[binding or 1]
   local limit = b.kind == "account" and self.account or self.token
-  local ok, kind, message = hold(wait, { budget = b.kind, account = account_id, requests = limit.requests,
-    per = limit.per, store = self.where, reason = "rate_limit" }, hooks)
-  if not ok then return nil, kind, message end
-  return waited + wait
+  local ran, ok, kind, message = pcall(hold, wait, { budget = b.kind, account = account_id,
+    requests = limit.requests, per = limit.per, store = self.where, reason = "rate_limit" }, hooks)
+  if not ran or not ok then
+    -- the request will not start (past a bound, interrupted, or the sleep raised): its place
+    -- goes to the next caller
+    give_back(budgets, ticket)
+    if not ran then error(ok, 0) end
+    return nil, kind, message
+  end
+  return waited + wait, reservation
+end
+
+--- Gives back the reservation acquire() returned (its second value) for a request that was
+-- never sent (it failed before reaching the wire, or was abandoned): the next caller may take
+-- its place. Where the store cannot (a custom store without `release`), the start counts as
+-- if it went. Idempotent; never raises.
+function Limiter:release(reservation)
+  if self.closed or type(reservation) ~= "table" or reservation.released then return end
+  reservation.released = true
+  give_back(reservation.budgets, reservation.ticket)
 end
 
 --- Records what one attempt of `account_id` taught: `h` from truto.rate.hints.read (an
@@ -610,16 +399,24 @@ end
 function Limiter:learn(account_id, h)
   if self.closed then return end
   local now = self.now and self.now() or 0
-  self.hints:hint_learn(self:hint_name(account_id), now, h)
+  local store, name = self.hints, self:hint_name(account_id)
+  if store == self.level then
+    store:hint_learn(name, now, h)
+  else
+    local ok, done = pcall(store.hint_learn, store, name, now, h)
+    if not ok or not done then self.level:hint_learn(name, now, h) end
+  end
   local seconds = h.hold or (h.remaining == 0 and h.reset)
   if not seconds or seconds <= 0 then return end
   -- the fixed budget of the account (or, for a call without one, the token's) is held too
   local budgets = self:budgets(account_id)
   local b = budgets[#budgets]
   if not b or (account_id ~= nil and b.kind ~= "account") then return end
-  local name = b.name
-  local ok, done = pcall(self.store.hold, self.store, name, seconds, now)
-  if not ok or not done then process_store:hold(name, seconds, now) end
+  local ok, done = pcall(self.store.hold, self.store, b.name, seconds, now)
+  if not ok or not done then
+    local fallback = self.store ~= self.level and self.level or process_store
+    if not fallback:hold(b.name, seconds, now) then process_store:hold(b.name, seconds, now) end
+  end
 end
 
 --- Reads an answer's headers (`status`, the parsed `retry_after` of a 429, each wait bounded

@@ -9,7 +9,8 @@
 --       remaining = starts left in this window (nil: no limit seen), reset = when the window
 --       reopens, limit, window = from ratelimit-limit, hold = no start before, why = the hold's
 --       reason, out = requests started and not answered yet, out_until = when those are
---       given up (a request abandoned without a word is forgotten then) }
+--       given up (a request abandoned without a word is forgotten then), bounded = an answer
+--       of this window bounded `reset` (else it is a guess: the last window's end + its size) }
 --
 -- Slow start: while nothing is known of an account, one request at a time is out (the probe,
 -- for at most `probe_ttl` seconds: a probe whose process died is given up; 0: no slow start,
@@ -30,6 +31,7 @@ local type, tonumber, format = type, tonumber, string.format
 
 M.POLL = 0.02        -- seconds: how often a request behind a probe looks again
 local OUT_TTL = 30    -- seconds: a started request not heard of for this long is no longer out
+M.FORGET_AFTER = 60   -- seconds: a learned budget nothing holds is kept this long after its last use
 local take
 local SAME_WINDOW = 1 -- seconds: two resets closer than this name one window (reset is rounded)
 
@@ -59,6 +61,7 @@ function take(s, now, probe_ttl)
     if s.limit and s.window then
       s.remaining = s.limit
       s.reset = s.reset + s.window * max(1, ceil((now - s.reset) / s.window + 1e-9))
+      s.bounded = nil -- a guess until an answer of the new window bounds it
     else
       s.remaining, s.reset = nil, nil
     end
@@ -95,15 +98,22 @@ function M.learn(s, now, h)
     -- the window this state counts in (the same reset, and the same budget: a budget the
     -- server changed starts counting anew)
     local same_budget = not h.limit or (h.limit == s.limit and h.window == s.window)
-    if s.reset and s.remaining and same_budget and math.abs(reset - s.reset) < SAME_WINDOW then
+    -- (within one window the server's count only goes down: more left than this state allows,
+    -- with the requests still out, is a new window)
+    if s.reset and s.remaining and same_budget and math.abs(reset - s.reset) < SAME_WINDOW
+        and h.remaining <= s.remaining + (s.out or 0) then
       s.remaining = min(s.remaining, h.remaining)
+      -- Each answer of a window bounds its end from above (`ratelimit-reset` is whole seconds
+      -- rounded up, and the answer took time to come back): the lowest bound is the closest,
+      -- up to a second nearer than the last answer's alone.
+      if s.bounded then reset = min(reset, s.reset) end
     else
       -- a window this state had not counted in: the requests still out were started without
       -- it, and the server may count them after this answer (counting some twice is the safe
       -- side: no 429)
       s.remaining = max(0, h.remaining - (s.out or 0))
     end
-    s.reset = reset
+    s.reset, s.bounded = reset, true
   end
   if h.limit then s.limit, s.window = h.limit, h.window end
 end
@@ -146,7 +156,7 @@ function M.read(headers, status, retry_after, bound)
 end
 
 --- The state as a short string (for a shared dict), and back.
-local FIELDS = { "known", "probe", "remaining", "reset", "limit", "window", "hold", "out", "out_until" }
+local FIELDS = { "known", "probe", "remaining", "reset", "limit", "window", "hold", "out", "out_until", "bounded" }
 
 function M.encode(s)
   local out = {}
@@ -166,8 +176,8 @@ function M.decode(text)
   for field in (text .. "|"):gmatch("([^|]*)|") do
     i = i + 1
     local name = FIELDS[i]
-    if name == "known" then
-      s.known = field == "1" or nil
+    if name == "known" or name == "bounded" then
+      s[name] = field == "1" or nil
     elseif name then
       s[name] = tonumber(field)
     elseif field ~= "" then

@@ -5,37 +5,122 @@
 --
 -- It talks to Redis through lua-resty-redis (Debian: lua-nginx-redis, module "nginx.redis";
 -- OpenResty: "resty.redis"), so it runs inside nginx, in phases that may use cosockets
--- (rewrite, access, content, timer). Each reservation is one EVAL: the script reads Redis' own
--- clock (TIME), so the machines' clocks do not matter, and runs atomically. A budget is a Redis
--- list of its last `requests` start times (newest first) and a key holding the server's hold.
--- Keys expire once they no longer matter. When Redis cannot be reached, the limiter keeps the
--- budget of its own process for that request and says so through `debug`.
+-- (rewrite, access, content, timer). Each reservation is one script (EVALSHA, the text sent
+-- once): it reads Redis' own clock (TIME), so the machines' clocks do not matter, and runs
+-- atomically. The scripts run the very modules this process runs (truto.rate.window for a
+-- fixed budget: a string of at most 16 groups of start times, whatever `requests` is; and
+-- truto.rate.hints for a learned one: what the answers' ratelimit-* headers and 429s said,
+-- so every machine of the fleet paces an account by what any of them was told). Beside each
+-- fixed budget, a key holds the server's hold. Keys expire once they no longer matter. When
+-- Redis cannot be reached, the limiter keeps to the next shared level for that request (the
+-- nginx shared dict, else its own process) and says so through `debug` and, once, error.log.
 
 local M = {}
 
 local format = string.format
 local unpack = table.unpack or rawget(_G, "unpack")
 
+-- The text of the Lua module `name` (on package.path), to run inside Redis as it is.
+local function source(name)
+  local path = package.searchpath and package.searchpath(name, package.path)
+  local f = path and io.open(path, "rb")
+  if not f then error("truto.rate.redis: the source of " .. name .. " is not on package.path", 3) end
+  local text = f:read("*a")
+  f:close()
+  return text
+end
+
+-- A script that runs with the modules `names` (each as a local of the same name).
+local function script(names, body)
+  local parts = {}
+  for name, module in pairs(names) do
+    parts[#parts + 1] = format("local %s = (function()\n%s\nend)()\n", name, source(module))
+  end
+  table.sort(parts)
+  return table.concat(parts) .. body
+end
+
+-- A script and its SHA1 (hex; nil where nginx's ngx.sha1_bin is missing): run() sends the
+-- text only when Redis does not know the digest yet.
+local function prepared(text)
+  local ngx = rawget(_G, "ngx")
+  local sha1 = type(ngx) == "table" and ngx.sha1_bin
+  local sha = sha1 and (sha1(text):gsub(".", function(c) return format("%02x", c:byte()) end))
+  return { text = text, sha = sha }
+end
+
+local function run(red, prepared_script, ...)
+  if prepared_script.sha then
+    local res, err = red:evalsha(prepared_script.sha, ...)
+    if res or not tostring(err):find("NOSCRIPT", 1, true) then return res, err end
+  end
+  return red:eval(prepared_script.text, ...)
+end
+
+-- Reserves one start over the budgets KEYS (window, hold, window, hold, ...), ARGV (requests,
+-- per, ...): the wait and the start in microseconds of Redis' clock, and the deciding budget.
 local RESERVE = [[
 local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local start, binding = now, 0
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local n = #KEYS / 2
+local states, limits, holds = {}, {}, {}
 for i = 1, n do
-  local requests, per = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
-  local oldest = redis.call('LINDEX', KEYS[2 * i - 1], requests - 1)
-  if oldest and tonumber(oldest) + per > start then start, binding = tonumber(oldest) + per, i end
+  states[i] = window.decode(redis.call('GET', KEYS[2 * i - 1]))
+  limits[i] = { tonumber(ARGV[2 * i - 1]), window.us(tonumber(ARGV[2 * i])) }
   local hold = redis.call('GET', KEYS[2 * i])
-  if hold and tonumber(hold) > start then start, binding = tonumber(hold), i end
+  if hold then holds[i] = window.us(tonumber(hold), true) end
 end
+local start, binding = window.reserve(states, limits, holds, now)
 for i = 1, n do
-  local requests, per = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
-  local ring = KEYS[2 * i - 1]
-  redis.call('LPUSH', ring, string.format('%.6f', start))
-  redis.call('LTRIM', ring, 0, requests - 1)
-  redis.call('PEXPIRE', ring, math.ceil((start - now + per) * 1000) + 1000)
+  local ttl = math.floor(window.lifetime(states[i], limits[i][2], now) / 1000) + 1000
+  redis.call('SET', KEYS[2 * i - 1], window.encode(states[i]), 'PX', ttl)
 end
-return { string.format('%.6f', start - now), binding }
+return { string.format('%.0f', start - now), binding, string.format('%.0f', start) }
+]]
+
+-- Gives back the reservation ARGV[1] (its start, microseconds) in the windows KEYS.
+local RELEASE = [[
+local x = tonumber(ARGV[1])
+for i = 1, #KEYS do
+  local text = redis.call('GET', KEYS[i])
+  local ttl = redis.call('PTTL', KEYS[i])
+  if text and ttl > 0 then
+    local g = window.decode(text)
+    window.release(g, x)
+    redis.call('SET', KEYS[i], window.encode(g), 'PX', ttl)
+  end
+end
+return 1
+]]
+
+-- The learned budget KEYS[1] (truto.rate.hints, on Redis' clock): may a request start now?
+-- ARGV[1] = probe_ttl. Returns the wait (seconds) and its reason.
+local HINT_TAKE = [[
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local s = hints.decode(redis.call('GET', KEYS[1]))
+local wait, why = hints.take(s, now, tonumber(ARGV[1]))
+local ttl = math.floor((hints.lifetime(s, now) + hints.FORGET_AFTER) * 1000) + 1
+redis.call('SET', KEYS[1], hints.encode(s), 'PX', ttl)
+return { string.format('%.6f', wait), why or '' }
+]]
+
+-- What one attempt taught, into the learned budget KEYS[1]: ARGV = failed ("1" or ""),
+-- remaining, reset, limit, window, hold, why ("" for none).
+local HINT_LEARN = [[
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local function field(i)
+  if ARGV[i] == '' then return nil end
+  return tonumber(ARGV[i])
+end
+local h = { failed = ARGV[1] == '1' or nil, remaining = field(2), reset = field(3), limit = field(4),
+  window = field(5), hold = field(6), why = ARGV[7] ~= '' and ARGV[7] or nil }
+local s = hints.decode(redis.call('GET', KEYS[1]))
+hints.learn(s, now, h)
+local ttl = math.floor((hints.lifetime(s, now) + hints.FORGET_AFTER) * 1000) + 1
+redis.call('SET', KEYS[1], hints.encode(s), 'PX', ttl)
+return 1
 ]]
 
 local HOLD = [[
@@ -123,6 +208,13 @@ function M.new(opts)
     error("bad argument #1 to 'new' (host and prefix must be strings)", 2)
   end
 
+  local scripts = {
+    reserve = prepared(script({ window = "truto.rate.window" }, RESERVE)),
+    release = prepared(script({ window = "truto.rate.window" }, RELEASE)),
+    hint_take = prepared(script({ hints = "truto.rate.hints" }, HINT_TAKE)),
+    hint_learn = prepared(script({ hints = "truto.rate.hints" }, HINT_LEARN)),
+  }
+
   -- Runs fn(red) on a connection; returns its results, or nil and an error.
   local function with_connection(fn)
     return M.with_connection(lib, store, fn)
@@ -130,21 +222,57 @@ function M.new(opts)
   store.with_connection = with_connection -- for other stores on the same connections (truto.webhook)
 
   function store.reserve(self, budgets)
-    local args = { RESERVE, 2 * #budgets }
+    local args = { scripts.reserve, 2 * #budgets }
     for _, b in ipairs(budgets) do
-      args[#args + 1] = self.prefix .. b.name
+      args[#args + 1] = self.prefix .. b.name .. ":w"
       args[#args + 1] = self.prefix .. b.name .. ":hold"
     end
     for _, b in ipairs(budgets) do
       args[#args + 1] = format("%d", b.requests)
       args[#args + 1] = decimal(b.per)
     end
-    local res, err = with_connection(function(red) return red:eval(unpack(args)) end)
+    local res, err = with_connection(function(red) return run(red, unpack(args)) end)
     if type(res) ~= "table" then return nil, err or "redis: unexpected answer" end
     local wait = tonumber(res[1])
     if not wait then return nil, "redis: unexpected answer" end
     local binding = tonumber(res[2])
-    return wait, binding ~= 0 and binding or nil
+    return wait / 1000000, binding ~= 0 and binding or nil, res[3]
+  end
+
+  -- Gives back the reservation `ticket` (reserve's third answer) of a request that never started.
+  function store.release(self, budgets, ticket)
+    local args = { scripts.release, #budgets }
+    for _, b in ipairs(budgets) do args[#args + 1] = self.prefix .. b.name .. ":w" end
+    args[#args + 1] = ticket
+    local res, err = with_connection(function(red) return run(red, unpack(args)) end)
+    if res == nil then return nil, err end
+    return true
+  end
+
+  -- The learned budget `name` (truto.rate.hints) lives in Redis too, on Redis' clock, so the
+  -- fleet shares what the answers' ratelimit-* headers taught.
+  function store.hint_take(self, name, _, probe_ttl)
+    local res, err = with_connection(function(red)
+      return run(red, scripts.hint_take, 1, self.prefix .. name, decimal(probe_ttl or 0))
+    end)
+    if type(res) ~= "table" then return nil, err or "redis: unexpected answer" end
+    local wait = tonumber(res[1])
+    if not wait then return nil, "redis: unexpected answer" end
+    return wait, res[2] ~= "" and res[2] or nil
+  end
+
+  local function field(v)
+    if type(v) ~= "number" then return "" end
+    return decimal(v)
+  end
+
+  function store.hint_learn(self, name, _, h)
+    local res, err = with_connection(function(red)
+      return run(red, scripts.hint_learn, 1, self.prefix .. name, h.failed and "1" or "", field(h.remaining),
+        field(h.reset), field(h.limit), field(h.window), field(h.hold), type(h.why) == "string" and h.why or "")
+    end)
+    if res == nil then return nil, err end
+    return true
   end
 
   function store.hold(self, name, seconds)
