@@ -1,7 +1,8 @@
 -- The nginx transport's HTTP/1.1 response parser (truto.ngx.parser) on its own, under plain
 -- Lua 5.4 and LuaJIT (`make test`, `make test-luajit`): no nginx, no socket. Each answer is fed
 -- to it whole, split at every byte boundary, and one byte at a time, and must give the same
--- exact result every way; then seeded random answers are checked against what built them.
+-- exact result every way; then seeded random answers are checked against what built them, and
+-- random header blocks against what libcurl and src/transport_curl.c read from the same bytes.
 local parser = require "truto.ngx.parser"
 
 local MAX_BODY = 64 * 1024 * 1024
@@ -57,6 +58,16 @@ local function every_cut(text, expected, method, max_body, after)
   for n, pieces in ipairs(cuts(text)) do
     local got = read(pieces, method, max_body, after)
     assert.same(expected, got, ("cut #%d (%d pieces)"):format(n, #pieces))
+  end
+end
+
+-- A small linear congruential generator, so that a seed gives the same answers on every
+-- runtime (math.random differs between Lua 5.4 and LuaJIT).
+local function generator(seed)
+  local state = seed
+  return function(n)
+    state = (state * 69069 + 1) % 4294967296 -- exact in a double, too
+    return math.floor(state / 65536) % n + 1
   end
 end
 
@@ -209,16 +220,6 @@ describe("truto.ngx.parser", function()
   end)
 
   describe("random answers", function()
-    -- A small linear congruential generator, so that a seed gives the same answers on every
-    -- runtime (math.random differs between Lua 5.4 and LuaJIT).
-    local function generator(seed)
-      local state = seed
-      return function(n)
-        state = (state * 1103515245 + 12345) % 2147483648
-        return state % n + 1
-      end
-    end
-
     local NAME_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_"
     local VALUE_CHARS = NAME_CHARS .. " :;,=/\"'()\t"
 
@@ -282,6 +283,73 @@ describe("truto.ngx.parser", function()
         assert.same(expected, read(pieces), "seed " .. seed)
         assert.same(expected, read { text }, "seed " .. seed .. ", whole")
       end
+    end)
+  end)
+  describe("against the C transport", function()
+    local run = require "spec.helpers.run"
+
+    -- Serves the file DIR/N, as it is, to a request for /N, then closes; ends when no
+    -- connection comes for 10 s.
+    local SERVER = [==[
+local socket = require "socket"
+local dir, port = arg[1], tonumber(arg[2])
+local server = assert(socket.bind("127.0.0.1", port))
+server:settimeout(10)
+while true do
+  local c = server:accept()
+  if not c then break end
+  c:settimeout(5)
+  local line = c:receive("*l") or ""
+  repeat local more = c:receive("*l") until not more or more == ""
+  local f = io.open(dir .. "/" .. (line:match("^GET /(%d+) ") or "none"), "rb")
+  if f then c:send(f:read("*a")) f:close() end
+  c:close()
+end
+]==]
+
+    -- Header lines of token names (repeats among a few, in any case) and values with
+    -- inner blanks, colons and quotes, padded with spaces and tabs.
+    local function header_block(rand)
+      local names = { "X-Rate", "x-id", "Set-Cookie", "Link", "X-A:B" }
+      local lines = { "HTTP/1.1 200 OK" }
+      for _ = 1, rand(12) - 1 do
+        local name = names[rand(#names)]:match("^[^:]+")
+        if rand(3) == 1 then name = name:upper() end
+        local value = {}
+        for k = 1, rand(30) - 1 do
+          local chars = "abcXYZ019 \t:;,=/\"()"
+          local i = rand(#chars)
+          value[k] = chars:sub(i, i)
+        end
+        local pads = { "", " ", "\t", "  \t" }
+        lines[#lines + 1] = name .. ":" .. pads[rand(4)] .. table.concat(value) .. pads[rand(4)]
+      end
+      lines[#lines + 1] = "Content-Length: 2"
+      lines[#lines + 1] = "Connection: close"
+      return table.concat(lines, "\r\n") .. "\r\n\r\n" .. "ok"
+    end
+
+    it("reads the same headers as libcurl and src/transport_curl.c from seeded random blocks", function()
+      local dir, port = run.tmpdir(), run.free_port()
+      run.write(dir .. "/server.lua", SERVER)
+      local answers = {}
+      for seed = 1, 150 do
+        answers[seed] = header_block(generator(seed))
+        run.write(dir .. "/" .. seed, answers[seed])
+      end
+      local pid = run.spawn("exec lua5.4 " .. run.quote(dir .. "/server.lua") .. " " .. run.quote(dir) .. " " .. port)
+      finally(function() run.kill(pid) end)
+      assert.is_true(run.wait_port(port))
+      local curl = require("truto.core").curl { token = "differential" }
+      for seed = 1, 150 do
+        local answer, failure = curl:perform { method = "GET", url = ("http://127.0.0.1:%d/%d"):format(port, seed),
+          headers = {}, timeout = 5 }
+        assert(answer, failure and failure.message)
+        local mine = read { answers[seed] }
+        assert.same({ status = answer.status, headers = answer.headers, body = answer.body },
+          { status = mine.status, headers = mine.headers, body = mine.body }, "seed " .. seed)
+      end
+      curl:close()
     end)
   end)
 end)
