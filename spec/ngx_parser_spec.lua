@@ -1,5 +1,5 @@
 -- The nginx transport's HTTP/1.1 response parser (truto.ngx.parser) on its own, under plain
--- Lua 5.4 and LuaJIT (`make test`, `make test-luajit`): no nginx, no socket. Each answer is fed
+-- Lua 5.4 and LuaJIT (`make test`, `make test-luajit`), without nginx. Each answer is fed
 -- to it whole, split at every byte boundary, and one byte at a time, and must give the same
 -- exact result every way; then seeded random answers are checked against what built them, and
 -- random header blocks against what libcurl and src/transport_curl.c read from the same bytes.
