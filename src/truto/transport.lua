@@ -90,7 +90,9 @@ function M.sleep(seconds, via)
   if seconds <= 0 then return true end
   if via and via.pause and not M.can_yield() then return via:pause(seconds) end
   if M.can_yield() then
-    nginx().sleep(seconds)
+    -- nginx counts whole milliseconds: under 1 ms would be ngx.sleep(0), which
+    -- logs a warning on every nginx without the delayed-events patch
+    nginx().sleep(seconds < 0.001 and 0.001 or seconds)
     return true
   end
   return core.sleep(seconds)
