@@ -41,19 +41,28 @@ local M = {}
 
 local format = string.format
 
+-- The phase sets, by name: the one registry of nginx phases (truto.ngx and
+-- truto.rate read them here).
+
 --- nginx phases whose handlers may yield, so that cosockets, ngx.sleep and
--- light threads work there. The one list; truto.ngx uses it too.
+-- light threads work there: where the ngx transport runs.
 M.YIELDABLE = {
   rewrite = true, access = true, content = true, timer = true,
   ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true, preread = true,
 }
 
--- Request phases where a blocking libcurl call holds up every request of
--- the worker (not init or exit_worker, where nothing else runs).
-local REQUEST_PHASES = {
+--- nginx phases that cannot yield and run while the worker serves requests:
+-- a blocking libcurl call there holds up every request of the worker (not
+-- init or exit_worker, where nothing else runs), and error.log says so once.
+M.BLOCKS_WORKER = {
   set = true, header_filter = true, body_filter = true, log = true, balancer = true,
   ssl_session_store = true, init_worker = true,
 }
+
+--- nginx phases that run for a downstream request whose client may go away:
+-- where truto.ngx.abort() marks the request (in its ngx.ctx), and so every
+-- exchange the request starts.
+M.ABORTABLE = { rewrite = true, access = true, content = true }
 
 local function nginx()
   local ngx = rawget(_G, "ngx")
@@ -81,7 +90,9 @@ function M.sleep(seconds, via)
   if seconds <= 0 then return true end
   if via and via.pause and not M.can_yield() then return via:pause(seconds) end
   if M.can_yield() then
-    nginx().sleep(seconds)
+    -- nginx counts whole milliseconds: under 1 ms would be ngx.sleep(0), which
+    -- logs a warning on every nginx without the delayed-events patch
+    nginx().sleep(seconds < 0.001 and 0.001 or seconds)
     return true
   end
   return core.sleep(seconds)
@@ -103,7 +114,7 @@ end
 -- Logs once per phase that a libcurl call named outright blocks a request
 -- phase.
 local function warn_blocking(phase)
-  if not REQUEST_PHASES[phase] then return end
+  if not M.BLOCKS_WORKER[phase] then return end
   local ngx = nginx()
   if not first_warning(ngx, phase) then return end
   ngx.log(ngx.WARN, "lua-truto: a call in nginx's ", phase, " phase uses libcurl (transport = \"curl\") and ",
