@@ -112,21 +112,29 @@ function M.sleeper(client, req, policy)
   return function(seconds) return transport.sleep(seconds, t) end
 end
 
--- The rate hooks of one call: its clock, its sleep, its bounds.
+-- The rate hooks of one request: its clock, its sleep, its bounds. Made
+-- once per request (kept as req.rate_hooks), not per send: its bounds are
+-- brought up to date for each.
 local function rate_hooks(client, policy, req)
-  -- the call's clock: after a wait, at least its end (a sleep the caller replaced may not let
-  -- any time pass, and the wait was for the same hold)
-  local function now()
-    local t = core.now()
-    local after = req.waited_until
-    if after and after > t then return after end
-    return t
+  local hooks = req.rate_hooks
+  if not hooks then
+    -- the call's clock: after a wait, at least its end (a sleep the caller replaced may not let
+    -- any time pass, and the wait was for the same hold)
+    local function now()
+      local t = core.now()
+      local after = req.waited_until
+      if after and after > t then return after end
+      return t
+    end
+    hooks = {
+      sleep = M.sleeper(client, req, policy), now = now, on_wait = policy.on_wait, debug = policy.debug,
+      max_wait = policy.max_retry_wait,
+    }
+    req.rate_hooks = hooks
   end
-  return {
-    sleep = M.sleeper(client, req, policy), now = now, on_wait = policy.on_wait, debug = policy.debug,
-    max_wait = policy.max_retry_wait, deadline = req.deadline_at,
-    probe_ttl = (req.timeout or 30) + (req.connect_timeout or 0),
-  }
+  hooks.deadline = req.deadline_at
+  hooks.probe_ttl = (req.timeout or 30) + (req.connect_timeout or 0)
+  return hooks
 end
 
 --- Seconds left before the call's deadline (nil: none).

@@ -129,6 +129,9 @@ function M.new(fname, opts)
     _headers = options.headers(fname, 1, opts.headers),
     _user_agent = opts.user_agent,
     _lines = {}, -- transport kind -> header lines of every request
+    _plain = {}, -- transport kind -> the sorted lines of a request with no body, key or headers of its own
+    -- a wrapper may do anything with a request: it gets lines of its own each time
+    _share_lines = opts.wrap_transport == nil,
     _policy = {
       max_retries = opts.max_retries or 3,
       max_retry_wait = opts.max_retry_wait or 60,
@@ -205,6 +208,20 @@ local function base_headers(self, kind)
   return set
 end
 
+-- The sorted lines of a request that adds none to the client's (a GET with
+-- no key and no headers of its own: every page of a listing): merged and
+-- sorted once per transport kind, and the same table for each such request
+-- on lua-truto's own transports, which only read it.
+local function plain_lines(self, kind)
+  if kind == "object" or not self._share_lines then return options.merge_headers { base_headers(self, kind) } end
+  local lines = self._plain[kind]
+  if not lines then
+    lines = options.merge_headers { base_headers(self, kind) }
+    self._plain[kind] = lines
+  end
+  return lines
+end
+
 local JSON_BODY = { ["content-type"] = "Content-Type: application/json" }
 local WRITES = { POST = true, PATCH = true, DELETE = true } -- keyed by default (truto.attempt)
 
@@ -216,12 +233,18 @@ function M.build(self, method, url, body, call_headers, account, policy)
   local key = policy.idempotency_key
   if key == nil and WRITES[method] then key = attempt.new_key() end
   if key == false then key = nil end
-  local sets = { base_headers(self, kind) }
-  if body then sets[#sets + 1] = JSON_BODY end
-  if call_headers then sets[#sets + 1] = call_headers end
-  if key then sets[#sets + 1] = { ["idempotency-key"] = "Idempotency-Key: " .. key } end
+  local lines
+  if body or call_headers or key then
+    local sets = { base_headers(self, kind) }
+    if body then sets[#sets + 1] = JSON_BODY end
+    if call_headers then sets[#sets + 1] = call_headers end
+    if key then sets[#sets + 1] = { ["idempotency-key"] = "Idempotency-Key: " .. key } end
+    lines = options.merge_headers(sets)
+  else
+    lines = plain_lines(self, kind)
+  end
   local req = {
-    method = method, url = url, body = body, headers = options.merge_headers(sets),
+    method = method, url = url, body = body, headers = lines,
     timeout = policy.timeout, connect_timeout = policy.connect_timeout, max_body = policy.max_body,
     key = key, account = account, transport = t,
   }

@@ -125,7 +125,7 @@ M.Iterator = Iterator
 -- end the loop. Never raises.
 function Iterator:close()
   self.closed = true
-  self.items = nil
+  self.items, self.fast = nil, 0
   if self.stream then stream_cancel(self.stream) end
   for _, st in ipairs(self.active or {}) do stream_cancel(st) end
 end
@@ -159,7 +159,7 @@ end
 -- (then no page after it is read ahead).
 function it_fills(it, result)
   local max = it.policy.max_items
-  return max ~= nil and (it.given or 0) + count_items(result) >= max
+  return max ~= nil and it.base + it.index + count_items(result) >= max
 end
 
 -- Ends a bounded loop: the state says it was cut and where to resume
@@ -193,6 +193,12 @@ local function fetch_page(it)
   return page, result, keyed
 end
 
+-- An item iterator's state: `items`, the current page's (nil when there is
+-- none), `keyed` (a truto_key_by object), `index` (items of it given),
+-- `key` (the last one given of a keyed page), `base` (items given before
+-- this page), and `fast`: the last index the quick path of next_item may
+-- give with no other look (see set_fast).
+
 -- Next item of the current page, or nil when it is used up.
 local function take_item(it)
   local items = it.items
@@ -217,35 +223,80 @@ end
 
 local PUMP_EVERY = 32 -- items between nudges to a transfer in flight
 
+-- Sets how far the quick path may go in the current page: up to its last
+-- item, to the call's max_items, and, while a read-ahead is in flight, to
+-- the item before the next nudge, so that the slow path gives that one and
+-- pumps. A keyed page, or none, takes the slow path for every item.
+local function set_fast(it)
+  local items = it.items
+  if not items or it.keyed then
+    it.fast = 0
+    return
+  end
+  local fast = #items
+  local max = it.policy.max_items
+  if max and max - it.base < fast then fast = max - it.base end
+  local st = it.stream
+  if st and st.pending then
+    local before_pump = it.index - it.index % PUMP_EVERY + PUMP_EVERY - 1
+    if before_pump < fast then fast = before_pump end
+  end
+  it.fast = fast
+end
+
 -- Whether a one-account iterator has nothing more to give.
 local function exhausted(it)
   return it.closed or (it.stream.pager:done() and not it.stream.pending)
 end
 
--- The item iterator: yields item (or item, key for truto_key_by answers).
-local function next_item(it)
+-- The item iterator's slow path: every check, a new page, a nudge.
+local function slow_item(it)
   check_client(it)
   local max = it.policy.max_items
   while true do
-    if max and (it.given or 0) >= max and not it.closed then
+    if max and it.base + it.index >= max and not it.closed then
       local left = it.items and next(it.items, it.keyed and it.key or nil) ~= nil
       if it.items and not it.keyed then left = it.items[it.index + 1] ~= nil end
       return cut(it, it.stream, left and it.index or 0)
     end
     local item, key = take_item(it)
     if item ~= nil then
-      it.given = (it.given or 0) + 1
       -- let the read-ahead request progress while the caller works
       local st = it.stream
       if it.index % PUMP_EVERY == 0 and st.pending then st.req.transport:pump() end
+      set_fast(it)
       return item, key
     end
     if exhausted(it) then return nil end
     if not it.stream.pending and not below_max_pages(it.stream) then return cut(it, it.stream, 0) end
     local _, result, keyed = fetch_page(it)
+    it.base = it.base + it.index
     it.items, it.keyed, it.index, it.key = result, keyed, 0, nil
+    set_fast(it)
   end
 end
+
+-- An item iterator (next_item, next_multi): its quick path gives the
+-- current page's next item, when set_fast said it may and the client is
+-- open, and it[second] after it (the account of a many-accounts listing);
+-- anything else is `slow`'s.
+local function item_iterator(slow, second)
+  return function(it)
+    local i = it.index + 1
+    if i <= it.fast and not it.client._closed then
+      local item = it.items[i]
+      if item ~= nil then
+        it.index = i
+        if second then return item, it[second] end
+        return item
+      end
+    end
+    return slow(it)
+  end
+end
+
+-- The item iterator: yields item (or item, key for truto_key_by answers).
+local next_item = item_iterator(slow_item)
 M.next_item = next_item
 
 -- The page iterator: yields each decoded page.
@@ -410,14 +461,14 @@ local function retire(it)
   it.active = kept
 end
 
-local function next_multi(it)
+local function slow_multi(it)
   check_client(it)
   local max = it.policy.max_items
   while true do
-    if max and (it.given or 0) >= max and not it.closed then return cut_multi(it) end
+    if max and it.base + it.index >= max and not it.closed then return cut_multi(it) end
     local item = take_item(it)
     if item ~= nil then
-      it.given = (it.given or 0) + 1
+      set_fast(it)
       return item, it.current
     end
     if it.closed then return nil end
@@ -430,8 +481,10 @@ local function next_multi(it)
     end
     if ready then
       local page = table.remove(ready.ready, 1)
+      it.base = it.base + it.index
       it.items, it.keyed, it.index, it.key = page.items, page.keyed, 0, nil
       it.current, it.current_cursor = ready.account, page.cursor
+      set_fast(it)
     else
       retire(it)
       refill(it)
@@ -442,6 +495,10 @@ local function next_multi(it)
     end
   end
 end
+
+-- The many-accounts item iterator: yields item, account_id (no read-ahead
+-- is nudged per item here).
+local next_multi = item_iterator(slow_multi, "current")
 
 local function iterate_accounts(self, fname, path, params, n, policy, accounts)
   local list = {}
@@ -462,7 +519,7 @@ local function iterate_accounts(self, fname, path, params, n, policy, accounts)
   local it = setmetatable({
     client = self, policy = policy, query = query, accounts = list, next_account = 1, turn = 0,
     deadline_at = deadline_of(policy),
-    path = path, active = {}, errors = {},
+    path = path, active = {}, errors = {}, index = 0, base = 0, fast = 0,
   }, Iterator)
   return next_multi, it, nil, it
 end
@@ -482,7 +539,7 @@ function M.iterate(self, fname, step, model, resource, params, n, opts)
   if step == next_page and policy.max_items then
     argerror(fname, n + 1, "option 'max_items': pages() gives whole pages (use max_pages)")
   end
-  local it = setmetatable({ client = self, policy = policy,
+  local it = setmetatable({ client = self, policy = policy, index = 0, base = 0, fast = 0,
     stream = new_stream(self, path, query, policy, deadline_of(policy)) }, Iterator)
   -- The fourth value is closed when a generic for ends, even by break.
   return step, it, nil, it
