@@ -8,11 +8,7 @@
 local socket = require "socket"
 local cjson = require "cjson"
 
-local process = require "spec.helpers.run"
-local quote, shell, write_file, read_file, free_port = process.quote, process.sh, process.write, process.slurp,
-  process.free_port
-
-local ROOT = process.ROOT
+local nginx = require "spec.helpers.nginx"
 
 -- The scripted server, inside nginx: one handler per connection, which reads request after
 -- request itself (raw socket) and answers as the behaviour in the shared dict says.
@@ -285,27 +281,7 @@ end
 return M
 ]==]
 
-local CONFIG = [[
-load_module "${modules}/ndk_http_module.so";
-load_module "${modules}/ngx_http_lua_module.so";
-${user}
-daemon on;
-worker_processes 1;
-pid "${prefix}/nginx.pid";
-error_log "${prefix}/error.log" notice;
-
-events { worker_connections 1024; }
-
-http {
-  access_log off;
-  client_body_temp_path "${prefix}/body";
-  proxy_temp_path "${prefix}/proxy";
-  fastcgi_temp_path "${prefix}/fastcgi";
-  uwsgi_temp_path "${prefix}/uwsgi";
-  scgi_temp_path "${prefix}/scgi";
-  lua_package_path "${build}/?.lua;${prefix}/?.lua;;";
-  lua_package_cpath "${build}/?.so;;";
-  lua_socket_log_errors off;
+local HTTP = [[
   lua_shared_dict script 8m;
   lua_ssl_trusted_certificate "${prefix}/other-ca.crt";
 
@@ -330,7 +306,6 @@ http {
     client_max_body_size 0;
     location / { content_by_lua_block { require("truto_script").serve() } }
   }
-}
 ]]
 
 local server = {}
@@ -373,66 +348,19 @@ end
 
 describe("the nginx transport (contract v2)", function()
   setup(function()
-    local build = os.getenv("TRUTO_NGINX_BUILD") or "build-luajit"
-    if build:sub(1, 1) ~= "/" then build = ROOT .. "/" .. build end
-    local out, ok = shell(("cd %s && env -u MAKEFLAGS -u MAKELEVEL -u MFLAGS -u TRUTO_BUILD make -s LUA=luajit BUILD=%s all")
-      :format(quote(ROOT), quote(build)))
-    assert(ok, "make LUA=luajit failed:\n" .. out)
-    local prefix = shell("mktemp -d /tmp/truto-nginx-transport.XXXXXX"):gsub("%s+$", "")
-    server.prefix = prefix
-    write_file(prefix .. "/truto_script.lua", SCRIPT)
-    write_file(prefix .. "/truto_client.lua", CLIENT)
-    assert(select(2, shell(("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost "
-      .. "-keyout %s/self.key -out %s/self.crt"):format(prefix, prefix))), "openssl failed")
-    assert(select(2, shell(("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=other "
-      .. "-keyout %s/other-ca.key -out %s/other-ca.crt"):format(prefix, prefix))), "openssl failed")
-    server.port, server.script_port, server.tls_port = free_port(), free_port(), free_port()
-    local modules
-    for _, dir in ipairs { "/usr/lib/nginx/modules", "/usr/share/nginx/modules" } do
-      if io.open(dir .. "/ngx_http_lua_module.so") then modules = dir end
-    end
-    local vars = {
-      modules = assert(modules, "ngx_http_lua_module.so not found"), prefix = prefix, build = build,
-      user = shell("id -u"):match("^0%s") and "user root;" or "",
-      port = server.port, script_port = server.script_port, tls_port = server.tls_port,
-    }
-    write_file(prefix .. "/nginx.conf", (CONFIG:gsub("%${([%w_]+)}", function(k) return tostring(assert(vars[k], k)) end)))
-    local start_out, started = shell(("nginx -p %s/ -c %s/nginx.conf -e %s/error.log"):format(prefix, prefix, prefix))
-    assert(started, "nginx did not start:\n" .. start_out)
-    local pid = assert(tonumber((shell("echo $PPID"))))
-    os.execute(("setsid sh -c 'while kill -0 %d 2>/dev/null && [ -f %s/nginx.pid ]; do sleep 0.5; done; "
-      .. "[ -f %s/nginx.pid ] && nginx -p %s/ -c %s/nginx.conf -s stop' </dev/null >/dev/null 2>&1 &")
-      :format(pid, prefix, prefix, prefix, prefix))
-    local deadline = socket.gettime() + 5
-    repeat
-      local c = socket.connect("127.0.0.1", server.port)
-      if c then c:close() break end
-      socket.sleep(0.05)
-    until socket.gettime() > deadline
+    server.nginx = nginx.start { http = HTTP, files = { ["truto_script.lua"] = SCRIPT, ["truto_client.lua"] = CLIENT },
+      certs = { self = "localhost", ["other-ca"] = "other" }, ports = { "script_port", "tls_port" } }
+    server.port, server.script_port, server.tls_port = server.nginx.port, server.nginx.ports.script_port,
+      server.nginx.ports.tls_port
   end)
 
   teardown(function()
-    local prefix = server.prefix
-    if prefix then
-      os.execute(("nginx -p %s/ -c %s/nginx.conf -s stop >/dev/null 2>&1"):format(prefix, prefix))
-      for _ = 1, 50 do
-        if not io.open(prefix .. "/nginx.pid") then break end
-        socket.sleep(0.1)
-      end
-      if not os.getenv("KEEP") then os.execute("rm -rf " .. quote(prefix)) end
-    end
+    if server.nginx then server.nginx:stop() end
   end)
 
   -- error.log: nothing at all but nginx's own start-up notices (no warnings, no errors).
-  local log_size = 0
-  before_each(function() log_size = #read_file(server.prefix .. "/error.log") end)
-  after_each(function()
-    local lines = {}
-    for line in read_file(server.prefix .. "/error.log"):sub(log_size + 1):gmatch("[^\n]+") do
-      if not line:find("%[notice%]") then lines[#lines + 1] = line end
-    end
-    assert.same({}, lines)
-  end)
+  before_each(function() server.nginx:mark() end)
+  after_each(function() assert.same({}, server.nginx:error_log_lines()) end)
 
   it("puts exactly the request asked for on the wire, adding only Host, Authorization, Accept-Encoding and Content-Length", function()
     local value, log = run("ok", { requests = {
@@ -686,9 +614,9 @@ describe("the nginx transport (contract v2)", function()
   it("refuses bad settings and requests, naming them", function()
     local status, text = http_request("POST", "/t?port=1", cjson.encode { settings = { pool_size = 0.5 }, requests = {} })
     assert.equal(500, status, text)
-    local log = read_file(server.prefix .. "/error.log"):sub(log_size + 1)
+    local log = table.concat(server.nginx:error_log_lines(), "\n")
     assert.matches("bad argument #1 to 'new' %(option 'pool_size': positive integer expected%)", log)
-    log_size = #read_file(server.prefix .. "/error.log") -- an expected error line
+    server.nginx:mark() -- an expected error line
   end)
 
   it("keeps verified and unverified TLS connections apart, and hints at lua_ssl_trusted_certificate", function()

@@ -255,9 +255,8 @@ describe("examples/webhook-nginx.conf", function()
       env = "TRUTO_WEBHOOK_SECRET=" .. SECRET }
     finally(function() server:stop() end)
     local mock_port = run.free_port()
-    local own_pid = assert(tonumber((run.sh("echo $PPID"))))
     local out, ok = run.sh(("%s/spec/mock/serve --port %d --watch %d --webhook %s --webhook-secret %s"):format(
-      run.quote(run.ROOT), mock_port, own_pid, run.quote(server:url("/truto/webhook")), run.quote(SECRET)))
+      run.quote(run.ROOT), mock_port, run.OWN_PID, run.quote(server:url("/truto/webhook")), run.quote(SECRET)))
     assert(ok, out)
     local mock_dir = out:match("([^\n]+)\n*$")
     finally(function() run.sh(("%s/spec/mock/serve --stop %s"):format(run.quote(run.ROOT), run.quote(mock_dir))) end)
