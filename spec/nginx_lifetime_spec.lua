@@ -129,7 +129,7 @@ local function get(path)
   return tonumber(text:match("^HTTP/1%.%d (%d+)")), text:match("\r\n\r\n(.*)$"), socket.gettime() - t0
 end
 
-describe("inside nginx, nothing blocks or outlives its request", function()
+describe("inside nginx, nothing blocks or outlives its request #nginx", function()
   setup(function()
     local m = mock.start()
     server.nginx = nginx.start { main = "env TRUTO_API_TOKEN;\nenv TRUTO_BASE_URL;", http = HTTP,

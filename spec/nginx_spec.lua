@@ -307,7 +307,7 @@ local function transports(log)
   return kinds
 end
 
-describe("inside nginx", function()
+describe("inside nginx #nginx", function()
   setup(function()
     local m = mock.start()
     server.mock = m

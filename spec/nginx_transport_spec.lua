@@ -370,7 +370,7 @@ local function the_only(value)
   return value.results[1]
 end
 
-describe("the nginx transport (contract v2)", function()
+describe("the nginx transport (contract v2) #nginx", function()
   setup(function()
     server.nginx = nginx.start { http = HTTP, files = { ["truto_script.lua"] = SCRIPT, ["truto_client.lua"] = CLIENT },
       certs = { self = "localhost", ["other-ca"] = "other" }, ports = { "script_port", "tls_port" } }

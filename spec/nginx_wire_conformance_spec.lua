@@ -53,7 +53,7 @@ local HTTP = [[
 
 -- JSON gives back what Lua tables gave it, but for empty tables, which it cannot tell
 -- apart: both {} here.
-describe("the wire, through nginx cosockets", function()
+describe("the wire, through nginx cosockets #nginx", function()
   local server = wire.start()
   local n -- the nginx that runs the cases
 

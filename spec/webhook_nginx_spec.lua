@@ -93,7 +93,7 @@ local function event(id, fields)
   return assert(truto.encode_json(e))
 end
 
-describe("webhook receiver in nginx", function()
+describe("webhook receiver in nginx #nginx", function()
   local server
 
   -- A POST on a new connection: status, body, seconds until the answer.
@@ -248,7 +248,7 @@ describe("webhook receiver in nginx", function()
   end)
 end)
 
-describe("examples/webhook-nginx.conf", function()
+describe("examples/webhook-nginx.conf #nginx", function()
   it("receives the signed deliveries of the mock, as shipped", function()
     local server = nginx.start { conf = run.read(run.ROOT .. "/examples/webhook-nginx.conf"), lib = true,
       files = { ["webhook_events.lua"] = run.read(run.ROOT .. "/examples/webhook_events.lua") },
