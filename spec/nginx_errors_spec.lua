@@ -46,7 +46,7 @@ local HTTP = [[
   }
 ]]
 
-describe("an iterator's error in nginx (issue 21 item 3)", function()
+describe("an iterator's error in nginx (issue 21 item 3) #nginx", function()
   local m, n
 
   setup(function()

@@ -6,9 +6,8 @@ local cjson = require "cjson"
 local mock = require "spec.helpers.mock"
 
 local run = require "spec.helpers.run"
-local quote, shell, write_file, read_file, free_port = run.quote, run.sh, run.write, run.slurp, run.free_port
-
-local ROOT = run.ROOT
+local nginx = require "spec.helpers.nginx"
+local read_file = run.slurp
 
 local HANDLERS = [==[
 local truto = require "truto"
@@ -99,29 +98,7 @@ end
 return M
 ]==]
 
-local CONFIG = [[
-load_module "${modules}/ndk_http_module.so";
-load_module "${modules}/ngx_http_lua_module.so";
-${user}
-daemon on;
-worker_processes 1;
-pid "${prefix}/nginx.pid";
-error_log "${prefix}/error.log" notice;
-env TRUTO_API_TOKEN;
-env TRUTO_BASE_URL;
-
-events { worker_connections 1024; }
-
-http {
-  access_log off;
-  client_body_temp_path "${prefix}/body";
-  proxy_temp_path "${prefix}/proxy";
-  fastcgi_temp_path "${prefix}/fastcgi";
-  uwsgi_temp_path "${prefix}/uwsgi";
-  scgi_temp_path "${prefix}/scgi";
-  lua_package_path "${build}/?.lua;${prefix}/?.lua;;";
-  lua_package_cpath "${build}/?.so;;";
-  lua_socket_log_errors off;
+local HTTP = [[
   lua_shared_dict truto_rate 1m;
   lua_shared_dict lifetime 1m;
   init_worker_by_lua_block { require("lifetime").init_worker() }
@@ -137,7 +114,6 @@ http {
     location = /state { content_by_lua_block { require("lifetime").state() } }
     location = /thousands { content_by_lua_block { require("lifetime").thousands() } }
   }
-}
 ]]
 
 local server = {}
@@ -153,63 +129,22 @@ local function get(path)
   return tonumber(text:match("^HTTP/1%.%d (%d+)")), text:match("\r\n\r\n(.*)$"), socket.gettime() - t0
 end
 
-describe("inside nginx, nothing blocks or outlives its request", function()
+describe("inside nginx, nothing blocks or outlives its request #nginx", function()
   setup(function()
     local m = mock.start()
-    local build = os.getenv("TRUTO_NGINX_BUILD") or "build-luajit"
-    if build:sub(1, 1) ~= "/" then build = ROOT .. "/" .. build end
-    local out, ok = shell(("cd %s && env -u MAKEFLAGS -u MAKELEVEL -u MFLAGS -u TRUTO_BUILD make -s LUA=luajit BUILD=%s all")
-      :format(quote(ROOT), quote(build)))
-    assert(ok, "make LUA=luajit failed:\n" .. out)
-    local prefix = shell("mktemp -d /tmp/truto-nginx-lifetime.XXXXXX"):gsub("%s+$", "")
-    server.prefix = prefix
-    write_file(prefix .. "/lifetime.lua", HANDLERS)
-    server.port = free_port()
-    local modules
-    for _, dir in ipairs { "/usr/lib/nginx/modules", "/usr/share/nginx/modules" } do
-      if io.open(dir .. "/ngx_http_lua_module.so") then modules = dir end
-    end
-    local vars = { modules = assert(modules), prefix = prefix, build = build, port = server.port,
-      user = shell("id -u"):match("^0%s") and "user root;" or "" }
-    write_file(prefix .. "/nginx.conf", (CONFIG:gsub("%${([%w_]+)}", function(k) return tostring(assert(vars[k], k)) end)))
-    local start_out, started = shell(("TRUTO_API_TOKEN=test-token TRUTO_BASE_URL=%s nginx -p %s/ -c %s/nginx.conf -e %s/error.log")
-      :format(m.url, prefix, prefix, prefix))
-    assert(started, "nginx did not start:\n" .. start_out)
-    local pid = assert(tonumber((shell("echo $PPID"))))
-    os.execute(("setsid sh -c 'while kill -0 %d 2>/dev/null && [ -f %s/nginx.pid ]; do sleep 0.5; done; "
-      .. "[ -f %s/nginx.pid ] && nginx -p %s/ -c %s/nginx.conf -s stop' </dev/null >/dev/null 2>&1 &")
-      :format(pid, prefix, prefix, prefix, prefix))
-    local deadline = socket.gettime() + 5
-    repeat
-      local c = socket.connect("127.0.0.1", server.port)
-      if c then c:close() break end
-      socket.sleep(0.05)
-    until socket.gettime() > deadline
+    server.nginx = nginx.start { main = "env TRUTO_API_TOKEN;\nenv TRUTO_BASE_URL;", http = HTTP,
+      files = { ["lifetime.lua"] = HANDLERS }, env = "TRUTO_API_TOKEN=test-token TRUTO_BASE_URL=" .. m.url }
+    server.port = server.nginx.port
   end)
 
   teardown(function()
-    local prefix = server.prefix
-    if prefix then
-      os.execute(("nginx -p %s/ -c %s/nginx.conf -s stop >/dev/null 2>&1"):format(prefix, prefix))
-      for _ = 1, 50 do
-        if not io.open(prefix .. "/nginx.pid") then break end
-        socket.sleep(0.1)
-      end
-      if not os.getenv("KEEP") then os.execute("rm -rf " .. quote(prefix)) end
-    end
+    if server.nginx then server.nginx:stop() end
     mock.reset()
   end)
 
   -- error.log: nothing but nginx's own notices
-  local log_size = 0
-  before_each(function() log_size = #read_file(server.prefix .. "/error.log") end)
-  after_each(function()
-    local lines = {}
-    for line in read_file(server.prefix .. "/error.log"):sub(log_size + 1):gmatch("[^\n]+") do
-      if not line:find("%[notice%]") then lines[#lines + 1] = line end
-    end
-    assert.same({}, lines)
-  end)
+  before_each(function() server.nginx:mark() end)
+  after_each(function() assert.same({}, server.nginx:error_log_lines()) end)
 
   it("lists 2 x 1,000 users without a line in error.log (item 4)", function()
     local status, text = get("/thousands")

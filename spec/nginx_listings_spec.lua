@@ -59,7 +59,7 @@ local function concurrent(port, path, n)
   return bodies, elapsed
 end
 
-describe("nginx, one worker, 20 concurrent listings of one account", function()
+describe("nginx, one worker, 20 concurrent listings of one account #nginx", function()
   local n, m
   setup(function()
     m = mock.start()

@@ -66,7 +66,7 @@ local function samples(text)
   return out
 end
 
-describe("truto.ngx.metrics (issue 21 item 6)", function()
+describe("truto.ngx.metrics (issue 21 item 6) #nginx", function()
   local m, n
 
   setup(function()

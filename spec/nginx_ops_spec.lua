@@ -133,7 +133,7 @@ local HTTP = [[
   }
 ]]
 
-describe("lua-truto as an OpenResty operator expects (issue 21)", function()
+describe("lua-truto as an OpenResty operator expects (issue 21) #nginx", function()
   local server, m
 
   local function get(path)

@@ -14,20 +14,9 @@ local tls = require "spec.helpers.tls"
 local fixtures = require "spec.mock.truto_mock.fixtures"
 
 local run = require "spec.helpers.run"
-local quote, shell, write_file, read_file, free_port = run.quote, run.sh, run.write, run.slurp, run.free_port
+local nginx = require "spec.helpers.nginx"
 
 local ROOT = run.ROOT
-
-local function absolute(path)
-  return path:sub(1, 1) == "/" and path or ROOT .. "/" .. path
-end
-
-local function nginx_modules()
-  for _, dir in ipairs { "/usr/lib/nginx/modules", "/usr/share/nginx/modules" } do
-    if io.open(dir .. "/ngx_http_lua_module.so") then return dir end
-  end
-  error("ngx_http_lua_module.so not found (install libnginx-mod-http-lua)")
-end
 
 -- Helpers run inside nginx by /check?name=... (written to the prefix as truto_checks.lua).
 local CHECKS = [==[
@@ -183,35 +172,15 @@ end
 return M
 ]==]
 
-local CONFIG = [[
-load_module "${modules}/ndk_http_module.so";
-load_module "${modules}/ngx_http_lua_module.so";
-${user}
-daemon on;
-worker_processes 1;
-pid "${prefix}/nginx.pid";
-error_log "${prefix}/error.log" notice;
+local MAIN = [[
 env TRUTO_API_TOKEN;
 env TRUTO_BASE_URL;
 env TRUTO_ACCOUNT;
+]]
 
-events {
-  worker_connections 1024;
-}
-
-http {
-  access_log off;
-  client_body_temp_path "${prefix}/body";
-  proxy_temp_path "${prefix}/proxy";
-  fastcgi_temp_path "${prefix}/fastcgi";
-  uwsgi_temp_path "${prefix}/uwsgi";
-  scgi_temp_path "${prefix}/scgi";
-
-  lua_package_path "${build}/?.lua;${root}/examples/?.lua;${prefix}/?.lua;;";
-  lua_package_cpath "${build}/?.so;;";
+local HTTP = [[
   lua_ssl_trusted_certificate "${ca_file}";
   lua_ssl_verify_depth 2;
-  lua_socket_log_errors off;
   lua_shared_dict truto_sync 1m;
 
   map $arg_transport $truto_transport {
@@ -287,7 +256,6 @@ http {
       proxy_pass http://127.0.0.1:${mock_port};
     }
   }
-}
 ]]
 
 local server = {}
@@ -339,71 +307,31 @@ local function transports(log)
   return kinds
 end
 
-describe("inside nginx", function()
+describe("inside nginx #nginx", function()
   setup(function()
     local m = mock.start()
     server.mock = m
-    local build = absolute(os.getenv("TRUTO_NGINX_BUILD") or "build-luajit")
-    local out, ok = shell(("cd %s && env -u MAKEFLAGS -u MAKELEVEL -u MFLAGS -u TRUTO_BUILD make -s LUA=luajit BUILD=%s all")
-      :format(quote(ROOT), quote(build)))
-    assert(ok, "make LUA=luajit failed:\n" .. out)
     server.front = tls.start(m.port)
-    local prefix = shell("mktemp -d /tmp/truto-nginx-spec.XXXXXX"):gsub("%s+$", "")
-    server.prefix = prefix
-    write_file(prefix .. "/truto_checks.lua", CHECKS)
-    assert(select(2, shell(("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost "
-      .. "-keyout %s/self.key -out %s/self.crt"):format(prefix, prefix))), "openssl failed")
-    server.port, server.chunked_port, server.untrusted_port = free_port(), free_port(), free_port()
-    local vars = {
-      modules = nginx_modules(), user = shell("id -u"):match("^0%s") and "user root;" or "",
-      prefix = prefix, build = build, root = ROOT, ca_file = server.front.ca_file, port = server.port,
-      chunked_port = server.chunked_port, untrusted_port = server.untrusted_port, mock_port = m.port,
+    server.nginx = nginx.start {
+      main = MAIN, http = HTTP, files = { ["truto_checks.lua"] = CHECKS }, certs = { self = "localhost" },
+      lua_path = { ROOT .. "/examples/?.lua" }, ports = { "chunked_port", "untrusted_port" },
+      vars = { ca_file = server.front.ca_file, mock_port = m.port },
+      env = ("TRUTO_API_TOKEN=test-token TRUTO_BASE_URL=%s TRUTO_ACCOUNT=acct-small"):format(m.url),
     }
-    write_file(prefix .. "/nginx.conf", (CONFIG:gsub("%${([%w_]+)}", function(k) return tostring(assert(vars[k], k)) end)))
-    local start_out, started = shell(("TRUTO_API_TOKEN=test-token TRUTO_BASE_URL=%s TRUTO_ACCOUNT=acct-small "
-      .. "nginx -p %s/ -c %s/nginx.conf -e %s/error.log"):format(m.url, prefix, prefix, prefix))
-    assert(started, "nginx did not start:\n" .. start_out)
-    -- Stops nginx if this process dies without its teardown.
-    local pid = assert(tonumber((shell("echo $PPID"))))
-    os.execute(("setsid sh -c 'while kill -0 %d 2>/dev/null && [ -f %s/nginx.pid ]; do sleep 0.5; done; "
-      .. "[ -f %s/nginx.pid ] && nginx -p %s/ -c %s/nginx.conf -s stop' </dev/null >/dev/null 2>&1 &")
-      :format(pid, prefix, prefix, prefix, prefix))
-    local deadline = socket.gettime() + 5
-    repeat
-      local c = socket.connect("127.0.0.1", server.port)
-      if c then
-        c:close()
-        break
-      end
-      socket.sleep(0.05)
-    until socket.gettime() > deadline
+    server.port = server.nginx.port
+    server.chunked_port, server.untrusted_port = server.nginx.ports.chunked_port, server.nginx.ports.untrusted_port
   end)
 
   teardown(function()
-    local prefix = server.prefix
-    if prefix then
-      os.execute(("nginx -p %s/ -c %s/nginx.conf -s stop >/dev/null 2>&1"):format(prefix, prefix))
-      for _ = 1, 50 do
-        if not io.open(prefix .. "/nginx.pid") then break end
-        socket.sleep(0.1)
-      end
-      os.execute("rm -rf " .. quote(prefix))
-    end
+    if server.nginx then server.nginx:stop() end
     tls.stop()
     mock.reset()
   end)
 
-  local log_size = 0
-  before_each(function() log_size = #read_file(server.prefix .. "/error.log") end)
-  after_each(function()
-    -- nothing went wrong inside nginx that the answers did not show: not one line in
-    -- error.log but nginx's own notices (no warning either)
-    local lines = {}
-    for line in read_file(server.prefix .. "/error.log"):sub(log_size + 1):gmatch("[^\n]+") do
-      if not line:find("%[notice%]") then lines[#lines + 1] = line end
-    end
-    assert.same({}, lines)
-  end)
+  -- nothing went wrong inside nginx that the answers did not show: not one line in
+  -- error.log but nginx's own notices (no warning either)
+  before_each(function() server.nginx:mark() end)
+  after_each(function() assert.same({}, server.nginx:error_log_lines()) end)
 
   it("lists every user of an account, page after page, the same on both transports", function()
     local ngx_answer, curl_answer = both("GET", "/users?account=acct-small")
@@ -561,11 +489,11 @@ describe("inside nginx", function()
     assert.equal(1, #mock.requests())
     assert.equal("curl", transports(mock.requests())[1])
     -- and nginx was told, once, that the worker was blocked
-    local log = read_file(server.prefix .. "/error.log"):sub(log_size + 1)
+    local log = table.concat(server.nginx:error_log_lines(), "\n")
     local _, warnings = log:gsub("%[warn%][^\n]*lua%-truto: a call in nginx's set phase uses libcurl "
       .. '%(transport = "curl"%) and blocks this worker', "")
     assert.equal(1, warnings)
-    log_size = #read_file(server.prefix .. "/error.log") -- the expected warning
+    server.nginx:mark() -- the expected warning
   end)
 
   it("keeps the token out of every table, error and message", function()

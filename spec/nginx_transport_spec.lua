@@ -8,11 +8,7 @@
 local socket = require "socket"
 local cjson = require "cjson"
 
-local process = require "spec.helpers.run"
-local quote, shell, write_file, read_file, free_port = process.quote, process.sh, process.write, process.slurp,
-  process.free_port
-
-local ROOT = process.ROOT
+local nginx = require "spec.helpers.nginx"
 
 -- The scripted server, inside nginx: one handler per connection, which reads request after
 -- request itself (raw socket) and answers as the behaviour in the shared dict says.
@@ -106,13 +102,26 @@ function M.serve()
     local body = length > 0 and sock:receive(length) or ""
     log(conn, head .. (body or ""))
     behaviour = dict:get("behaviour") or "ok"
-    if not B[behaviour](sock, n) then return end
+    local keep = B[behaviour](sock, n)
+    ngx.update_time()
+    dict:set("answered:" .. head:match("^%S+ (%S+)"), ngx.now()) -- when the answer was sent
+    if not keep then return end
     sock:settimeout(5000)
     local reader = sock:receiveuntil("\r\n\r\n")
     local more = reader()
     if not more then return end
     head = more .. "\r\n\r\n"
   end
+end
+
+-- When the answer to the request for ?path= was sent (waits for it), on nginx's clock.
+function M.answered()
+  for _ = 1, 400 do
+    local at = dict:get("answered:" .. ngx.var.arg_path)
+    if at then return ngx.say(cjson.encode { at = at }) end
+    ngx.sleep(0.05)
+  end
+  ngx.say("{}")
 end
 
 function M.log()
@@ -236,7 +245,8 @@ function M.leave()
   local transport = require("truto.ngx").new { token = "tok-123" }
   carried = transport:start { method = "GET", url = "http://127.0.0.1:" .. ngx.var.arg_port .. "/left", headers = {} }
   carried.transport = transport
-  ngx.say("left")
+  ngx.update_time()
+  ngx.say(cjson.encode { left = true, at = ngx.now() })
 end
 
 -- wait_any over a slow and a fast request on two connections: returns the fast one; the
@@ -259,7 +269,8 @@ function M.any()
     out.none = transport:wait_any { slow, fast }
   end
   ngx.update_time()
-  out.elapsed = ngx.now() - started
+  out.at = ngx.now()
+  out.elapsed = out.at - started
   ngx.say(cjson.encode(out))
 end
 
@@ -271,7 +282,7 @@ function M.carried_any()
   local i = carried.transport:wait_any { carried }
   local res, err = carried:wait()
   ngx.update_time()
-  ngx.say(cjson.encode { index = i, res = res, err = err, elapsed = ngx.now() - started })
+  ngx.say(cjson.encode { index = i, res = res, err = err, at = ngx.now(), elapsed = ngx.now() - started })
 end
 
 function M.carried()
@@ -279,33 +290,13 @@ function M.carried()
   local started = ngx.now()
   local res, err = carried:wait()
   ngx.update_time()
-  ngx.say(cjson.encode { res = res, err = err, elapsed = ngx.now() - started })
+  ngx.say(cjson.encode { res = res, err = err, at = ngx.now(), elapsed = ngx.now() - started })
 end
 
 return M
 ]==]
 
-local CONFIG = [[
-load_module "${modules}/ndk_http_module.so";
-load_module "${modules}/ngx_http_lua_module.so";
-${user}
-daemon on;
-worker_processes 1;
-pid "${prefix}/nginx.pid";
-error_log "${prefix}/error.log" notice;
-
-events { worker_connections 1024; }
-
-http {
-  access_log off;
-  client_body_temp_path "${prefix}/body";
-  proxy_temp_path "${prefix}/proxy";
-  fastcgi_temp_path "${prefix}/fastcgi";
-  uwsgi_temp_path "${prefix}/uwsgi";
-  scgi_temp_path "${prefix}/scgi";
-  lua_package_path "${build}/?.lua;${prefix}/?.lua;;";
-  lua_package_cpath "${build}/?.so;;";
-  lua_socket_log_errors off;
+local HTTP = [[
   lua_shared_dict script 8m;
   lua_ssl_trusted_certificate "${prefix}/other-ca.crt";
 
@@ -319,6 +310,7 @@ http {
     location = /carried { content_by_lua_block { require("truto_client").carried() } }
     location = /carried_any { content_by_lua_block { require("truto_client").carried_any() } }
     location = /log { content_by_lua_block { require("truto_script").log() } }
+    location = /answered { content_by_lua_block { require("truto_script").answered() } }
   }
 
   server {
@@ -330,7 +322,6 @@ http {
     client_max_body_size 0;
     location / { content_by_lua_block { require("truto_script").serve() } }
   }
-}
 ]]
 
 local server = {}
@@ -357,6 +348,14 @@ local function wire()
   return cjson.decode(text)
 end
 
+-- When the scripted server sent its answer to the request for `path` (nginx's clock, the one the
+-- handlers' `at` is on): waits until it has.
+local function answered(path)
+  local status, text = http_request("GET", "/answered?path=" .. path)
+  assert.equal(200, status, text)
+  return assert(cjson.decode(text).at, "no answer to " .. path .. " was sent")
+end
+
 -- Runs spec (a table) through /t; returns the decoded result and the wire.
 local function run(behaviour, spec, port)
   behave(behaviour)
@@ -371,68 +370,21 @@ local function the_only(value)
   return value.results[1]
 end
 
-describe("the nginx transport (contract v2)", function()
+describe("the nginx transport (contract v2) #nginx", function()
   setup(function()
-    local build = os.getenv("TRUTO_NGINX_BUILD") or "build-luajit"
-    if build:sub(1, 1) ~= "/" then build = ROOT .. "/" .. build end
-    local out, ok = shell(("cd %s && env -u MAKEFLAGS -u MAKELEVEL -u MFLAGS -u TRUTO_BUILD make -s LUA=luajit BUILD=%s all")
-      :format(quote(ROOT), quote(build)))
-    assert(ok, "make LUA=luajit failed:\n" .. out)
-    local prefix = shell("mktemp -d /tmp/truto-nginx-transport.XXXXXX"):gsub("%s+$", "")
-    server.prefix = prefix
-    write_file(prefix .. "/truto_script.lua", SCRIPT)
-    write_file(prefix .. "/truto_client.lua", CLIENT)
-    assert(select(2, shell(("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost "
-      .. "-keyout %s/self.key -out %s/self.crt"):format(prefix, prefix))), "openssl failed")
-    assert(select(2, shell(("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=other "
-      .. "-keyout %s/other-ca.key -out %s/other-ca.crt"):format(prefix, prefix))), "openssl failed")
-    server.port, server.script_port, server.tls_port = free_port(), free_port(), free_port()
-    local modules
-    for _, dir in ipairs { "/usr/lib/nginx/modules", "/usr/share/nginx/modules" } do
-      if io.open(dir .. "/ngx_http_lua_module.so") then modules = dir end
-    end
-    local vars = {
-      modules = assert(modules, "ngx_http_lua_module.so not found"), prefix = prefix, build = build,
-      user = shell("id -u"):match("^0%s") and "user root;" or "",
-      port = server.port, script_port = server.script_port, tls_port = server.tls_port,
-    }
-    write_file(prefix .. "/nginx.conf", (CONFIG:gsub("%${([%w_]+)}", function(k) return tostring(assert(vars[k], k)) end)))
-    local start_out, started = shell(("nginx -p %s/ -c %s/nginx.conf -e %s/error.log"):format(prefix, prefix, prefix))
-    assert(started, "nginx did not start:\n" .. start_out)
-    local pid = assert(tonumber((shell("echo $PPID"))))
-    os.execute(("setsid sh -c 'while kill -0 %d 2>/dev/null && [ -f %s/nginx.pid ]; do sleep 0.5; done; "
-      .. "[ -f %s/nginx.pid ] && nginx -p %s/ -c %s/nginx.conf -s stop' </dev/null >/dev/null 2>&1 &")
-      :format(pid, prefix, prefix, prefix, prefix))
-    local deadline = socket.gettime() + 5
-    repeat
-      local c = socket.connect("127.0.0.1", server.port)
-      if c then c:close() break end
-      socket.sleep(0.05)
-    until socket.gettime() > deadline
+    server.nginx = nginx.start { http = HTTP, files = { ["truto_script.lua"] = SCRIPT, ["truto_client.lua"] = CLIENT },
+      certs = { self = "localhost", ["other-ca"] = "other" }, ports = { "script_port", "tls_port" } }
+    server.port, server.script_port, server.tls_port = server.nginx.port, server.nginx.ports.script_port,
+      server.nginx.ports.tls_port
   end)
 
   teardown(function()
-    local prefix = server.prefix
-    if prefix then
-      os.execute(("nginx -p %s/ -c %s/nginx.conf -s stop >/dev/null 2>&1"):format(prefix, prefix))
-      for _ = 1, 50 do
-        if not io.open(prefix .. "/nginx.pid") then break end
-        socket.sleep(0.1)
-      end
-      if not os.getenv("KEEP") then os.execute("rm -rf " .. quote(prefix)) end
-    end
+    if server.nginx then server.nginx:stop() end
   end)
 
   -- error.log: nothing at all but nginx's own start-up notices (no warnings, no errors).
-  local log_size = 0
-  before_each(function() log_size = #read_file(server.prefix .. "/error.log") end)
-  after_each(function()
-    local lines = {}
-    for line in read_file(server.prefix .. "/error.log"):sub(log_size + 1):gmatch("[^\n]+") do
-      if not line:find("%[notice%]") then lines[#lines + 1] = line end
-    end
-    assert.same({}, lines)
-  end)
+  before_each(function() server.nginx:mark() end)
+  after_each(function() assert.same({}, server.nginx:error_log_lines()) end)
 
   it("puts exactly the request asked for on the wire, adding only Host, Authorization, Accept-Encoding and Content-Length", function()
     local value, log = run("ok", { requests = {
@@ -619,45 +571,43 @@ describe("the nginx transport (contract v2)", function()
     assert.equal(log[1].conn, log[2].conn)
   end)
 
+  -- The slow answer (slow2) is sent 2 s after the request arrives: a handler that waited for it
+  -- would finish after it was sent, whatever the load; these compare the times nginx recorded.
   it("a request left behind does not hold its handler's response, nor fail oddly in another request", function()
     behave("slow2")
-    local t0 = socket.gettime()
     local status, text = http_request("GET", "/leave?port=" .. server.script_port)
-    local elapsed = socket.gettime() - t0
-    assert.same({ 200, "left\n" }, { status, text })
-    assert.is_true(elapsed < 0.6, "the response waited " .. elapsed .. " s for the request left behind")
-    -- the request was on the wire (start sends at once) ...
-    socket.sleep(0.2)
-    local log = wire()
-    assert.equal(1, #log)
-    assert.matches("^GET /left ", log[1].raw)
+    assert.equal(200, status)
+    local left = cjson.decode(text)
+    assert.is_true(left.left)
     -- ... and another request waiting for it learns at once that it was cut
-    t0 = socket.gettime()
     status, text = http_request("GET", "/carried")
-    elapsed = socket.gettime() - t0
     assert.equal(200, status)
     local value = cjson.decode(text)
     assert.same({ kind = "transport", sends = 1, orphaned = true, stale = false, too_large = false,
       message = "reading the answer: the request was started in another nginx request (its connection belongs to that one)" },
       value.err)
-    assert.is_true(elapsed < 0.5, "waited " .. elapsed .. " s")
+    local answer_sent = answered("/left")
+    assert.is_true(left.at < answer_sent, "the response waited for the request left behind")
+    assert.is_true(value.at < answer_sent, "the other request waited for the answer")
+    -- the request was on the wire (start sends at once)
+    local log = wire()
+    assert.equal(1, #log)
+    assert.matches("^GET /left ", log[1].raw)
   end)
 
   it("wait_any on a handle of another request hands it back at once (orphaned), and the worker keeps answering", function()
     behave("slow2")
     local status = http_request("GET", "/leave?port=" .. server.script_port)
     assert.equal(200, status)
-    local t0 = socket.gettime()
     local text
     status, text = http_request("GET", "/carried_any")
-    local elapsed = socket.gettime() - t0
     assert.equal(200, status)
     local value = cjson.decode(text)
     assert.equal(1, value.index)
     assert.is_true(value.err.orphaned)
-    assert.is_true(elapsed < 1, "waited " .. elapsed .. " s")
+    assert.is_true(value.at < answered("/left"), "wait_any waited for the answer")
     status, text = http_request("GET", "/leave?port=" .. server.script_port) -- the worker answers
-    assert.same({ 200, "left\n" }, { status, text })
+    assert.same({ 200, true }, { status, cjson.decode(text).left })
   end)
 
   it("wait_any gives the first answer to arrive, and leaves no thread behind", function()
@@ -674,21 +624,19 @@ describe("the nginx transport (contract v2)", function()
     assert.is_true(value.elapsed >= 1.9 and value.elapsed < 3, value.elapsed)
     -- left after the first: the response does not wait for the slow one
     behave("slow2")
-    local t0 = socket.gettime()
     status, text = http_request("GET", "/any?leave=1&port=" .. server.script_port .. "&fast=" .. fast)
-    local elapsed = socket.gettime() - t0
     assert.equal(200, status, text)
     value = cjson.decode(text)
     assert.equal(2, value.first)
-    assert.is_true(elapsed < 1, "the response waited " .. elapsed .. " s for the slow request")
+    assert.is_true(value.at < answered("/slow"), "the response waited for the slow request")
   end)
 
   it("refuses bad settings and requests, naming them", function()
     local status, text = http_request("POST", "/t?port=1", cjson.encode { settings = { pool_size = 0.5 }, requests = {} })
     assert.equal(500, status, text)
-    local log = read_file(server.prefix .. "/error.log"):sub(log_size + 1)
+    local log = table.concat(server.nginx:error_log_lines(), "\n")
     assert.matches("bad argument #1 to 'new' %(option 'pool_size': positive integer expected%)", log)
-    log_size = #read_file(server.prefix .. "/error.log") -- an expected error line
+    server.nginx:mark() -- an expected error line
   end)
 
   it("keeps verified and unverified TLS connections apart, and hints at lua_ssl_trusted_certificate", function()

@@ -93,7 +93,7 @@ local function event(id, fields)
   return assert(truto.encode_json(e))
 end
 
-describe("webhook receiver in nginx", function()
+describe("webhook receiver in nginx #nginx", function()
   local server
 
   -- A POST on a new connection: status, body, seconds until the answer.
@@ -248,16 +248,15 @@ describe("webhook receiver in nginx", function()
   end)
 end)
 
-describe("examples/webhook-nginx.conf", function()
+describe("examples/webhook-nginx.conf #nginx", function()
   it("receives the signed deliveries of the mock, as shipped", function()
     local server = nginx.start { conf = run.read(run.ROOT .. "/examples/webhook-nginx.conf"), lib = true,
       files = { ["webhook_events.lua"] = run.read(run.ROOT .. "/examples/webhook_events.lua") },
       env = "TRUTO_WEBHOOK_SECRET=" .. SECRET }
     finally(function() server:stop() end)
     local mock_port = run.free_port()
-    local own_pid = assert(tonumber((run.sh("echo $PPID"))))
     local out, ok = run.sh(("%s/spec/mock/serve --port %d --watch %d --webhook %s --webhook-secret %s"):format(
-      run.quote(run.ROOT), mock_port, own_pid, run.quote(server:url("/truto/webhook")), run.quote(SECRET)))
+      run.quote(run.ROOT), mock_port, run.OWN_PID, run.quote(server:url("/truto/webhook")), run.quote(SECRET)))
     assert(ok, out)
     local mock_dir = out:match("([^\n]+)\n*$")
     finally(function() run.sh(("%s/spec/mock/serve --stop %s"):format(run.quote(run.ROOT), run.quote(mock_dir))) end)

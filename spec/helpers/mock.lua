@@ -11,13 +11,14 @@
 --
 -- Plain Lua 5.4 with luasocket and lua-cjson. See spec/mock/README.md for the accounts.
 
-local socket = require "socket"
 local http = require "socket.http"
 local ltn12 = require "ltn12"
 local cjson = require "cjson"
 local compat = require "spec.helpers.compat"
+local run = require "spec.helpers.run"
 
 local mock = {}
+local quote = run.quote
 
 local TOKEN = "test-token"
 local START_TIMEOUT = 5 -- seconds
@@ -34,47 +35,14 @@ local SERVE = (function()
   return dir .. "/../mock/serve"
 end)()
 
-local function quote(s)
-  return "'" .. s:gsub("'", [['\'']]) .. "'"
-end
-
-local function free_port()
-  local server = assert(socket.bind("127.0.0.1", 0))
-  local _, port = server:getsockname()
-  server:close()
-  return tonumber(port)
-end
-
--- The id of this Lua process: the parent of the shell io.popen starts.
-local function own_pid()
-  local p = assert(io.popen("echo $PPID"))
-  local pid = p:read("*l")
-  p:close()
-  return assert(tonumber(pid), "cannot find the process id")
-end
-
-local function accepting(port)
-  local deadline = socket.gettime() + START_TIMEOUT
-  repeat
-    local conn = socket.connect("127.0.0.1", port)
-    if conn then
-      conn:close()
-      return true
-    end
-    socket.sleep(0.05)
-  until socket.gettime() > deadline
-  return false
-end
-
 -- Runs `serve` on a free port; returns the server table, or nil and serve's output.
 local function launch()
-  local port = free_port()
-  local p = assert(io.popen(string.format("%s --port %d --watch %d 2>&1", quote(SERVE), port,
-    own_pid())))
+  local port = run.free_port()
+  local p = assert(io.popen(string.format("%s --port %d --watch %d 2>&1", quote(SERVE), port, run.OWN_PID)))
   local out = p:read("*a")
   if not p:close() then return nil, out end
   local dir = out:match("([^\n]+)\n*$")
-  if not accepting(port) then
+  if not run.wait_port(port, START_TIMEOUT) then
     os.execute(quote(SERVE) .. " --stop " .. quote(dir))
     return nil, "nothing accepts connections on port " .. port .. " after " .. START_TIMEOUT .. " s"
   end

@@ -5,8 +5,13 @@
 --
 --   local nginx = require "spec.helpers.nginx"
 --   local n = nginx.start { workers = 2, http = "...", files = { ["x.lua"] = "..." } }
+--   local n = nginx.start { main = "env X;", http = "...", vars = { mock_port = 1 }, ports = { "tls_port" },
+--     lua_path = { run.ROOT .. "/?.lua" }, certs = { self = "localhost" }, env = "X=1" }
 --   local n = nginx.start { conf = <a whole nginx.conf, e.g. one of examples/>, lib = true, env = "X=1" }
---   -- n.port, n.prefix, n.url(path), n:log() (error.log), n:stop()
+--   -- n.port, n.ports.tls_port, n.prefix, n.url(path), n:log() (error.log), n:stop()
+--   -- n:mark(), then n:error_log_lines(): the lines error.log gained since, but nginx's own notices
+--   before_each(function() n:mark() end)                            -- each case leaves no line
+--   after_each(function() assert.same({}, n:error_log_lines()) end) -- but notices in error.log
 --   local redis_port, stop = nginx.redis(); finally(stop)
 local socket = require "socket"
 local run = require "spec.helpers.run"
@@ -20,7 +25,6 @@ M.BUILD = (function()
   return b:sub(1, 1) == "/" and b or run.ROOT .. "/" .. b
 end)()
 
-local OWN_PID = assert(tonumber((sh("echo $PPID"))))
 
 local function modules()
   for _, dir in ipairs { "/usr/lib/nginx/modules", "/usr/share/nginx/modules" } do
@@ -47,6 +51,7 @@ daemon on;
 worker_processes ${workers};
 pid "${prefix}/nginx.pid";
 error_log "${prefix}/error.log" notice;
+${main}
 
 events {
   worker_connections 1024;
@@ -59,7 +64,7 @@ http {
   fastcgi_temp_path "${prefix}/fastcgi";
   uwsgi_temp_path "${prefix}/uwsgi";
   scgi_temp_path "${prefix}/scgi";
-  lua_package_path "${build}/?.lua;${prefix}/?.lua;;";
+  lua_package_path "${lua_path};;";
   lua_package_cpath "${build}/?.so;;";
   lua_socket_log_errors off;
 ${http}
@@ -73,6 +78,18 @@ function Nginx:url(path) return ("http://127.0.0.1:%d%s"):format(self.port, path
 
 function Nginx:log() return run.slurp(self.prefix .. "/error.log") end
 
+--- Remembers how long error.log is now, for error_log_lines().
+function Nginx:mark() self.marked = #self:log() end
+
+--- The lines error.log gained since mark() (else since the start) that are not nginx's own notices.
+function Nginx:error_log_lines()
+  local lines = {}
+  for line in self:log():sub((self.marked or 0) + 1):gmatch("[^\n]+") do
+    if not line:find("[notice]", 1, true) then lines[#lines + 1] = line end
+  end
+  return lines
+end
+
 function Nginx:stop()
   if self.stopped then return end
   self.stopped = true
@@ -83,21 +100,42 @@ function Nginx:stop()
   end
 end
 
---- Starts nginx. o: `workers` (1), `http` (the inside of the http block; ${port} is the port),
--- `files` (name -> text, written to the prefix, which is on lua_package_path); or `conf`, a
--- whole nginx.conf whose one `listen 127.0.0.1:N;` gets the port, with `lib = true` linking
--- the build as lib/ in the prefix. `env`: variable assignments nginx is started with.
+--- Writes a self-signed certificate for `cn` as dir/name.crt and dir/name.key.
+function M.cert(dir, name, cn)
+  local out, ok = sh(("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=%s -keyout %s -out %s")
+    :format(quote(cn), quote(dir .. "/" .. name .. ".key"), quote(dir .. "/" .. name .. ".crt")))
+  assert(ok, "openssl failed:\n" .. out)
+end
+
+--- Starts nginx. o: `workers` (1), `main` (directives of the main context, e.g. `env X;`), `http`
+-- (the inside of the http block), `files` (name -> text, written to the prefix, which is on
+-- lua_package_path after the build and before `lua_path`, a list of more entries), `certs`
+-- (name -> CN: a self-signed name.crt and name.key in the prefix). In `main` and `http`, ${port}
+-- is the port, ${prefix} the prefix, ${build} the build, ${root} the checkout, and ${name} each
+-- name of `ports` (a free port each, also n.ports[name]) and of `vars`. Or `conf`, a whole
+-- nginx.conf whose one `listen 127.0.0.1:N;` gets the port, with `lib = true` linking the build as
+-- lib/ in the prefix. `env`: variable assignments nginx is started with.
 function M.start(o)
   M.build()
   local prefix = run.tmpdir()
   os.execute("chmod 755 " .. quote(prefix)) -- a worker running as nobody reaches it
   local port = run.free_port()
   for name, text in pairs(o.files or {}) do run.write(prefix .. "/" .. name, text) end
+  for name, cn in pairs(o.certs or {}) do M.cert(prefix, name, cn) end
   local root = sh("id -u"):match("^0%s") ~= nil
   local vars = {
-    modules = modules(), user = root and "user root;" or "",
+    modules = modules(), user = root and "user root;" or "", root = run.ROOT,
     workers = o.workers or 1, prefix = prefix, build = M.BUILD, port = port,
   }
+  local lua_path = { M.BUILD .. "/?.lua", prefix .. "/?.lua" }
+  for _, entry in ipairs(o.lua_path or {}) do lua_path[#lua_path + 1] = entry end
+  vars.lua_path = table.concat(lua_path, ";")
+  local ports = {}
+  for _, name in ipairs(o.ports or {}) do
+    ports[name] = run.free_port()
+    vars[name] = ports[name]
+  end
+  for k, v in pairs(o.vars or {}) do vars[k] = v end
   local function fill(text) return (text:gsub("%${([%w_]+)}", function(k) return tostring(assert(vars[k], k)) end)) end
   local globals = ""
   if o.conf then
@@ -107,7 +145,7 @@ function M.start(o)
     if o.lib then os.execute(("ln -s %s %s/lib"):format(quote(M.BUILD), quote(prefix))) end
     if root then globals = " -g 'user root;'" end
   else
-    vars.http = fill(o.http or "")
+    vars.http, vars.main = fill(o.http or ""), fill(o.main or "")
     run.write(prefix .. "/nginx.conf", fill(CONFIG))
   end
   local out, ok = sh(("%s nginx -p %s/ -c %s/nginx.conf -e %s/error.log%s"):format(o.env or "", prefix, prefix,
@@ -116,9 +154,9 @@ function M.start(o)
   -- Stops nginx if this process dies without its teardown.
   os.execute(("setsid sh -c 'while kill -0 %d 2>/dev/null && [ -f %s/nginx.pid ]; do sleep 0.5; done; "
     .. "[ -f %s/nginx.pid ] && nginx -p %s/ -c %s/nginx.conf -s stop' </dev/null >/dev/null 2>&1 &")
-    :format(OWN_PID, prefix, prefix, prefix, prefix))
+    :format(run.OWN_PID, prefix, prefix, prefix, prefix))
   assert(run.wait_port(port, 5), "nginx does not accept connections on " .. port)
-  return setmetatable({ port = port, prefix = prefix }, Nginx)
+  return setmetatable({ port = port, ports = ports, prefix = prefix }, Nginx)
 end
 
 --- Starts a redis-server on a free port; returns the port and a function that stops it by its PID.

@@ -3,7 +3,7 @@
 -- command for its output, background processes, and lua-truto itself.
 --
 --   local run = require "spec.helpers.run"
---   run.ROOT, run.quote(s), run.read(path), run.write(path, text)
+--   run.ROOT, run.OWN_PID (this process), run.quote(s), run.read(path), run.write(path, text)
 --   run.tmpdir()                  -- a fresh directory, removed at exit
 --   run.free_port()               -- a free TCP port on 127.0.0.1
 --   run.shell(cmd)                -- stdout, exit code (stderr to stdout with o.merge)
@@ -36,6 +36,9 @@ function run.sh(cmd)
 end
 
 run.ROOT = (run.shell("pwd"):gsub("\n$", ""))
+
+-- The id of this Lua process: the parent of the shell io.popen starts.
+run.OWN_PID = assert(tonumber((run.shell("echo $PPID"))), "cannot find the process id")
 
 function run.read(path)
   local f = assert(io.open(path, "rb"))

@@ -9,7 +9,7 @@
 --                                   -- volatile values (Host, User-Agent, keys) named
 -- The server stops when this Lua process exits.
 local socket = require "socket"
-local free_port = require("spec.helpers.run").free_port
+local run = require "spec.helpers.run"
 local cjson = require "cjson"
 
 local wire = {}
@@ -24,13 +24,6 @@ local SERVER = (function()
 end)()
 
 
-local function own_pid()
-  local p = assert(io.popen("echo $PPID"))
-  local pid = p:read("*l")
-  p:close()
-  return assert(tonumber(pid))
-end
-
 -- One control line; returns the whole answer.
 local function control(line)
   local c = assert(socket.connect("127.0.0.1", shared.server.port))
@@ -43,24 +36,15 @@ end
 
 function wire.start()
   if shared.server then return shared.server end
-  local port = free_port()
-  local cmd = string.format("lua5.4 %q %d %d >/dev/null 2>&1 & echo $!", SERVER, port, own_pid())
-  local p = assert(io.popen(cmd))
-  local pid = tonumber(p:read("*l"))
-  p:close()
-  local deadline = socket.gettime() + 5
-  repeat
-    local c = socket.connect("127.0.0.1", port)
-    if c then
-      c:close()
-      shared.server = { url = "http://127.0.0.1:" .. port, port = port, pid = pid }
-      shared.sentinel = setmetatable({}, { __gc = function() os.execute("kill " .. pid .. " 2>/dev/null") end })
-      return shared.server
-    end
-    socket.sleep(0.05)
-  until socket.gettime() > deadline
-  os.execute("kill " .. pid .. " 2>/dev/null")
-  error("the wire server did not start on port " .. port)
+  local port = run.free_port()
+  local pid = run.spawn(string.format("exec lua5.4 %q %d %d", SERVER, port, run.OWN_PID))
+  if not run.wait_port(port, 5) then
+    run.kill(pid)
+    error("the wire server did not start on port " .. port)
+  end
+  shared.server = { url = "http://127.0.0.1:" .. port, port = port, pid = pid }
+  shared.sentinel = setmetatable({}, { __gc = function() run.kill(pid) end })
+  return shared.server
 end
 
 function wire.script(steps)
