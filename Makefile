@@ -65,7 +65,7 @@ DEB_PACKAGES := lua5.4 liblua5.4-dev lua-cjson libcurl4-openssl-dev pkg-config g
 DEV_DEB_PACKAGES := lua-check lua-ldoc lua-markdown clang-format clang-tidy clang libclang-rt-14-dev \
                     valgrind lua-luaossl cppcheck
 
-.PHONY: all deps dev-deps check-fresh test test-fast test-gc cppcheck test-locale test-asan test-valgrind test-luajit mock demo demo-nginx install clean examples docs lint format-check bench fuzz
+.PHONY: all deps dev-deps check-fresh test test-fast cppcheck test-locale test-asan test-valgrind test-luajit mock demo demo-nginx install clean examples docs lint format-check bench fuzz
 
 all: $(CORE) $(LUA_MODS)
 
