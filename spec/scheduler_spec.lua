@@ -6,31 +6,18 @@
 local truto = require "truto"
 local rate = require "truto.rate"
 local core = require "truto.core"
+local fake_transport = require "spec.helpers.fake_transport"
 
 local ORG = '{"id":"org-1","name":"Org"}'
 
 -- A transport object that answers each request with the next of `answers` (the last one is
 -- kept for every later request). An answer is { status, headers, body } or { fail = kind }.
 local function scripted(answers)
-  local t = { sent = {} }
-  local i = 0
-  function t.start(_, req)
-    t.sent[#t.sent + 1] = { method = req.method, url = req.url, headers = req.headers }
-    i = i + 1
-    local a = answers[math.min(i, #answers)]
-    local handle = {}
-    function handle.wait()
-      if a.fail then return nil, { kind = a.fail, message = "scripted " .. a.fail, sends = 1 } end
-      return { status = a.status or 200, headers = a.headers or {}, body = a.body or ORG, sends = 1 }
-    end
-    function handle.cancel() end
-    function handle.done() end
-    return handle
-  end
-  function t.pump() end
-  function t.close() end
-  function t.wait_any() return 1 end
-  return t
+  return fake_transport.new(function(_, k)
+    local a = answers[math.min(k, #answers)]
+    if a.fail then return nil, { kind = a.fail, message = "scripted " .. a.fail, sends = 1 } end
+    return { status = a.status or 200, headers = a.headers or {}, body = a.body or ORG, sends = 1 }
+  end)
 end
 
 local key_seq = 0

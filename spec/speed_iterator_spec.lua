@@ -5,6 +5,7 @@
 -- The header lines a page's request carries are built once per client, and a wrapped transport
 -- that adds a line to a request never sees it again on the next one.
 local truto = require "truto"
+local fake_transport = require "spec.helpers.fake_transport"
 
 -- A list page of `n` users numbered from `first`, with `cursor` to the next one (or none).
 local function page(first, n, cursor)
@@ -17,20 +18,12 @@ end
 -- A transport object answering pages of 100 users, `pages` of them, and recording each request
 -- and each pump (with the number of items the loop had taken when it came).
 local function paged(pages, taken)
-  local t = { sent = {}, pumps = {} }
-  function t.start(_, req)
-    t.sent[#t.sent + 1] = { url = req.url, headers = req.headers }
-    local k = #t.sent
+  local t
+  t = fake_transport.new(function(_, k)
     local body = page((k - 1) * 100 + 1, 100, k < pages and ("c" .. k) or nil)
-    local handle = {}
-    function handle.wait() return { status = 200, headers = {}, body = body, sends = 1 } end
-    function handle.cancel() end
-    function handle.done() return true end
-    return handle
-  end
-  function t.pump() t.pumps[#t.pumps + 1] = taken() end
-  function t.close() end
-  function t.wait_any() return 1 end
+    return { status = 200, headers = {}, body = body, sends = 1 }
+  end, function() t.pumps[#t.pumps + 1] = taken() end)
+  t.pumps = {}
   return t
 end
 
