@@ -213,11 +213,11 @@ end
 -- sorted once per transport kind, and the same table for each such request
 -- on lua-truto's own transports, which only read it.
 local function plain_lines(self, kind)
-  if kind == "object" or not self._share_lines then return options.merge_headers { base_headers(self, kind) } end
-  local lines = self._plain[kind]
+  local shared = kind ~= "object" and self._share_lines
+  local lines = shared and self._plain[kind]
   if not lines then
     lines = options.merge_headers { base_headers(self, kind) }
-    self._plain[kind] = lines
+    if shared then self._plain[kind] = lines end
   end
   return lines
 end
