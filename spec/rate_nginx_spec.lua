@@ -31,7 +31,7 @@ local OWN_PID = assert(tonumber((shell("echo $PPID"))))
 
 local function nginx_modules()
   for _, dir in ipairs { "/usr/lib/nginx/modules", "/usr/share/nginx/modules" } do
-    if io.open(dir .. "/ngx_http_lua_module.so") then return dir end
+    if run.exists(dir .. "/ngx_http_lua_module.so") then return dir end
   end
   error("ngx_http_lua_module.so not found (install libnginx-mod-http-lua)")
 end
@@ -233,7 +233,7 @@ end
 local function stop_nginx(prefix)
   os.execute(("nginx -p %s/ -c %s/nginx.conf -s stop >/dev/null 2>&1"):format(prefix, prefix))
   for _ = 1, 50 do
-    if not io.open(prefix .. "/nginx.pid") then break end
+    if not run.exists(prefix .. "/nginx.pid") then break end
     socket.sleep(0.1)
   end
   os.execute("rm -rf " .. quote(prefix))
@@ -295,7 +295,7 @@ end
 
 -- Starts a redis-server on a free 127.0.0.1 port, stopped by its PID when the test ends.
 local function start_redis()
-  local redis = io.open("/usr/bin/redis-server") and io.open("/usr/share/lua/5.1/nginx/redis.lua")
+  local redis = run.exists("/usr/bin/redis-server") and run.exists("/usr/share/lua/5.1/nginx/redis.lua")
   assert(redis, "install redis-server and lua-nginx-redis (Debian) for this spec")
   local redis_port = free_port()
   local dir = shell("mktemp -d /tmp/truto-rate-redis.XXXXXX"):gsub("%s+$", "")
@@ -305,7 +305,7 @@ local function start_redis()
   finally(function()
     os.execute("kill " .. pid)
     for _ = 1, 50 do
-      if not io.open("/proc/" .. pid .. "/stat") then break end
+      if not run.exists("/proc/" .. pid .. "/stat") then break end
       socket.sleep(0.1)
     end
     os.execute("rm -rf " .. quote(dir))

@@ -28,7 +28,7 @@ end)()
 
 local function modules()
   for _, dir in ipairs { "/usr/lib/nginx/modules", "/usr/share/nginx/modules" } do
-    if io.open(dir .. "/ngx_http_lua_module.so") then return dir end
+    if run.exists(dir .. "/ngx_http_lua_module.so") then return dir end
   end
   error("ngx_http_lua_module.so not found (install libnginx-mod-http-lua)")
 end
@@ -95,7 +95,7 @@ function Nginx:stop()
   self.stopped = true
   os.execute(("nginx -p %s/ -c %s/nginx.conf -s stop >/dev/null 2>&1"):format(self.prefix, self.prefix))
   for _ = 1, 50 do
-    if not io.open(self.prefix .. "/nginx.pid") then break end
+    if not run.exists(self.prefix .. "/nginx.pid") then break end
     socket.sleep(0.1)
   end
 end
@@ -151,17 +151,18 @@ function M.start(o)
   local out, ok = sh(("%s nginx -p %s/ -c %s/nginx.conf -e %s/error.log%s"):format(o.env or "", prefix, prefix,
     prefix, globals))
   assert(ok, "nginx did not start:\n" .. out)
-  -- Stops nginx if this process dies without its teardown.
-  os.execute(("setsid sh -c 'while kill -0 %d 2>/dev/null && [ -f %s/nginx.pid ]; do sleep 0.5; done; "
-    .. "[ -f %s/nginx.pid ] && nginx -p %s/ -c %s/nginx.conf -s stop' </dev/null >/dev/null 2>&1 &")
-    :format(run.OWN_PID, prefix, prefix, prefix, prefix))
+  -- Stops nginx if this process dies without its teardown. By the master's pid, read now: at the
+  -- end of the run the prefix (its pid file with it) is removed before this process exits.
+  os.execute(("setsid sh -c 'master=$(cat %s/nginx.pid); while kill -0 %d 2>/dev/null && [ -f %s/nginx.pid ]; "
+    .. "do sleep 0.5; done; kill -0 $master 2>/dev/null && kill -TERM $master' </dev/null >/dev/null 2>&1 &")
+    :format(prefix, run.OWN_PID, prefix))
   assert(run.wait_port(port, 5), "nginx does not accept connections on " .. port)
   return setmetatable({ port = port, ports = ports, prefix = prefix }, Nginx)
 end
 
 --- Starts a redis-server on a free port; returns the port and a function that stops it by its PID.
 function M.redis()
-  assert(io.open("/usr/bin/redis-server") and io.open("/usr/share/lua/5.1/nginx/redis.lua"),
+  assert(run.exists("/usr/bin/redis-server") and run.exists("/usr/share/lua/5.1/nginx/redis.lua"),
     "install redis-server and lua-nginx-redis (Debian) for this spec")
   local port = run.free_port()
   local dir = run.tmpdir()

@@ -4,6 +4,8 @@
 --
 --   local run = require "spec.helpers.run"
 --   run.ROOT, run.OWN_PID (this process), run.quote(s), run.read(path), run.write(path, text)
+--   run.exists(path)              -- whether a file can be opened (and closes it: no fd is left
+--                                 -- open for every process started after to inherit)
 --   run.tmpdir()                  -- a fresh directory, removed at exit
 --   run.free_port()               -- a free TCP port on 127.0.0.1
 --   run.shell(cmd)                -- stdout, exit code (stderr to stdout with o.merge)
@@ -94,6 +96,12 @@ end
 function run.spawn(cmd, log)
   local out = run.shell("(" .. cmd .. ") >" .. quote(log or "/dev/null") .. " 2>&1 </dev/null & echo $!")
   return assert(tonumber(out:match("%d+")), "no pid")
+end
+
+function run.exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() end
+  return f ~= nil
 end
 
 function run.alive(pid)
