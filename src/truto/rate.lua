@@ -92,7 +92,6 @@ local function budget_name(kind, prefix, requests, per, account)
   return format("%s:%s:%d/%.17g%s", kind, prefix, requests, per, account and ":" .. account or "")
 end
 
-
 ---------------------------------------------------------------------------------------------
 -- The registry: one local store for the process, one dict store per dict name, and how many
 -- limiters use each token's budgets.

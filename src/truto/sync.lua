@@ -512,5 +512,4 @@ function M.sync(client, resource, params, opts)
   return step, run, nil, run
 end
 
-
 return M

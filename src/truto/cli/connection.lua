@@ -14,7 +14,6 @@ local function check_base_url(sys, url)
   end
 end
 
-
 --- { token, base_url, account, from = { token, base_url: where each came
 -- from, for messages } } for the command `cmd` (its query and topic); a
 -- usage error when no account or no token is found.

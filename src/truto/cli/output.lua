@@ -12,7 +12,6 @@ local M = {}
 
 local concat = table.concat
 
-
 -- Columns shown by `-o table` when --fields is not given.
 local TABLE_COLUMNS = {
   users = { "id", "name", "username", "status" },
