@@ -17,7 +17,9 @@ for i = 1, #arg do
 end
 
 local base = assert(os.getenv("TRUTO_BASE_URL"), "TRUTO_BASE_URL")
-local transport = core.curl { token = assert(os.getenv("TRUTO_API_TOKEN"), "TRUTO_API_TOKEN") }
+local defaults = require "truto.defaults"
+local transport = core.curl { token = assert(os.getenv("TRUTO_API_TOKEN"), "TRUTO_API_TOKEN"),
+  timeout = defaults.timeout, connect_timeout = defaults.connect_timeout, max_body = defaults.max_body }
 local limit = tonumber(opt.limit or "100")
 local max = tonumber(opt.max or "0")
 local null = cjson.null

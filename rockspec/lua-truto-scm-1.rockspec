@@ -55,6 +55,7 @@ build = {
     ["truto.cli.text"] = "src/truto/cli/text.lua",
     ["truto.cli.webhook"] = "src/truto/cli/webhook.lua",
     ["truto.client"] = "src/truto/client.lua",
+    ["truto.defaults"] = "src/truto/defaults.lua",
     ["truto.iterate"] = "src/truto/iterate.lua",
     ["truto.metrics"] = "src/truto/metrics.lua",
     ["truto.ngx"] = "src/truto/ngx.lua",

@@ -190,6 +190,27 @@ describe("the exported API", function()
     assert.same({}, undocumented(keys(options.CALL), text))
   end)
 
+  it("shows in api.md's client block the defaults truto.defaults holds", function()
+    local defaults = require "truto.defaults"
+    local util = require "luassert.util"
+    local block = run.read(run.ROOT .. "/docs/api.md"):match("## Making a client\n\n```lua\n(.-)\n```")
+    local shown, differ = 0, {}
+    -- `name = value` pairs, a value being a `{ ... }` list or up to the next comma
+    for line in block:gmatch("[^\n]+") do
+      local code = line:gsub("%-%-.*", "")
+      for name, value in code:gsub("(= )(%b{})", function(eq, list) return eq .. list:gsub(",", ";") end)
+        :gmatch("([%w_]+) = ([^,]+)") do
+        if defaults[name] ~= nil then
+          shown = shown + 1
+          local f = load("return " .. value:gsub(";", ","))
+          if not f or not util.deepcompare(f(), defaults[name]) then differ[#differ + 1] = name .. " = " .. value end
+        end
+      end
+    end
+    assert.same({}, differ)
+    assert.is_true(shown >= 7, "found only " .. shown)
+  end)
+
   it("has an LDoc comment for every exported function", function()
     -- A `---` block right above `function M.name` or `function Client:name`
     -- (or `M.name = ...`) in src/truto.lua or src/truto/client.lua; the module functions made

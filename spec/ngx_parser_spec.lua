@@ -340,7 +340,9 @@ end
       local pid = run.spawn("exec lua5.4 " .. run.quote(dir .. "/server.lua") .. " " .. run.quote(dir) .. " " .. port)
       finally(function() run.kill(pid) end)
       assert.is_true(run.wait_port(port))
-      local curl = require("truto.core").curl { token = "differential" }
+      local defaults = require "truto.defaults"
+      local curl = require("truto.core").curl { token = "differential", timeout = defaults.timeout,
+        connect_timeout = defaults.connect_timeout, max_body = defaults.max_body }
       for seed = 1, 150 do
         local answer, failure = curl:perform { method = "GET", url = ("http://127.0.0.1:%d/%d"):format(port, seed),
           headers = {}, timeout = 5 }

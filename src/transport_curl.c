@@ -32,7 +32,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define DEFAULT_MAX_BODY (64L * 1024 * 1024)
 #define IDLE_POOL 16 /* easy handles kept for reuse */
 /* Bytes of one header block (status line and headers, or trailers): the
  * nginx transport's bound too, so both refuse the same answers. */
@@ -75,7 +74,9 @@ struct tcurl {
     int verify_tls;
     long low_speed_limit; /* bytes per second ... */
     long low_speed_time;  /* ... for this many seconds, else abort */
-    CURLM *inherited;     /* a parent's handles, kept but never used (fork) */
+    /* for a request that names none: the client's, from truto.defaults */
+    double timeout, connect_timeout, max_body;
+    CURLM *inherited; /* a parent's handles, kept but never used (fork) */
     CURL *inherited_idle[IDLE_POOL];
     CURL *idle[IDLE_POOL];
     int n_idle;
@@ -212,6 +213,18 @@ static double number_field(lua_State *L, int idx, const char *name, double dflt,
     lua_pop(L, 1);
     if (!(v >= lo && v <= hi)) /* also NaN */
         v = dflt;
+    return v;
+}
+
+/* The number at settings[name], which must be in [lo, hi]; raises if not. */
+static double required_field(lua_State *L, int idx, const char *name, double lo, double hi)
+{
+    lua_getfield(L, idx, name);
+    double v = lua_isnumber(L, -1) ? (double)lua_tonumber(L, -1) : lo - 1;
+    lua_pop(L, 1);
+    if (!(v >= lo && v <= hi)) /* also NaN */
+        luaL_error(L, "settings.%s: a number from %f to %f expected", name, (lua_Number)lo,
+                   (lua_Number)hi);
     return v;
 }
 
@@ -388,6 +401,9 @@ int tcurl_new(lua_State *L)
     lua_pop(L, 1);
     t->low_speed_limit = (long)number_field(L, 1, "low_speed_limit", 0, 0, 2147483647.0);
     t->low_speed_time = (long)number_field(L, 1, "low_speed_time", 0, 0, 2147483647.0);
+    t->timeout = required_field(L, 1, "timeout", 0, 1e9);
+    t->connect_timeout = required_field(L, 1, "connect_timeout", 0, 1e9);
+    t->max_body = required_field(L, 1, "max_body", 1, 9007199254740992.0);
     if (!ensure_multi(t))
         return luaL_error(L, "out of memory");
     return 1;
@@ -530,9 +546,9 @@ static void start_slot(lua_State *L, tcurl *t, slot *s)
         luaL_error(L, "request: method and url expected");
     if (!ensure_multi(t))
         luaL_error(L, "curl_multi_init failed");
-    double timeout = number_field(L, 2, "timeout", 30, 0, 1e9);
-    double connect_timeout = number_field(L, 2, "connect_timeout", 10, 0, 1e9);
-    double max_body = number_field(L, 2, "max_body", 64.0 * 1024 * 1024, 1, 9007199254740992.0);
+    double timeout = number_field(L, 2, "timeout", t->timeout, 0, 1e9);
+    double connect_timeout = number_field(L, 2, "connect_timeout", t->connect_timeout, 0, 1e9);
+    double max_body = number_field(L, 2, "max_body", t->max_body, 1, 9007199254740992.0);
     lua_getfield(L, 2, "reuse");
     int reuse = lua_isnil(L, -1) || lua_toboolean(L, -1);
     lua_pop(L, 1);

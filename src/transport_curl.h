@@ -11,8 +11,10 @@
 #define TRUTO_CURL_MT "truto.curl"
 
 /* core.curl(settings) -> transport; settings: token, ca_file, proxy (NULL:
- * the environment's; "": none), verify_tls, low_speed_limit, low_speed_time.
- * Everything else comes with each request (see transport_curl.c). */
+ * the environment's; "": none), verify_tls, low_speed_limit, low_speed_time,
+ * and timeout, connect_timeout, max_body (required: a request naming none
+ * gets these; the client passes truto.defaults'). Everything else comes
+ * with each request (see transport_curl.c). */
 int tcurl_new(lua_State *L);
 
 /* Creates the metatable and initialises libcurl; call once from luaopen. */

@@ -38,16 +38,17 @@ local CUSTOM_CALL = { body = 4, params = 5, opts = 6 }
 local ORG_GET = { id = 1, params = 2, opts = 3 }
 local ORG_UPDATE = { id = 1, body = 2, params = 3, opts = 4 }
 
---- Creates a client.
+--- Creates a client. Every default not given here is in `truto.defaults`
+-- (one table the client, both transports and the CLI read).
 -- @tparam[opt] table opts `token` (default `TRUTO_API_TOKEN`), `base_url`
---   (default `TRUTO_BASE_URL`, else https://api.truto.one),
---   `integrated_account_id`, `timeout` (30 s), `connect_timeout` (10 s),
+--   (default `TRUTO_BASE_URL`, else `defaults.base_url`),
+--   `integrated_account_id`, `timeout`, `connect_timeout`,
 --   `low_speed_limit`, `low_speed_time`, `user_agent`, `headers`, `ca_file`,
 --   `proxy` (a URL, or false to ignore the environment), `verify_tls` (true),
---   `allow_insecure`, `max_body` (64 MiB), `max_values`, `big_integers`,
---   `max_retries` (3), `max_retry_wait` (60 s), `retry_statuses`, `on_retry`,
+--   `allow_insecure`, `max_body`, `max_values`, `big_integers`,
+--   `max_retries`, `max_retry_wait`, `retry_statuses`, `on_retry`,
 --   `on_wait`, `sleep`, `debug` (a function given each request and answer line),
---   `prefetch` (true), `concurrency` (8), `rate_limit`, `deadline` (seconds for
+--   `prefetch` (true), `concurrency`, `rate_limit`, `deadline` (seconds for
 --   a whole call), `on_request` and `on_response` (hooks of every attempt),
 --   `wrap_transport` (a function given each transport the client makes),
 --   `transport` ("curl" | "ngx"; default: picked per call), and for the nginx transport

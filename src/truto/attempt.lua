@@ -22,8 +22,8 @@ local M = {}
 
 local format, concat, random, min = string.format, table.concat, math.random, math.min
 
-M.DEFAULT_RETRY_STATUSES = { 429, 500, 502, 504 }
-local BACKOFF_BASE, BACKOFF_CAP, DEFAULT_429_WAIT = 0.5, 10, 10
+local DEFAULTS = require "truto.defaults"
+local BACKOFF_BASE, BACKOFF_CAP, DEFAULT_429_WAIT = DEFAULTS.backoff_base, DEFAULTS.backoff_cap, DEFAULTS.wait_429
 
 -- DELETE is not among them: a DELETE re-sent after the first one arrived
 -- gets 404 for a delete that succeeded (it is keyed instead, as writes are).
@@ -133,7 +133,7 @@ local function rate_hooks(client, policy, req)
     req.rate_hooks = hooks
   end
   hooks.deadline = req.deadline_at
-  hooks.probe_ttl = (req.timeout or 30) + (req.connect_timeout or 0)
+  hooks.probe_ttl = (req.timeout or DEFAULTS.timeout) + (req.connect_timeout or 0)
   return hooks
 end
 

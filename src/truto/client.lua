@@ -11,6 +11,7 @@ local options = require "truto.options"
 local attempt = require "truto.attempt"
 local transport = require "truto.transport"
 local rate = require "truto.rate"
+local DEFAULTS = require "truto.defaults"
 
 local M = {}
 
@@ -21,14 +22,10 @@ local argerror, typeerror = options.argerror, options.typeerror
 
 local MODEL = "user-directory"
 M.MODEL = MODEL
-local DEFAULT_BASE_URL = "https://api.truto.one"
 -- No server takes a longer request line (nginx: 8 KiB by default); refuse
 -- it before sending rather than send what can only fail.
 local MAX_QUERY = 64 * 1024
 M.MAX_QUERY = MAX_QUERY
-local DEFAULT_TIMEOUT, DEFAULT_CONNECT_TIMEOUT = 30, 10
-local DEFAULT_MAX_BODY = 64 * 1024 * 1024
-local DEFAULT_MAX_VALUES = 10000000
 
 local Client = {}
 Client.__index = Client
@@ -58,6 +55,9 @@ local function settings_for(kind, opts, token, scheme, host)
       token = token, ca_file = opts.ca_file, proxy = resolve_proxy(opts.proxy, scheme, host),
       verify_tls = opts.verify_tls ~= false,
       low_speed_limit = opts.low_speed_limit or 0, low_speed_time = opts.low_speed_time or 0,
+      -- for a request that names none (C keeps no default of its own)
+      timeout = opts.timeout or DEFAULTS.timeout, connect_timeout = opts.connect_timeout or DEFAULTS.connect_timeout,
+      max_body = opts.max_body or DEFAULTS.max_body,
     }
   end
   return {
@@ -104,7 +104,7 @@ function M.new(fname, opts)
   if type(opts) ~= "table" then typeerror(fname, 1, "table", opts) end
   options.check(fname, 1, opts, options.CLIENT)
   local token = options.token(opts)
-  local scheme, host, base = options.base_url(opts.base_url or os.getenv("TRUTO_BASE_URL") or DEFAULT_BASE_URL,
+  local scheme, host, base = options.base_url(opts.base_url or os.getenv("TRUTO_BASE_URL") or DEFAULTS.base_url,
     opts.allow_insecure)
   if not scheme then argerror(fname, 1, host) end
   if opts.transport == "ngx" or (opts.transport == nil and transport.phase() ~= nil) then
@@ -117,11 +117,10 @@ function M.new(fname, opts)
     local _, err = core.segment(account)
     if err then argerror(fname, 1, "option 'integrated_account_id': " .. err) end
   end
-  -- A bound on decoded values: max_body bounds bytes, but a 60 MB body of
-  -- 20 million `{}` would take about 2 GB once decoded.
+  -- a bound on decoded values (max_body bounds bytes: see truto.defaults)
   local decode = {
     big_integers = opts.big_integers ~= "number" and opts.big_integers or nil,
-    max_values = opts.max_values or DEFAULT_MAX_VALUES,
+    max_values = opts.max_values or DEFAULTS.max_values,
   }
   local self = setmetatable({
     base_url = base,
@@ -133,19 +132,19 @@ function M.new(fname, opts)
     -- a wrapper may do anything with a request: it gets lines of its own each time
     _share_lines = opts.wrap_transport == nil,
     _policy = {
-      max_retries = opts.max_retries or 3,
-      max_retry_wait = opts.max_retry_wait or 60,
+      max_retries = opts.max_retries or DEFAULTS.max_retries,
+      max_retry_wait = opts.max_retry_wait or DEFAULTS.max_retry_wait,
       deadline = opts.deadline,
-      retry_statuses = status_set(opts.retry_statuses or attempt.DEFAULT_RETRY_STATUSES),
+      retry_statuses = status_set(opts.retry_statuses or DEFAULTS.retry_statuses),
       on_retry = opts.on_retry, on_wait = opts.on_wait, debug = opts.debug,
       on_request = opts.on_request, on_response = opts.on_response,
       sleep = opts.sleep or transport.sleep,
       prefetch = opts.prefetch ~= false,
-      concurrency = opts.concurrency or 8,
+      concurrency = opts.concurrency or DEFAULTS.concurrency,
       on_error = "raise",
-      timeout = opts.timeout or DEFAULT_TIMEOUT,
-      connect_timeout = opts.connect_timeout or DEFAULT_CONNECT_TIMEOUT,
-      max_body = opts.max_body or DEFAULT_MAX_BODY,
+      timeout = opts.timeout or DEFAULTS.timeout,
+      connect_timeout = opts.connect_timeout or DEFAULTS.connect_timeout,
+      max_body = opts.max_body or DEFAULTS.max_body,
       decode = decode,
     },
   }, Client)

@@ -5,8 +5,8 @@
 -- position being the caller's (outside the module), so that nginx's
 -- error.log (which logs a table as "unknown reason") says what was wrong.
 --
--- Every default is resolved here, once, so that the transports are given
--- complete values (see truto.transport).
+-- The defaults are in truto.defaults; truto.client fills them in, once,
+-- so that the transports are given complete values (see truto.transport).
 --
 -- @module truto.options
 local core = require "truto.core"

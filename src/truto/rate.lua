@@ -56,7 +56,7 @@ local M = {}
 local huge, min = math.huge, math.min
 local format, tostring, type = string.format, tostring, type
 
-M.DEFAULTS = { shared_dict = "truto_rate" }
+M.DEFAULTS = { shared_dict = require("truto.defaults").rate_shared_dict }
 
 --- Checks a `rate_limit` client option value (truto.rate.option): true, or nil and why.
 M.check = option.check
@@ -135,7 +135,7 @@ end
 local Limiter = {}
 Limiter.__index = Limiter
 
-local DEFAULT_PER = 10
+local DEFAULT_PER = require("truto.defaults").rate_per
 
 local function budget_of(t)
   return { requests = t.requests, per = t.per or DEFAULT_PER }

@@ -34,8 +34,8 @@ local format, floor = string.format, math.floor
 local argerror, typeerror = options.argerror, options.typeerror
 
 local MODEL = "user-directory"
-M.DEFAULT_OVERLAP = 120
-M.DEFAULT_FULL_EVERY = 24 * 3600
+M.DEFAULT_OVERLAP = require("truto.defaults").sync_overlap
+M.DEFAULT_FULL_EVERY = require("truto.defaults").sync_full_every
 
 -- The options of client:sync beyond the list call's own.
 local SYNC_OPTIONS = {

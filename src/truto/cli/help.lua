@@ -1,7 +1,8 @@
 --- The help texts of lua-truto. Lists kept elsewhere are filled in at the
 -- end: {formats}, {format_choices} and {format_help} from truto.cli.output's
--- registry.
+-- registry, {timeout} and {retry_statuses} from truto.defaults.
 local output = require "truto.cli.output"
+local defaults = require "truto.defaults"
 
 local M = {}
 
@@ -65,8 +66,8 @@ Options:
       --base-url URL      API base URL (default: $TRUTO_BASE_URL, then the
                           profile, then https://api.truto.one); http:// only
                           for 127.0.0.1, ::1 and localhost
-      --timeout SECONDS   per-request timeout (default 30)
-      --retries N         retries of 429, 500, 502 and 504 answers and network
+      --timeout SECONDS   per-request timeout (default {timeout})
+      --retries N         retries of {retry_statuses} answers and network
                           failures (503 never: a blocked account)
       --rate N/S          at most N requests in any S seconds (default: paced
                           by the server's ratelimit-* headers, no fixed cap)
@@ -181,6 +182,10 @@ local filled = {
   formats = output.format_list(),
   format_choices = table.concat(output.format_names(), "|"),
   format_help = output.format_help(string.rep(" ", 20)),
+  timeout = tostring(defaults.timeout),
+  -- "429, 500, 502 and 504"
+  retry_statuses = table.concat(defaults.retry_statuses, ", ", 1, #defaults.retry_statuses - 1)
+    .. " and " .. defaults.retry_statuses[#defaults.retry_statuses],
 }
 for name, t in pairs(M) do
   M[name] = t:gsub("{([%w_]+)}", function(key) return filled[key] end)

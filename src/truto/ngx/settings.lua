@@ -11,9 +11,10 @@ local huge = math.huge
 local M = {}
 
 --- The defaults of new()'s settings (truto.ngx.DEFAULTS).
+local D = require "truto.defaults"
 M.DEFAULTS = {
-  timeout = 30, connect_timeout = 10, max_body = 64 * 1024 * 1024,
-  pool_size = 32, keepalive_timeout = 60,
+  timeout = D.timeout, connect_timeout = D.connect_timeout, max_body = D.max_body,
+  pool_size = D.pool_size, keepalive_timeout = D.keepalive_timeout,
 }
 
 local DEFAULTS = M.DEFAULTS

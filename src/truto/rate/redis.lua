@@ -15,6 +15,7 @@
 -- Redis cannot be reached, the limiter keeps to the next shared level for that request (the
 -- nginx shared dict, else its own process) and says so through `debug` and, once, error.log.
 
+local R = require("truto.defaults").redis
 local M = {}
 
 local format = string.format
@@ -194,9 +195,9 @@ function M.new(opts)
     error("truto.rate.redis needs lua-resty-redis inside nginx (Debian: lua-nginx-redis)", 2)
   end
   local store = {
-    host = opts.host or "127.0.0.1", port = opts.port or 6379, password = opts.password,
-    db = opts.db, timeout = opts.timeout or 1, prefix = opts.prefix or "truto_rate:",
-    keepalive = opts.keepalive or 60, pool_size = opts.pool_size or 16,
+    host = opts.host or R.host, port = opts.port or R.port, password = opts.password,
+    db = opts.db, timeout = opts.timeout or R.timeout, prefix = opts.prefix or "truto_rate:",
+    keepalive = opts.keepalive or R.keepalive, pool_size = opts.pool_size or R.pool_size,
   }
   for _, k in ipairs { "port", "timeout", "keepalive", "pool_size" } do
     local v = store[k]

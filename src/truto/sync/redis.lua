@@ -15,6 +15,7 @@
 -- whether a process on another machine is gone); a run renews it while it works.
 --
 -- @module truto.sync.redis
+local R = require("truto.defaults").redis
 local core = require "truto.core"
 local rate_redis = require "truto.rate.redis"
 
@@ -182,8 +183,9 @@ function M.new(opts)
   local lib = rate_redis.library()
   if not lib then error("truto.sync.redis needs lua-resty-redis inside nginx (Debian: lua-nginx-redis)", 2) end
   local self = setmetatable({
-    lib = lib, host = opts.host or "127.0.0.1", port = opts.port or 6379, password = opts.password,
-    db = opts.db, timeout = opts.timeout or 1, keepalive = opts.keepalive or 60, pool_size = opts.pool_size or 16,
+    lib = lib, host = opts.host or R.host, port = opts.port or R.port, password = opts.password,
+    db = opts.db, timeout = opts.timeout or R.timeout,
+    keepalive = opts.keepalive or R.keepalive, pool_size = opts.pool_size or R.pool_size,
     name = opts.name or "default", ttl = opts.ttl or DEFAULT_TTL, token = core.random_hex(16),
     pending = {}, held = false,
   }, { __index = M, __name = "truto.sync.redis" })
