@@ -138,10 +138,12 @@ describe("rate budgets", function()
       counts[user.id:sub(1, 1)] = (counts[user.id:sub(1, 1)] or 0) + 1
     end
     assert.same({ K = 5000 }, counts)
-    -- the limiter: exact, in any window of 1 s
+    -- the limiter: never over, in any window of 1 s, and more than one account's 3 in some
+    -- window (the accounts went together). How close to 10 depends on the machine's speed:
+    -- 9 under valgrind in CI.
     local most, n = max_in_window(starts, 1)
     assert.equal(25, n) -- 5 pages of 200 for each account
-    assert.equal(10, most)
+    assert.is_true(most > 3 and most <= 10, most)
     for _, account in ipairs(accounts) do
       local own = max_in_window(starts, 1, function(e) return e.account == account end)
       assert.is_true(own <= 3, account .. ": " .. own)

@@ -23,3 +23,6 @@ busted.subscribe({ "test", "start" }, function(element)
   end)
   return nil, true
 end)
+
+-- the forced-GC run's settings (a no-op unless TRUTO_FORCE_GC is set)
+require "spec.helpers.gc"
