@@ -133,8 +133,20 @@ local function rate_hooks(client, policy, req)
     req.rate_hooks = hooks
   end
   hooks.deadline = req.deadline_at
+  hooks.place = M.place(req)
   hooks.probe_ttl = (req.timeout or DEFAULTS.timeout) + (req.connect_timeout or 0)
   return hooks
+end
+
+--- The call's place in line for the learned rate budget (truto.rate): made when it first
+-- asks; a listing gives each page's request its own (truto.iterate), so all keep one place.
+function M.place(req, stay)
+  local place = req.place
+  if not place then
+    place = { since = core.now(), id = core.random_hex(3), stay = stay or nil }
+    req.place = place
+  end
+  return place
 end
 
 --- Seconds left before the call's deadline (nil: none).
@@ -214,12 +226,12 @@ end
 function M.learn(client, req, policy, answer)
   local limiter = client._limiter
   if not limiter then return end
-  if not answer then return limiter:learn(req.account, { failed = true }) end
+  if not answer then return limiter:learn(req.account, { failed = true }, req.place) end
   local retry_after
   if answer.status == 429 then
     retry_after = core.retry_after(answer.headers["retry-after"], nil)
   end
-  limiter:observe(req.account, answer.headers, answer.status, retry_after, policy.max_retry_wait)
+  limiter:observe(req.account, answer.headers, answer.status, retry_after, policy.max_retry_wait, req.place)
 end
 
 -- Reports a send the caller did not see start: libcurl's own re-send on

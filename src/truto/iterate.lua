@@ -38,6 +38,9 @@ local function next_request(st)
     st.policy)
   req.deadline_at = st.deadline_at
   req.cursor = st.query.next_cursor -- the cursor that fetched this page (a cut's resume point)
+  -- every page keeps the listing's place in the rate budget's line (truto.rate.hints)
+  st.place = st.place or attempt.place(req, true)
+  req.place = st.place
   return req
 end
 

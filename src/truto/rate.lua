@@ -302,15 +302,19 @@ function Limiter:check_hints(account_id, hooks, now)
   -- a fixed budget the caller configured says how to pace a cold start: no slow start then
   local probe_ttl = (self.token or self.account) and 0 or hooks.probe_ttl or 30
   local name = self:hint_name(account_id)
+  -- the call's place in line: how long ago it began, and who it is (truto.rate.hints)
+  local place = hooks.place
+  local age = place and math.max(0, now - place.since) or nil
+  local id = place and place.id
   local store = self.hints
-  if store == self.level then return store:hint_take(name, now, probe_ttl) end
+  if store == self.level then return store:hint_take(name, now, probe_ttl, age, id) end
   -- a store of the caller's (Redis): its answer is checked, and a failure falls back
-  local ok, wait, why = pcall(store.hint_take, store, name, now, probe_ttl)
+  local ok, wait, why = pcall(store.hint_take, store, name, now, probe_ttl, age, id)
   local failure = failed_answer(ok, wait, why, hooks.max_wait or huge)
   if not failure and why ~= nil and type(why) ~= "string" then failure = "it answered a reason that is no string" end
   if not failure then return wait, why end
   store_failed(self, hooks, failure, self.level)
-  return self.level:hint_take(name, now, probe_ttl)
+  return self.level:hint_take(name, now, probe_ttl, age, id)
 end
 
 -- Whether waiting `wait` s is allowed: nil when it is, else the failure's kind and message.
@@ -344,7 +348,9 @@ end
 -- reserves its start in every fixed budget and waits for it. Reports waits of REPORT_AT s or
 -- more through hooks.on_wait(info) and hooks.debug(line). No wait goes past hooks.max_wait or
 -- hooks.deadline: the call fails instead.
--- @param hooks { sleep = fn(s), now = fn() -> s, on_wait, debug, max_wait, deadline, probe_ttl }
+-- @param hooks { sleep = fn(s), now = fn() -> s, on_wait, debug, max_wait, deadline, probe_ttl,
+--   place = { since = when the call began (hooks.now's clock), id = a short string naming it,
+--   stay = it asks again after its answer (a listing) }: its place in the learned budget's line }
 -- @return the seconds waited, or nil, kind ("rate_limited" | "timeout" | "interrupted"), message
 function Limiter:acquire(account_id, hooks, taken)
   if self.closed then error("rate limiter used after close", 2) end
@@ -394,16 +400,18 @@ end
 
 --- Records what one attempt of `account_id` taught: `h` from truto.rate.hints.read (an
 -- answer), or { failed = true } (no answer, or a request abandoned before it was answered).
+-- `place` (optional): the call's place in line (hooks.place of acquire).
 -- A window the server says is spent also holds the fixed budgets (the store's hold).
-function Limiter:learn(account_id, h)
+function Limiter:learn(account_id, h, place)
   if self.closed then return end
   local now = self.now and self.now() or 0
   local store, name = self.hints, self:hint_name(account_id)
+  local id, stay = place and place.id, place and place.stay
   if store == self.level then
-    store:hint_learn(name, now, h)
+    store:hint_learn(name, now, h, id, stay)
   else
-    local ok, done = pcall(store.hint_learn, store, name, now, h)
-    if not ok or not done then self.level:hint_learn(name, now, h) end
+    local ok, done = pcall(store.hint_learn, store, name, now, h, id, stay)
+    if not ok or not done then self.level:hint_learn(name, now, h, id, stay) end
   end
   local seconds = h.hold or (h.remaining == 0 and h.reset)
   if not seconds or seconds <= 0 then return end
@@ -419,10 +427,10 @@ function Limiter:learn(account_id, h)
 end
 
 --- Reads an answer's headers (`status`, the parsed `retry_after` of a 429, each wait bounded
--- by `bound` s) into the learned budget of `account_id`.
-function Limiter:observe(account_id, headers, status, retry_after, bound)
+-- by `bound` s) into the learned budget of `account_id`, for the call at `place`.
+function Limiter:observe(account_id, headers, status, retry_after, bound, place)
   if self.closed then return end
-  self:learn(account_id, hints.read(headers, status, retry_after, bound or huge))
+  self:learn(account_id, hints.read(headers, status, retry_after, bound or huge), place)
 end
 
 --- Releases this limiter's share of its budgets (the last one forgets them). Idempotent.

@@ -100,15 +100,17 @@ function M.new(ngx, dict, fallback)
     return a, b
   end
 
-  function store.hint_take(_, name, _, probe_ttl)
-    local wait, why = with_hints(name, function(state, now) return hints.take(state, now, probe_ttl) end)
-    if wait == nil then return process_store:hint_take(name, clock(), probe_ttl) end
+  function store.hint_take(_, name, _, probe_ttl, age, id)
+    local wait, why = with_hints(name, function(state, now)
+      return hints.take(state, now, probe_ttl, now - (age or 0), id)
+    end)
+    if wait == nil then return process_store:hint_take(name, clock(), probe_ttl, age, id) end
     return wait, why
   end
 
-  function store.hint_learn(_, name, _, h)
-    local ok = with_hints(name, function(state, now) hints.learn(state, now, h) return true end)
-    if not ok then process_store:hint_learn(name, clock(), h) end
+  function store.hint_learn(_, name, _, h, id, stay)
+    local ok = with_hints(name, function(state, now) hints.learn(state, now, h, id, stay) return true end)
+    if not ok then process_store:hint_learn(name, clock(), h, id, stay) end
   end
 
   function store.hold(_, name, seconds)

@@ -19,6 +19,16 @@
 -- nothing starts before `reset`. A 429 holds the budget until its wait ends, and the account
 -- starts slowly again after it.
 --
+-- The line: while the window has few starts left, the calls waiting for it go oldest first
+-- (by when each call began: a listing's pages all carry its first page's time), so a listing
+-- keeps its place across its pages instead of going to the back for every page, and 40
+-- listings of one account finish one group after another, not all together at the end. The
+-- state keeps the `QUEUE` oldest waiters ({ id, since, seen }: `seen`, when it said it would
+-- look again); a waiter that does not come back within `STALE` seconds of that (its request
+-- was abandoned, its worker died) has left the line. A call that started keeps its place
+-- while its answer comes (`KEEP` seconds at most), and a listing for STALE s after that (for
+-- its next page); any other call leaves the line when it is answered.
+--
 -- Every wait a header names is bounded by the caller (`bound`, the call's max_retry_wait) before
 -- it is recorded, so no lying header holds anyone longer than that. Times are the caller's
 -- clock. Runs on Lua 5.1 (LuaJIT) to 5.4.
@@ -34,11 +44,51 @@ local OUT_TTL = 30    -- seconds: a started request not heard of for this long i
 M.FORGET_AFTER = 60   -- seconds: a learned budget nothing holds is kept this long after its last use
 local take
 local SAME_WINDOW = 1 -- seconds: two resets closer than this name one window (reset is rounded)
+M.QUEUE = 16          -- the oldest waiters of an account kept in line
+local STALE = 0.25    -- seconds: a waiter this late to look again has left the line
+local KEEP = 1        -- seconds: a call that just started keeps its place this long
+
+---------------------------------------------------------------------------------------------
+-- The line (s.q): { id, since, seen } entries, oldest `since` first, at most M.QUEUE.
+
+-- How many waiters still in line began before `since`.
+local function ahead_of(q, since, now)
+  local n = 0
+  for i = 1, #q do
+    local e = q[i]
+    if e[2] >= since then break end
+    if e[3] + STALE > now then n = n + 1 end
+  end
+  return n
+end
+
+-- Puts (or keeps) waiter `id` in line, to look again at `seen`; drops those who left.
+local function stand(s, id, since, seen, now)
+  local q, kept = s.q or {}, {}
+  for i = 1, #q do
+    local e = q[i]
+    if e[1] ~= id and e[3] + STALE > now then kept[#kept + 1] = e end
+  end
+  local at = #kept + 1
+  for i = 1, #kept do
+    if kept[i][2] > since then
+      at = i
+      break
+    end
+  end
+  if at <= M.QUEUE then
+    table.insert(kept, at, { id, since, seen })
+    if #kept > M.QUEUE then kept[#kept] = nil end
+  end
+  s.q = kept[1] and kept or nil
+end
 
 --- Whether a request may start now. Returns 0 (it may: the state counts it), or the seconds
 -- until it may try again and the reason ("retry-after", "ratelimit-reset", "slow start").
-function M.take(s, now, probe_ttl)
-  local wait, why = take(s, now, probe_ttl)
+-- `since` and `id` (optional) name the call: when it began (the state's clock) and who it is,
+-- for its place in line.
+function M.take(s, now, probe_ttl, since, id)
+  local wait, why = take(s, now, probe_ttl, since or now, id)
   if wait == 0 then
     if not s.out_until or s.out_until <= now then s.out = 0 end
     s.out, s.out_until = (s.out or 0) + 1, now + max(probe_ttl, OUT_TTL)
@@ -46,13 +96,17 @@ function M.take(s, now, probe_ttl)
   return wait, why
 end
 
-function take(s, now, probe_ttl)
+function take(s, now, probe_ttl, since, id)
   if s.hold then
     if s.hold > now then return s.hold - now, s.why or "retry-after" end
     s.hold, s.why = nil, nil
   end
   if not s.known and probe_ttl > 0 then
-    if s.probe and s.probe > now then return min(M.POLL, s.probe - now), "slow start" end
+    if s.probe and s.probe > now then
+      local wait = min(M.POLL, s.probe - now)
+      if id then stand(s, id, since, now + wait, now) end
+      return wait, "slow start"
+    end
     s.probe = now + probe_ttl
     return 0
   end
@@ -68,19 +122,47 @@ function take(s, now, probe_ttl)
   end
   if s.remaining then
     if s.remaining <= 0 then
-      if s.reset then return s.reset - now, "ratelimit-reset" end
+      if s.reset then
+        if id then stand(s, id, since, s.reset, now) end
+        return s.reset - now, "ratelimit-reset"
+      end
       s.remaining = nil
+    elseif id and s.q and ahead_of(s.q, since, now) >= s.remaining then
+      -- the starts left are for those who began before this call
+      stand(s, id, since, now + M.POLL, now)
+      return M.POLL, "ratelimit-reset"
     else
+      if id then stand(s, id, since, now + KEEP, now) end
       s.remaining = s.remaining - 1
     end
   end
   return 0
 end
 
+-- The call `id` was answered: a listing (`stay`) keeps its place for its next page, if it asks
+-- within STALE s; any other call leaves the line.
+local function answered(s, id, stay, now)
+  local q = s.q
+  if not q then return end
+  for i = 1, #q do
+    if q[i][1] == id then
+      if stay then
+        q[i][3] = now
+      else
+        table.remove(q, i)
+        if not q[1] then s.q = nil end
+      end
+      return
+    end
+  end
+end
+
 --- Records what one attempt taught: `h` from M.read (an answer), or `{ failed = true }` (no
--- answer: the probe, if it was one, is given back so another request may go).
-function M.learn(s, now, h)
+-- answer: the probe, if it was one, is given back so another request may go). `id` and `stay`
+-- (optional): the call that was answered, and whether it asks again (a listing's next page).
+function M.learn(s, now, h, id, stay)
   if s.out and s.out > 0 then s.out = s.out - 1 end
+  if id then answered(s, id, stay, now) end
   if h.failed then
     if not s.known then s.probe = nil end
     return
@@ -166,7 +248,19 @@ function M.encode(s)
     out[i] = v
   end
   out[#out + 1] = s.why or ""
+  local q = s.q or {}
+  local line = {}
+  for i = 1, #q do line[i] = format("%s:%.3f:%.3f", q[i][1], q[i][2], q[i][3]) end
+  out[#out + 1] = table.concat(line, ",")
   return table.concat(out, "|")
+end
+
+local function decode_line(field)
+  local q = {}
+  for id, since, seen in field:gmatch("([^:,]+):([^:,]+):([^:,]+)") do
+    q[#q + 1] = { id, tonumber(since), tonumber(seen) }
+  end
+  return q[1] and q or nil
 end
 
 function M.decode(text)
@@ -180,8 +274,10 @@ function M.decode(text)
       s[name] = field == "1" or nil
     elseif name then
       s[name] = tonumber(field)
-    elseif field ~= "" then
-      s.why = field
+    elseif i == #FIELDS + 1 then
+      if field ~= "" then s.why = field end
+    else
+      s.q = decode_line(field)
     end
   end
   return s
@@ -190,6 +286,10 @@ end
 --- How long (seconds from now) the state still matters; 0: it can be forgotten.
 function M.lifetime(s, now)
   local t = max(s.hold or 0, s.reset or 0, s.probe or 0, s.out_until or 0) - now
+  local q = s.q
+  if q then
+    for i = 1, #q do t = max(t, q[i][3] + STALE - now) end
+  end
   if s.limit then t = max(t, s.window or 0) end
   return max(0, t)
 end

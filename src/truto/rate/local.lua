@@ -47,15 +47,16 @@ function M.new()
     return state
   end
 
-  function store.hint_take(self, name, now, probe_ttl)
+  -- `age` and `id` (optional): how long ago the call began, and who it is (its place in line)
+  function store.hint_take(self, name, now, probe_ttl, age, id)
     local state = learned(self, name, now)
     self.count = self.count + 1
     if self.count % PRUNE_EVERY == 0 then prune(self, now) end
-    return hints.take(state, now, probe_ttl)
+    return hints.take(state, now, probe_ttl, now - (age or 0), id)
   end
 
-  function store.hint_learn(self, name, now, h)
-    hints.learn(learned(self, name, now), now, h)
+  function store.hint_learn(self, name, now, h, id, stay)
+    hints.learn(learned(self, name, now), now, h, id, stay)
   end
 
   -- The windows of `budgets` (made on first use), their limits and holds, in microseconds.

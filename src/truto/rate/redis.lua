@@ -95,19 +95,22 @@ return 1
 ]]
 
 -- The learned budget KEYS[1] (truto.rate.hints, on Redis' clock): may a request start now?
--- ARGV[1] = probe_ttl. Returns the wait (seconds) and its reason.
+-- ARGV = probe_ttl, the call's age (seconds since it began) and id ("" for none). Returns
+-- the wait (seconds) and its reason.
 local HINT_TAKE = [[
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local s = hints.decode(redis.call('GET', KEYS[1]))
-local wait, why = hints.take(s, now, tonumber(ARGV[1]))
+local id = ARGV[3] ~= '' and ARGV[3] or nil
+local wait, why = hints.take(s, now, tonumber(ARGV[1]), now - (tonumber(ARGV[2]) or 0), id)
 local ttl = math.floor((hints.lifetime(s, now) + hints.FORGET_AFTER) * 1000) + 1
 redis.call('SET', KEYS[1], hints.encode(s), 'PX', ttl)
 return { string.format('%.6f', wait), why or '' }
 ]]
 
 -- What one attempt taught, into the learned budget KEYS[1]: ARGV = failed ("1" or ""),
--- remaining, reset, limit, window, hold, why ("" for none).
+-- remaining, reset, limit, window, hold, why ("" for none), the call's id ("" for none), stay
+-- ("1": it asks again).
 local HINT_LEARN = [[
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -118,7 +121,7 @@ end
 local h = { failed = ARGV[1] == '1' or nil, remaining = field(2), reset = field(3), limit = field(4),
   window = field(5), hold = field(6), why = ARGV[7] ~= '' and ARGV[7] or nil }
 local s = hints.decode(redis.call('GET', KEYS[1]))
-hints.learn(s, now, h)
+hints.learn(s, now, h, ARGV[8] ~= '' and ARGV[8] or nil, ARGV[9] == '1')
 local ttl = math.floor((hints.lifetime(s, now) + hints.FORGET_AFTER) * 1000) + 1
 redis.call('SET', KEYS[1], hints.encode(s), 'PX', ttl)
 return 1
@@ -252,9 +255,10 @@ function M.new(opts)
 
   -- The learned budget `name` (truto.rate.hints) lives in Redis too, on Redis' clock, so the
   -- fleet shares what the answers' ratelimit-* headers taught.
-  function store.hint_take(self, name, _, probe_ttl)
+  function store.hint_take(self, name, _, probe_ttl, age, id)
     local res, err = with_connection(function(red)
-      return run(red, scripts.hint_take, 1, self.prefix .. name, decimal(probe_ttl or 0))
+      return run(red, scripts.hint_take, 1, self.prefix .. name, decimal(probe_ttl or 0), decimal(age or 0),
+        type(id) == "string" and id or "")
     end)
     if type(res) ~= "table" then return nil, err or "redis: unexpected answer" end
     local wait = tonumber(res[1])
@@ -267,10 +271,11 @@ function M.new(opts)
     return decimal(v)
   end
 
-  function store.hint_learn(self, name, _, h)
+  function store.hint_learn(self, name, _, h, id, stay)
     local res, err = with_connection(function(red)
       return run(red, scripts.hint_learn, 1, self.prefix .. name, h.failed and "1" or "", field(h.remaining),
-        field(h.reset), field(h.limit), field(h.window), field(h.hold), type(h.why) == "string" and h.why or "")
+        field(h.reset), field(h.limit), field(h.window), field(h.hold), type(h.why) == "string" and h.why or "",
+        type(id) == "string" and id or "", stay and "1" or "")
     end)
     if res == nil then return nil, err end
     return true
