@@ -3,11 +3,12 @@
 -- the learned budget paces them with no 429. The 20 requests are sent from this one process
 -- over 20 sockets at once (20 curl processes started from a shell arrive spread over a second
 -- or more on a loaded machine, which is what bench/nginx_concurrency.sh measured before).
-local socket = require "socket"
 local nginx = require "spec.helpers.nginx"
 local mock = require "spec.helpers.mock"
 
 local ACCOUNT = "acct-small@100" -- 40 users, each page 100 ms late; limit = 14: 3 pages
+
+local concurrent = nginx.concurrent
 
 local function handler(m)
   return string.format([[
@@ -24,39 +25,6 @@ function M.list()
 end
 return M
 ]], m.token, m.url)
-end
-
--- Sends `n` GETs of `path` at once, each on its own connection; returns the bodies and the
--- seconds from the first send to the last answer.
-local function concurrent(port, path, n)
-  local conns, bodies = {}, {}
-  local t0 = socket.gettime()
-  for i = 1, n do
-    local c = assert(socket.connect("127.0.0.1", port))
-    assert(c:send("GET " .. path .. " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"))
-    c:settimeout(0)
-    conns[i], bodies[i] = c, {}
-  end
-  local open = n
-  local deadline = t0 + 60
-  while open > 0 and socket.gettime() < deadline do
-    local readable = socket.select(conns, nil, 1)
-    for _, c in ipairs(readable) do
-      local i
-      for k, v in ipairs(conns) do if v == c then i = k end end
-      local data, err, partial = c:receive(65536)
-      local got = data or partial
-      if got and #got > 0 then bodies[i][#bodies[i] + 1] = got end
-      if err == "closed" then
-        c:close()
-        conns[i] = socket.tcp() -- a placeholder select never reports
-        open = open - 1
-      end
-    end
-  end
-  local elapsed = socket.gettime() - t0
-  for i = 1, n do bodies[i] = table.concat(bodies[i]):match("\r\n\r\n(.*)$") end
-  return bodies, elapsed
 end
 
 describe("nginx, one worker, 20 concurrent listings of one account #nginx", function()

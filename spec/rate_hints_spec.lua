@@ -56,3 +56,21 @@ describe("a learned budget's window end", function()
     assert.near(s.reset, back.reset, 1e-12)
   end)
 end)
+
+describe("answers of one window learned out of order", function()
+  it("never give back starts the state already counted (windows of 2 s)", function()
+    local s = {}
+    -- a probe at 0.1 finds 19 left of 20 per 2 s, by 2
+    assert.equal(0, (hints.take(s, 0.1, 0)))
+    hints.learn(s, 0.11, answer_at(0.105, 19, 20, 2))
+    -- 19 go at once; the server answers them 18, 17, ..., 0, and the answer saying 18 is
+    -- learned last (another worker read it late)
+    for _ = 1, 19 do assert.equal(0, (hints.take(s, 0.2, 0))) end
+    for left = 17, 0, -1 do hints.learn(s, 0.3, answer_at(0.25, left, 20, 2)) end
+    hints.learn(s, 0.31, answer_at(0.25, 18, 20, 2))
+    assert.equal(0, s.remaining)
+    local wait, why = hints.take(s, 0.32, 0)
+    assert.equal("ratelimit-reset", why)
+    assert.is_true(wait > 1.5, wait)
+  end)
+end)

@@ -160,6 +160,55 @@ function M.start(o)
   return setmetatable({ port = port, ports = ports, prefix = prefix }, Nginx)
 end
 
+--- Sends `n` GETs of `path` (or of each path of a list) to 127.0.0.1:port at once, each on its
+-- own connection, from this one process (20 curl processes started from a shell arrive spread
+-- over a second or more on a loaded machine). Returns the bodies, the seconds from the first
+-- send to the last answer. `o.on_tick(elapsed)`, called about every 0.1 s, may return the
+-- indexes of requests to abandon (their connections are closed; their bodies stay nil).
+function M.concurrent(port, path, n, o)
+  o = o or {}
+  local paths = type(path) == "table" and path or {}
+  n = n or #paths
+  local conns, bodies, closed = {}, {}, {}
+  local t0 = socket.gettime()
+  for i = 1, n do
+    local c = assert(socket.connect("127.0.0.1", port))
+    assert(c:send("GET " .. (paths[i] or path) .. " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"))
+    c:settimeout(0)
+    conns[i], bodies[i] = c, {}
+  end
+  local open = n
+  local deadline = t0 + (o.seconds or 60)
+  while open > 0 and socket.gettime() < deadline do
+    local readable = socket.select(conns, nil, 0.1)
+    for _, c in ipairs(readable) do
+      local i
+      for k, v in ipairs(conns) do if v == c then i = k end end
+      local data, err, partial = c:receive(65536)
+      local got = data or partial
+      if got and #got > 0 then bodies[i][#bodies[i] + 1] = got end
+      if err == "closed" then
+        c:close()
+        conns[i] = socket.tcp() -- a placeholder select never reports
+        open = open - 1
+      end
+    end
+    if o.on_tick then
+      for _, i in ipairs(o.on_tick(socket.gettime() - t0) or {}) do
+        if not closed[i] then
+          closed[i] = true
+          conns[i]:close()
+          conns[i] = socket.tcp()
+          open = open - 1
+        end
+      end
+    end
+  end
+  local elapsed = socket.gettime() - t0
+  for i = 1, n do bodies[i] = table.concat(bodies[i]):match("\r\n\r\n(.*)$") end
+  return bodies, elapsed
+end
+
 --- Starts a redis-server on a free port; returns the port and a function that stops it by its PID.
 function M.redis()
   assert(run.exists("/usr/bin/redis-server") and run.exists("/usr/share/lua/5.1/nginx/redis.lua"),

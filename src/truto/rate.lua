@@ -38,7 +38,7 @@
 -- dict when there is one, else in this process.
 -- A store's answer is checked (a finite wait from 0 to max_retry_wait): a bad answer or a store
 -- that raises is a failed store, and the request keeps to this process' budget (one debug line
--- per request; inside nginx one error-log line per worker).
+-- per request; inside nginx one error-log line a minute, for all workers that share the dict).
 --
 -- The server is the one shared truth: limiter:observe() reads `ratelimit-remaining` and
 -- `ratelimit-reset` after every answer, so processes that know nothing of each other still
@@ -225,9 +225,22 @@ local function report(hooks, info)
   end
 end
 
-local warned = {} -- store -> true once its failure was written to nginx's error log
+local WARN_EVERY = 60 -- seconds: a failing store is named in nginx's error log at most this often
+local warned = {} -- which store failed -> until when this worker says nothing more of it
 
--- Says once per worker in nginx's error log that a shared store failed, and per request in
+-- Whether this is the first word of the failure `which` on this machine for WARN_EVERY s: once
+-- per worker, and once for all workers when the next level is the shared dict (the clients of
+-- a worker each make their own store object, so the object cannot be the key).
+local function first_word(self, which)
+  local now = os.time()
+  if warned[which] and warned[which] > now then return false end
+  warned[which] = now + WARN_EVERY
+  local level = self.level
+  if level ~= process_store and type(level.once) == "function" then return level:once(which, WARN_EVERY) end
+  return true
+end
+
+-- Says in nginx's error log that a shared store failed (once: first_word), and per request in
 -- debug (as the caller asked for every detail there).
 local function store_failed(self, hooks, why, fallback)
   local which = self.where == "store" and "rate_limit.store" or "the shared dict " .. self.where
@@ -237,8 +250,7 @@ local function store_failed(self, hooks, why, fallback)
       .. level)
   end
   local ngx = rawget(_G, "ngx")
-  if not warned[self.store] and type(ngx) == "table" and type(ngx.log) == "function" then
-    warned[self.store] = true
+  if type(ngx) == "table" and type(ngx.log) == "function" and first_word(self, which) then
     ngx.log(ngx.ERR, "lua-truto: ", which, " failed (", tostring(why), "); rate budgets fall back to ",
       fallback == process_store and "this worker's process" or "the shared dict", " until it answers again")
   end

@@ -113,6 +113,11 @@ function M.new(ngx, dict, fallback)
     if not ok then process_store:hint_learn(name, clock(), h, id, stay) end
   end
 
+  --- True for the first caller of `name` in `ttl` seconds, across the workers.
+  function store.once(_, name, ttl)
+    return dict:add("truto_rate:once:" .. name, true, ttl) == true
+  end
+
   function store.hold(_, name, seconds)
     if not lock() then return nil, "the shared dict lock stays taken" end
     local deadline = clock() + seconds

@@ -180,10 +180,14 @@ function M.learn(s, now, h, id, stay)
     -- the window this state counts in (the same reset, and the same budget: a budget the
     -- server changed starts counting anew)
     local same_budget = not h.limit or (h.limit == s.limit and h.window == s.window)
-    -- (within one window the server's count only goes down: more left than this state allows,
-    -- with the requests still out, is a new window)
+    -- (within one window the server's count only goes down. When windows are 2 s or longer,
+    -- a reset within SAME_WINDOW of this one is this window, and an answer saying more is left
+    -- came late: answers of concurrent requests are learned in any order, by any worker. When
+    -- the window is shorter or unknown, more left than this state allows, with the requests
+    -- still out, is a new window.)
+    local window = h.window or s.window
     if s.reset and s.remaining and same_budget and math.abs(reset - s.reset) < SAME_WINDOW
-        and h.remaining <= s.remaining + (s.out or 0) then
+        and ((window and window >= 2 * SAME_WINDOW) or h.remaining <= s.remaining + (s.out or 0)) then
       s.remaining = min(s.remaining, h.remaining)
       -- Each answer of a window bounds its end from above (`ratelimit-reset` is whole seconds
       -- rounded up, and the answer took time to come back): the lowest bound is the closest,
