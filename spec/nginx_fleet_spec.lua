@@ -106,7 +106,7 @@ describe("nginx, 4 workers, 40 listings of one account limited by its headers #n
     local most, total = per_window(mock.requests())
     local list = finished(bodies)
     local first, last = median_end(list, 1, 10), median_end(list, 31, 40)
-    io.stderr:write(string.format("\n40 listings: %.2f s (the limit allows about 16 s); at most %d in a mock window; "
+    io.stderr:write(string.format("\n40 listings: %.2f s (160 requests at 20 per 2 s: 8 windows); at most %d in a mock window; "
       .. "%d 429s; median end of the first 10 to arrive %.2f s, of the last 10 %.2f s\n", elapsed, most,
       rate.throttled, first - list[1][1], last - list[1][1]))
     assert.equal(160, total)

@@ -132,7 +132,8 @@ function take(s, now, probe_ttl, since, id)
       stand(s, id, since, now + M.POLL, now)
       return M.POLL, "ratelimit-reset"
     else
-      if id then stand(s, id, since, now + KEEP, now) end
+      -- (a place is kept only while someone waits: an account nobody queues for costs nothing)
+      if id and s.q then stand(s, id, since, now + KEEP, now) end
       s.remaining = s.remaining - 1
     end
   end
