@@ -57,6 +57,7 @@ build = {
     ["truto.client"] = "src/truto/client.lua",
     ["truto.defaults"] = "src/truto/defaults.lua",
     ["truto.iterate"] = "src/truto/iterate.lua",
+    ["truto.iterate.stream"] = "src/truto/iterate/stream.lua",
     ["truto.metrics"] = "src/truto/metrics.lua",
     ["truto.ngx"] = "src/truto/ngx.lua",
     ["truto.ngx.connect"] = "src/truto/ngx/connect.lua",

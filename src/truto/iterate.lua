@@ -1,8 +1,7 @@
 --- truto.iterate: iterators over the items and pages of lists, one account
 -- or many at once.
 --
--- A stream walks one account's list: the query, the pager and at most one
--- request in flight (the next page, when read-ahead is on). Many accounts
+-- A stream (truto.iterate.stream) walks one account's list. Many accounts
 -- are read round-robin, at most `concurrency` requests in flight in all.
 --
 -- @module truto.iterate
@@ -10,6 +9,7 @@ local core = require "truto.core"
 local options = require "truto.options"
 local attempt = require "truto.attempt"
 local client_mod = require "truto.client"
+local stream = require "truto.iterate.stream"
 local raise = require("truto.raise").raise
 
 local M = {}
@@ -17,106 +17,6 @@ local M = {}
 local type, next, ipairs, setmetatable = type, next, ipairs, setmetatable
 local format = string.format
 local argerror = options.argerror
-
--- `deadline_at`: when the whole listing must end (the `deadline` option), or nil.
-local function new_stream(client, path, query, policy, deadline_at)
-  return {
-    client = client, path = path, query = query, policy = policy, deadline_at = deadline_at,
-    account = query.integrated_account_id, pager = core.pager(query.next_cursor),
-  }
-end
-
-local function deadline_of(policy)
-  return policy.deadline and core.now() + policy.deadline or nil
-end
-
--- The request for the stream's next page.
-local function next_request(st)
-  st.query.next_cursor = st.pager:cursor()
-  st.asked = (st.asked or 0) + 1 -- pages asked for (max_pages)
-  local req = client_mod.build(st.client, "GET", client_mod.with_query(st.path, st.query), nil, nil, st.account,
-    st.policy)
-  req.deadline_at = st.deadline_at
-  req.cursor = st.query.next_cursor -- the cursor that fetched this page (a cut's resume point)
-  -- every page keeps the listing's place in the rate budget's line (truto.rate.hints)
-  st.place = st.place or attempt.place(req, true)
-  req.place = st.place
-  return req
-end
-
--- Whether the stream may ask for another page under the call's max_pages.
-local function below_max_pages(st)
-  local max = st.policy.max_pages
-  return not max or (st.asked or 0) < max
-end
-
--- Starts the stream's next page if the learned rate budget lets it go now,
--- without waiting (a fan-out must not stall its other accounts); else sets
--- st.ready_at, when it may look again.
-local function stream_try_start(st, now)
-  if st.ready_at and st.ready_at > now then return false end
-  st.ready_at = nil
-  local req = st.retry_req or next_request(st) -- a resumable retry sends the same request again
-  local wait, why = attempt.ready_in(st.client, st.account, st.policy, req)
-  if wait and wait > 0 then
-    local err = attempt.hold_error(st.policy, req, wait, why)
-    if err then
-      st.start_err = err
-    else
-      st.ready_at = now + wait
-    end
-    return false
-  end
-  st.req = req
-  req.ahead = true -- its timeout runs only while someone waits for it (truto.transport)
-  local attempt_no = st.retry and st.retry.attempts and st.retry.attempts + 1 or 1
-  local handle, err = attempt.start(st.client, req, st.policy, attempt_no, wait ~= nil)
-  if handle then
-    st.pending = handle
-  else
-    st.req, st.start_err = nil, err
-  end
-  return true
-end
-
-local function stream_cancel(st)
-  if st.pending then
-    st.pending:cancel()
-    st.pending = nil
-    attempt.learn(st.client, st.req, st.policy, nil) -- gives back a slow start's probe
-  end
-end
-
--- Reads the stream's next page: takes the request in flight (or sends
--- one), retries as the policy says, feeds the pager. Returns page, result,
--- keyed; or nil and an error object.
-local function stream_read(st)
-  if st.start_err then
-    local err = st.start_err
-    st.start_err = nil
-    return nil, err
-  end
-  local req, pending = st.req, st.pending
-  st.req, st.pending = nil, nil
-  if not pending then req = next_request(st) end
-  -- a fan-out's stream is resumable: a wait before the next attempt is not
-  -- slept here (it would stall the other accounts) but kept as st.ready_at
-  local resume = st.ready and (st.retry or {}) or nil
-  local page, answer, attempts = attempt.call(st.client, req, st.policy, pending, resume)
-  if page == false then
-    st.retry, st.retry_req, st.ready_at = resume, req, core.now() + answer
-    return false
-  end
-  st.retry, st.retry_req = nil, nil
-  if page == nil then return nil, answer end
-  st.page_cursor = req.cursor
-  local result, keyed, message = st.pager:feed(page)
-  if result == nil then
-    -- the page came with an HTTP answer: the error carries it
-    return nil, attempt.request_error(keyed, message, req, attempts, answer)
-  end
-  return page, result, keyed
-end
 
 local it_fills
 local Iterator = {}
@@ -129,8 +29,8 @@ M.Iterator = Iterator
 function Iterator:close()
   self.closed = true
   self.items, self.fast = nil, 0
-  if self.stream then stream_cancel(self.stream) end
-  for _, st in ipairs(self.active or {}) do stream_cancel(st) end
+  if self.stream then stream.cancel(self.stream) end
+  for _, st in ipairs(self.active or {}) do stream.cancel(st) end
 end
 Iterator.__close = Iterator.close
 Iterator.__gc = Iterator.close
@@ -186,12 +86,12 @@ end
 -- after it (read-ahead) so that it arrives while the caller works.
 local function fetch_page(it)
   local st = it.stream
-  local page, result, keyed = stream_read(st)
+  local page, result, keyed = stream.read(st)
   if page == nil then fail(it, result) end
   -- the read-ahead goes only when the rate budget lets it go now: a hold is
   -- waited when the caller asks for that page, never before this one is given
-  if st.policy.prefetch and not st.pager:done() and below_max_pages(st) and not it_fills(it, result) then
-    stream_try_start(st, core.now())
+  if st.policy.prefetch and not st.pager:done() and stream.below_max_pages(st) and not it_fills(it, result) then
+    stream.try_start(st, core.now())
   end
   return page, result, keyed
 end
@@ -271,7 +171,7 @@ local function slow_item(it)
       return item, key
     end
     if exhausted(it) then return nil end
-    if not it.stream.pending and not below_max_pages(it.stream) then return cut(it, it.stream, 0) end
+    if not it.stream.pending and not stream.below_max_pages(it.stream) then return cut(it, it.stream, 0) end
     local _, result, keyed = fetch_page(it)
     it.base = it.base + it.index
     it.items, it.keyed, it.index, it.key = result, keyed, 0, nil
@@ -306,7 +206,7 @@ M.next_item = next_item
 local function next_page(it)
   check_client(it)
   if exhausted(it) then return nil end
-  if not it.stream.pending and not below_max_pages(it.stream) then return cut(it, it.stream, 0) end
+  if not it.stream.pending and not stream.below_max_pages(it.stream) then return cut(it, it.stream, 0) end
   return (fetch_page(it))
 end
 M.next_page = next_page
@@ -328,7 +228,7 @@ local function open_streams(it)
     for k, v in next, it.query do query[k] = v end
     query.integrated_account_id = it.accounts[it.next_account]
     it.next_account = it.next_account + 1
-    local st = new_stream(it.client, it.path, query, it.policy, it.deadline_at)
+    local st = stream.new(it.client, it.path, query, it.policy, it.deadline_at)
     st.ready = {}
     it.active[#it.active + 1] = st
   end
@@ -336,7 +236,7 @@ end
 
 local function wants_request(st)
   return not st.pending and not st.start_err and not st.failed and not st.pager:done() and #st.ready < MAX_READY
-    and (st.retry_req ~= nil or below_max_pages(st))
+    and (st.retry_req ~= nil or stream.below_max_pages(st))
 end
 
 -- Starts requests, round-robin over the open streams, until `concurrency`
@@ -354,7 +254,7 @@ local function refill(it)
     if in_flight >= it.policy.concurrency then break end
     local i = (first + k - 1) % n + 1
     local st = active[i]
-    if wants_request(st) and stream_try_start(st, now) then
+    if wants_request(st) and stream.try_start(st, now) then
       if st.pending then in_flight = in_flight + 1 end
       last = i
     end
@@ -407,7 +307,7 @@ end
 
 -- Reads a stream's page (or its failure) into its ready list.
 function read_into(it, st)
-  local page, result, keyed = stream_read(st)
+  local page, result, keyed = stream.read(st)
   if page == false then return true end -- ready again at st.ready_at
   if page == nil then
     result.account_id = st.account
@@ -456,7 +356,7 @@ local function retire(it)
   local kept = {}
   for _, st in ipairs(it.active) do
     local idle = not st.pending and #st.ready == 0 and not st.retry_req
-    local finished = st.failed or (idle and (st.pager:done() or not below_max_pages(st)))
+    local finished = st.failed or (idle and (st.pager:done() or not stream.below_max_pages(st)))
     if finished and not st.failed and not st.pager:done() then multi_resume(it)[st.account] = { cursor =
         st.pager:cursor(), skip = 0 } end
     if not finished then kept[#kept + 1] = st end
@@ -521,7 +421,7 @@ local function iterate_accounts(self, fname, path, params, n, policy, accounts)
   local query = client_mod.prepare_query(self, fname, n, one) -- checks the params once
   local it = setmetatable({
     client = self, policy = policy, query = query, accounts = list, next_account = 1, turn = 0,
-    deadline_at = deadline_of(policy),
+    deadline_at = stream.deadline_of(policy),
     path = path, active = {}, errors = {}, index = 0, base = 0, fast = 0,
   }, Iterator)
   return next_multi, it, nil, it
@@ -543,7 +443,7 @@ function M.iterate(self, fname, step, model, resource, params, n, opts)
     argerror(fname, n + 1, "option 'max_items': pages() gives whole pages (use max_pages)")
   end
   local it = setmetatable({ client = self, policy = policy, index = 0, base = 0, fast = 0,
-    stream = new_stream(self, path, query, policy, deadline_of(policy)) }, Iterator)
+    stream = stream.new(self, path, query, policy, stream.deadline_of(policy)) }, Iterator)
   -- The fourth value is closed when a generic for ends, even by break.
   return step, it, nil, it
 end
