@@ -80,6 +80,7 @@ build = {
     ["truto.transport"] = "src/truto/transport.lua",
     ["truto.webhook"] = "src/truto/webhook.lua",
     ["truto.sync"] = "src/truto/sync.lua",
+    ["truto.sync.options"] = "src/truto/sync/options.lua",
     ["truto.sync.file"] = "src/truto/sync/file.lua",
     ["truto.sync.sqlite"] = "src/truto/sync/sqlite.lua",
     ["truto.sync.redis"] = "src/truto/sync/redis.lua",
