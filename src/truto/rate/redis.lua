@@ -179,24 +179,86 @@ function M.library()
   return redis_library()
 end
 
---- A Redis store.
--- @tparam table opts `host` ("127.0.0.1"), `port` (6379), `password`, `db` (0), `timeout`
---   (seconds, 1), `prefix` ("truto_rate:"), `keepalive` (idle seconds, 60), `pool_size` (16)
--- @return the store, for `rate_limit = { store = ... }`
--- @raise outside nginx (no lua-resty-redis), or on a bad option
 -- Seconds as Redis's Lua reads them: "%.6f" with a "." whatever LC_NUMERIC
 -- the calling process set (Lua 5.4's string.format follows it).
 local function decimal(x)
   return (format("%.6f", x):gsub(",", "."))
 end
 
-function M.new(opts)
-  opts = opts or {}
-  if type(opts) ~= "table" then error("bad argument #1 to 'new' (table expected, got " .. type(opts) .. ")", 2) end
-  local lib = redis_library()
-  if not lib then
-    error("truto.rate.redis needs lua-resty-redis inside nginx (Debian: lua-nginx-redis)", 2)
+local Store = {}
+Store.__index = Store
+
+-- Runs fn(red) on one of the store's connections; returns its results, or nil and an error.
+local function connected(self, fn)
+  return M.with_connection(self.lib, self, fn)
+end
+
+function Store.reserve(self, budgets)
+  local args = { self.scripts.reserve, 2 * #budgets }
+  for _, b in ipairs(budgets) do
+    args[#args + 1] = self.prefix .. b.name .. ":w"
+    args[#args + 1] = self.prefix .. b.name .. ":hold"
   end
+  for _, b in ipairs(budgets) do
+    args[#args + 1] = format("%d", b.requests)
+    args[#args + 1] = decimal(b.per)
+  end
+  local res, err = connected(self, function(red) return run(red, unpack(args)) end)
+  if type(res) ~= "table" then return nil, err or "redis: unexpected answer" end
+  local wait = tonumber(res[1])
+  if not wait then return nil, "redis: unexpected answer" end
+  local binding = tonumber(res[2])
+  return wait / 1000000, binding ~= 0 and binding or nil, res[3]
+end
+
+-- Gives back the reservation `ticket` (reserve's third answer) of a request that never started.
+function Store.release(self, budgets, ticket)
+  local args = { self.scripts.release, #budgets }
+  for _, b in ipairs(budgets) do args[#args + 1] = self.prefix .. b.name .. ":w" end
+  args[#args + 1] = ticket
+  local res, err = connected(self, function(red) return run(red, unpack(args)) end)
+  if res == nil then return nil, err end
+  return true
+end
+
+-- The learned budget `name` (truto.rate.hints) lives in Redis too, on Redis' clock, so the
+-- fleet shares what the answers' ratelimit-* headers taught.
+function Store.hint_take(self, name, _, probe_ttl, age, id)
+  local res, err = connected(self, function(red)
+    return run(red, self.scripts.hint_take, 1, self.prefix .. name, decimal(probe_ttl or 0), decimal(age or 0),
+      type(id) == "string" and id or "")
+  end)
+  if type(res) ~= "table" then return nil, err or "redis: unexpected answer" end
+  local wait = tonumber(res[1])
+  if not wait then return nil, "redis: unexpected answer" end
+  return wait, res[2] ~= "" and res[2] or nil
+end
+
+local function field(v)
+  if type(v) ~= "number" then return "" end
+  return decimal(v)
+end
+
+function Store.hint_learn(self, name, _, h, id, stay)
+  local res, err = connected(self, function(red)
+    return run(red, self.scripts.hint_learn, 1, self.prefix .. name, h.failed and "1" or "", field(h.remaining),
+      field(h.reset), field(h.limit), field(h.window), field(h.hold), type(h.why) == "string" and h.why or "",
+      type(id) == "string" and id or "", stay and "1" or "")
+  end)
+  if res == nil then return nil, err end
+  return true
+end
+
+function Store.hold(self, name, seconds)
+  local res, err = connected(self, function(red)
+    return red:eval(HOLD, 1, self.prefix .. name .. ":hold", decimal(seconds))
+  end)
+  if res == nil then return nil, err end
+  return true
+end
+
+-- The store's settings from the options of new, checked (raising for new's caller).
+local function settings(opts)
   local store = {
     host = opts.host or R.host, port = opts.port or R.port, password = opts.password,
     db = opts.db, timeout = opts.timeout or R.timeout, prefix = opts.prefix or "truto_rate:",
@@ -205,90 +267,37 @@ function M.new(opts)
   for _, k in ipairs { "port", "timeout", "keepalive", "pool_size" } do
     local v = store[k]
     if type(v) ~= "number" or v ~= v or v <= 0 or v == math.huge then
-      error(format("bad argument #1 to 'new' (%s: a number > 0 expected, got %s)", k, tostring(v)), 2)
+      error(format("bad argument #1 to 'new' (%s: a number > 0 expected, got %s)", k, tostring(v)), 3)
     end
   end
   if type(store.host) ~= "string" or type(store.prefix) ~= "string" then
-    error("bad argument #1 to 'new' (host and prefix must be strings)", 2)
+    error("bad argument #1 to 'new' (host and prefix must be strings)", 3)
   end
+  return store
+end
 
-  local scripts = {
+--- A Redis store.
+-- @tparam table opts `host` ("127.0.0.1"), `port` (6379), `password`, `db` (0), `timeout`
+--   (seconds, 1), `prefix` ("truto_rate:"), `keepalive` (idle seconds, 60), `pool_size` (16)
+-- @return the store, for `rate_limit = { store = ... }`
+-- @raise outside nginx (no lua-resty-redis), or on a bad option
+function M.new(opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then error("bad argument #1 to 'new' (table expected, got " .. type(opts) .. ")", 2) end
+  local lib = redis_library()
+  if not lib then
+    error("truto.rate.redis needs lua-resty-redis inside nginx (Debian: lua-nginx-redis)", 2)
+  end
+  local store = setmetatable(settings(opts), Store)
+  store.lib = lib
+  store.scripts = {
     reserve = prepared(script({ window = "truto.rate.window" }, RESERVE)),
     release = prepared(script({ window = "truto.rate.window" }, RELEASE)),
     hint_take = prepared(script({ hints = "truto.rate.hints" }, HINT_TAKE)),
     hint_learn = prepared(script({ hints = "truto.rate.hints" }, HINT_LEARN)),
   }
-
-  -- Runs fn(red) on a connection; returns its results, or nil and an error.
-  local function with_connection(fn)
-    return M.with_connection(lib, store, fn)
-  end
-  store.with_connection = with_connection -- for other stores on the same connections (truto.webhook)
-
-  function store.reserve(self, budgets)
-    local args = { scripts.reserve, 2 * #budgets }
-    for _, b in ipairs(budgets) do
-      args[#args + 1] = self.prefix .. b.name .. ":w"
-      args[#args + 1] = self.prefix .. b.name .. ":hold"
-    end
-    for _, b in ipairs(budgets) do
-      args[#args + 1] = format("%d", b.requests)
-      args[#args + 1] = decimal(b.per)
-    end
-    local res, err = with_connection(function(red) return run(red, unpack(args)) end)
-    if type(res) ~= "table" then return nil, err or "redis: unexpected answer" end
-    local wait = tonumber(res[1])
-    if not wait then return nil, "redis: unexpected answer" end
-    local binding = tonumber(res[2])
-    return wait / 1000000, binding ~= 0 and binding or nil, res[3]
-  end
-
-  -- Gives back the reservation `ticket` (reserve's third answer) of a request that never started.
-  function store.release(self, budgets, ticket)
-    local args = { scripts.release, #budgets }
-    for _, b in ipairs(budgets) do args[#args + 1] = self.prefix .. b.name .. ":w" end
-    args[#args + 1] = ticket
-    local res, err = with_connection(function(red) return run(red, unpack(args)) end)
-    if res == nil then return nil, err end
-    return true
-  end
-
-  -- The learned budget `name` (truto.rate.hints) lives in Redis too, on Redis' clock, so the
-  -- fleet shares what the answers' ratelimit-* headers taught.
-  function store.hint_take(self, name, _, probe_ttl, age, id)
-    local res, err = with_connection(function(red)
-      return run(red, scripts.hint_take, 1, self.prefix .. name, decimal(probe_ttl or 0), decimal(age or 0),
-        type(id) == "string" and id or "")
-    end)
-    if type(res) ~= "table" then return nil, err or "redis: unexpected answer" end
-    local wait = tonumber(res[1])
-    if not wait then return nil, "redis: unexpected answer" end
-    return wait, res[2] ~= "" and res[2] or nil
-  end
-
-  local function field(v)
-    if type(v) ~= "number" then return "" end
-    return decimal(v)
-  end
-
-  function store.hint_learn(self, name, _, h, id, stay)
-    local res, err = with_connection(function(red)
-      return run(red, scripts.hint_learn, 1, self.prefix .. name, h.failed and "1" or "", field(h.remaining),
-        field(h.reset), field(h.limit), field(h.window), field(h.hold), type(h.why) == "string" and h.why or "",
-        type(id) == "string" and id or "", stay and "1" or "")
-    end)
-    if res == nil then return nil, err end
-    return true
-  end
-
-  function store.hold(self, name, seconds)
-    local res, err = with_connection(function(red)
-      return red:eval(HOLD, 1, self.prefix .. name .. ":hold", decimal(seconds))
-    end)
-    if res == nil then return nil, err end
-    return true
-  end
-
+  -- fn(red) on the store's connections, for other stores that share them (truto.webhook)
+  store.with_connection = function(fn) return connected(store, fn) end
   return store
 end
 
