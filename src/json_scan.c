@@ -337,6 +337,26 @@ static inline size_t scan_members(scanner *z, size_t i)
     }
 }
 
+/* A string token at i: a value (counted when `counting`), the first key of
+ * a compact run of string members, or a key (for the plan). Returns 0 when
+ * the scan must stop. */
+static inline int scan_string(scanner *z, int counting)
+{
+    jscan *j = &z->j;
+    if (j->expect == 'v') {
+        if (counting && !count_value(z))
+            return 0;
+    } else if (j->expect == 'k' && !counting) {
+        z->i = scan_members(z, z->i);
+        return 1;
+    } else if (z->plan && j->depth > 0) {
+        tj_plan_key(z->plan, z->i + 1);
+    }
+    z->i = skip_string(z->s, z->i, z->len) + 1;
+    j->expect = 0;
+    return 1;
+}
+
 /* The loop over the tokens. Strings and the structural bytes are most of
  * every text and are handled here; numbers, literals and the rewrites in
  * the functions above. */
@@ -351,20 +371,10 @@ static void scan_tokens(scanner *z)
     while (z->i < len) {
         unsigned char c = s[z->i];
         switch (c) {
-        case '"': {
-            if (j->expect == 'v') {
-                if (counting && !count_value(z))
-                    return;
-            } else if (j->expect == 'k' && !counting) {
-                z->i = scan_members(z, z->i);
-                break;
-            } else if (plan && j->depth > 0) {
-                tj_plan_key(plan, z->i + 1);
-            }
-            z->i = skip_string(s, z->i, len) + 1;
-            j->expect = 0;
+        case '"':
+            if (!scan_string(z, counting))
+                return;
             break;
-        }
         case ',':
             if (plan)
                 tj_plan_comma(plan);
