@@ -5,36 +5,10 @@
 -- 429s it sent (its limits are set to the clients' budget) are the evidence.
 local socket = require "socket"
 local mock = require "spec.helpers.mock"
+local nginx = require "spec.helpers.nginx"
 
 local run = require "spec.helpers.run"
-local quote, shell, write_file, read_file, free_port = run.quote, run.sh, run.write, run.slurp, run.free_port
-
-local function accepting(port, seconds)
-  local deadline = socket.gettime() + seconds
-  repeat
-    local c = socket.connect("127.0.0.1", port)
-    if c then
-      c:close()
-      return true
-    end
-    socket.sleep(0.05)
-  until socket.gettime() > deadline
-  return false
-end
-
-local ROOT = run.ROOT
-local BUILD = (function()
-  local b = os.getenv("TRUTO_NGINX_BUILD") or "build-luajit"
-  return b:sub(1, 1) == "/" and b or ROOT .. "/" .. b
-end)()
-local OWN_PID = assert(tonumber((shell("echo $PPID"))))
-
-local function nginx_modules()
-  for _, dir in ipairs { "/usr/lib/nginx/modules", "/usr/share/nginx/modules" } do
-    if run.exists(dir .. "/ngx_http_lua_module.so") then return dir end
-  end
-  error("ngx_http_lua_module.so not found (install libnginx-mod-http-lua)")
-end
+local quote, shell, read_file, free_port = run.quote, run.sh, run.slurp, run.free_port
 
 -- The handlers, in each nginx's prefix as rate_checks.lua.
 local CHECKS = [==[
@@ -165,33 +139,8 @@ end
 return M
 ]==]
 
-local CONFIG = [[
-load_module "${modules}/ndk_http_module.so";
-load_module "${modules}/ngx_http_lua_module.so";
-${user}
-daemon on;
-worker_processes ${workers};
-pid "${prefix}/nginx.pid";
-error_log "${prefix}/error.log" warn;
-env TRUTO_API_TOKEN;
-env TRUTO_BASE_URL;
-
-events {
-  worker_connections 1024;
-}
-
-http {
-  access_log off;
-  client_body_temp_path "${prefix}/body";
-  proxy_temp_path "${prefix}/proxy";
-  fastcgi_temp_path "${prefix}/fastcgi";
-  uwsgi_temp_path "${prefix}/uwsgi";
-  scgi_temp_path "${prefix}/scgi";
-  lua_package_path "${build}/?.lua;${prefix}/?.lua;;";
-  lua_package_cpath "${build}/?.so;;";
-  lua_socket_log_errors off;
-  ${dict}
-
+-- The server of each nginx (spec/helpers/nginx.lua makes the rest of its nginx.conf).
+local SERVER = [[
   server {
     listen 127.0.0.1:${port} reuseport;
     location = /list { content_by_lua_block { require("rate_checks").list() } }
@@ -201,42 +150,23 @@ http {
     location = /abandon { content_by_lua_block { require("rate_checks").abandon() } }
     location = /hints { content_by_lua_block { require("rate_checks").hints() } }
   }
-}
 ]]
 
-local started = {} -- prefixes of the nginx instances to stop
+local started = {} -- the nginx instances to stop
 
--- Starts an nginx with `workers` workers (and the truto_rate dict when `dict`); returns its port.
+-- Starts an nginx with `workers` workers (and the truto_rate dict when `dict`); returns its
+-- port and prefix.
 local function start_nginx(workers, dict)
   local m = mock.start()
-  local prefix = shell("mktemp -d /tmp/truto-rate-nginx.XXXXXX"):gsub("%s+$", "")
-  local port = free_port()
-  write_file(prefix .. "/rate_checks.lua", CHECKS)
-  local vars = {
-    modules = nginx_modules(), user = shell("id -u"):match("^0%s") and "user root;" or "",
-    workers = workers, prefix = prefix, build = BUILD, port = port,
-    dict = dict and "lua_shared_dict truto_rate 1m;" or "",
+  local n = nginx.start {
+    workers = workers,
+    files = { ["rate_checks.lua"] = CHECKS },
+    env = "TRUTO_API_TOKEN=test-token TRUTO_BASE_URL=" .. quote(m.url),
+    main = "env TRUTO_API_TOKEN;\nenv TRUTO_BASE_URL;",
+    http = (dict and "  lua_shared_dict truto_rate 1m;\n" or "") .. SERVER,
   }
-  write_file(prefix .. "/nginx.conf", (CONFIG:gsub("%${([%w_]+)}", function(k) return tostring(assert(vars[k], k)) end)))
-  local out, ok = shell(("TRUTO_API_TOKEN=test-token TRUTO_BASE_URL=%s nginx -p %s/ -c %s/nginx.conf -e %s/error.log")
-    :format(m.url, prefix, prefix, prefix))
-  assert(ok, "nginx did not start:\n" .. out)
-  started[#started + 1] = prefix
-  -- Stops nginx if this process dies without its teardown.
-  os.execute(("setsid sh -c 'while kill -0 %d 2>/dev/null && [ -f %s/nginx.pid ]; do sleep 0.5; done; "
-    .. "[ -f %s/nginx.pid ] && nginx -p %s/ -c %s/nginx.conf -s stop' </dev/null >/dev/null 2>&1 &")
-    :format(OWN_PID, prefix, prefix, prefix, prefix))
-  assert(accepting(port, 5), "nginx does not accept connections on " .. port)
-  return port, prefix
-end
-
-local function stop_nginx(prefix)
-  os.execute(("nginx -p %s/ -c %s/nginx.conf -s stop >/dev/null 2>&1"):format(prefix, prefix))
-  for _ = 1, 50 do
-    if not run.exists(prefix .. "/nginx.pid") then break end
-    socket.sleep(0.1)
-  end
-  os.execute("rm -rf " .. quote(prefix))
+  started[#started + 1] = n
+  return n.port, n.prefix
 end
 
 -- Runs the GET requests `urls` all at once (curl, in the background); returns their bodies.
@@ -295,23 +225,9 @@ end
 
 -- Starts a redis-server on a free 127.0.0.1 port, stopped by its PID when the test ends.
 local function start_redis()
-  local redis = run.exists("/usr/bin/redis-server") and run.exists("/usr/share/lua/5.1/nginx/redis.lua")
-  assert(redis, "install redis-server and lua-nginx-redis (Debian) for this spec")
-  local redis_port = free_port()
-  local dir = shell("mktemp -d /tmp/truto-rate-redis.XXXXXX"):gsub("%s+$", "")
-  local pid = tonumber((shell(("cd %s && (redis-server --port %d --bind 127.0.0.1 --save '' --appendonly no "
-    .. "--daemonize no --logfile %s/redis.log </dev/null >/dev/null 2>&1 & echo $!)"):format(quote(dir), redis_port, dir))))
-  assert(pid, "redis-server did not start")
-  finally(function()
-    os.execute("kill " .. pid)
-    for _ = 1, 50 do
-      if not run.exists("/proc/" .. pid .. "/stat") then break end
-      socket.sleep(0.1)
-    end
-    os.execute("rm -rf " .. quote(dir))
-  end)
-  assert(accepting(redis_port, 5), "redis-server does not accept connections")
-  return redis_port
+  local port, stop = nginx.redis()
+  finally(stop)
+  return port
 end
 
 -- Runs `callers` concurrent /acquire calls of n acquires each on the given ports (round robin);
@@ -351,13 +267,11 @@ end
 describe("rate budgets inside nginx", function()
   setup(function()
     mock.start()
-    local out, ok = shell(("cd %s && env -u MAKEFLAGS -u MAKELEVEL -u MFLAGS -u TRUTO_BUILD make -s LUA=luajit BUILD=%s all")
-      :format(quote(ROOT), quote(BUILD)))
-    assert(ok, "make LUA=luajit failed:\n" .. out)
+    nginx.build()
   end)
 
   teardown(function()
-    for _, prefix in ipairs(started) do stop_nginx(prefix) end
+    for _, n in ipairs(started) do n:stop() end
     mock.reset()
   end)
 

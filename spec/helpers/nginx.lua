@@ -25,7 +25,6 @@ M.BUILD = (function()
   return b:sub(1, 1) == "/" and b or run.ROOT .. "/" .. b
 end)()
 
-
 local function modules()
   for _, dir in ipairs { "/usr/lib/nginx/modules", "/usr/share/nginx/modules" } do
     if run.exists(dir .. "/ngx_http_lua_module.so") then return dir end
