@@ -65,7 +65,7 @@ DEB_PACKAGES := lua5.4 liblua5.4-dev lua-cjson libcurl4-openssl-dev pkg-config g
 DEV_DEB_PACKAGES := lua-check lua-ldoc lua-markdown clang-format clang-tidy clang libclang-rt-14-dev \
                     valgrind lua-luaossl cppcheck
 
-.PHONY: all deps dev-deps check-fresh test test-fast test-gc cppcheck test-locale test-asan test-valgrind test-luajit mock demo demo-nginx install clean examples docs lint format-check bench fuzz
+.PHONY: all deps dev-deps check-fresh test test-fast test-gc test-gc-full cppcheck test-locale test-asan test-valgrind test-luajit mock demo demo-nginx install clean examples docs lint format-check bench fuzz
 
 all: $(CORE) $(LUA_MODS)
 
@@ -141,6 +141,10 @@ test-fast: all $(TESTPOSIX) $(CURLFAIL)
 # (spec/helpers/gc.lua). About 6x the time of test-fast.
 test-gc: all $(TESTPOSIX) $(CURLFAIL)
 	TRUTO_FORCE_GC=1 $(BUSTED) --run=fast
+
+# The whole suite with the collector forced (about 2x `make test`).
+test-gc-full: all $(TESTPOSIX) $(CURLFAIL)
+	TRUTO_FORCE_GC=1 $(BUSTED)
 
 # The whole suite again with LC_ALL=de_DE.UTF-8 in the environment of every
 # process it starts (spec/locale_spec.lua also sets LC_NUMERIC inside the
