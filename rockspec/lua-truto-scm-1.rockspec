@@ -90,7 +90,8 @@ build = {
       sources = {
         "src/buf.c", "src/value.c", "src/query.c", "src/json_encode.c", "src/json_scan.c", "src/json_plan.c",
         "src/json_cjson.c", "src/json_decode.c", "src/json_compat.c", "src/retry.c",
-        "src/error.c", "src/response.c", "src/pager.c", "src/transport_curl.c", "src/hmac.c", "src/fs.c", "src/truto.c",
+        "src/error.c", "src/response.c", "src/pager.c", "src/curl_request.c", "src/curl_client.c", "src/curl_drive.c",
+        "src/curl_answer.c", "src/transport_curl.c", "src/hmac.c", "src/fs.c", "src/truto.c",
       },
       defines = { "_GNU_SOURCE" },
       libraries = { "curl", "crypto", "m" },
