@@ -2,7 +2,7 @@
 -- Lua 5.4 and LuaJIT (`make test`, `make test-luajit`), without nginx. Each answer is fed
 -- to it whole, split at every byte boundary, and one byte at a time, and must give the same
 -- exact result every way; then seeded random answers are checked against what built them, and
--- random header blocks against what libcurl and src/transport_curl.c read from the same bytes.
+-- random header blocks against what libcurl and the libcurl transport (src/curl_request.c, src/curl_answer.c) read from the same bytes.
 local parser = require "truto.ngx.parser"
 
 local MAX_BODY = 64 * 1024 * 1024
@@ -329,7 +329,7 @@ end
       return table.concat(lines, "\r\n") .. "\r\n\r\n" .. "ok"
     end
 
-    it("reads the same headers as libcurl and src/transport_curl.c from seeded random blocks", function()
+    it("reads the same headers as the libcurl transport from seeded random blocks", function()
       local dir, port = run.tmpdir(), run.free_port()
       run.write(dir .. "/server.lua", SERVER)
       local answers = {}

@@ -25,7 +25,7 @@
 -- `aborted`: the nginx client went away (truto.ngx.abort). Which failures
 -- are sent again is decided by truto.attempt.
 --
--- "curl" is the C one (src/transport_curl.c); "ngx" (module truto.ngx) runs
+-- "curl" is the C one (src/transport_curl.c and src/curl_*.c); "ngx" (truto.ngx) runs
 -- inside nginx on cosockets. Unless the client or the call names one, each
 -- call picks by where it runs: libcurl outside nginx, cosockets wherever
 -- nginx can yield; in a phase that cannot yield (set, header_filter, log,
