@@ -211,6 +211,17 @@ describe("the exported API", function()
     assert.is_true(shown >= 7, "found only " .. shown)
   end)
 
+  it("names in cli.md and errors.md the retry statuses truto.defaults holds", function()
+    local list = require("truto.defaults").retry_statuses
+    local words = {}
+    for i, s in ipairs(list) do words[i] = tostring(s) end
+    -- "429, 500, 502 and 504" in cli.md; errors.md gives 429 its own line, then "500, 502, 504"
+    local spoken = table.concat(words, ", ", 1, #words - 1) .. " and " .. words[#words]
+    assert.truthy(run.read(run.ROOT .. "/docs/cli.md"):find("(of " .. spoken .. " answers", 1, true), spoken)
+    local rest = table.concat(words, ", ", 2)
+    assert.truthy(run.read(run.ROOT .. "/docs/errors.md"):find("\n- " .. rest .. " and transport failures", 1, true), rest)
+  end)
+
   it("has an LDoc comment for every exported function", function()
     -- A `---` block right above `function M.name` or `function Client:name`
     -- (or `M.name = ...`) in src/truto.lua or src/truto/client.lua; the module functions made
