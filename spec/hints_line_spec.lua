@@ -72,3 +72,13 @@ describe("a learned budget's line", function()
     assert.equal(0, (hints.take(s, 2.01, 0)))
   end)
 end)
+
+describe("a learned budget's line, read back from a store", function()
+  it("never counts a call's own place as ahead of it (times in the store are rounded to ms)", function()
+    local s = window(0, 2)
+    assert.equal(1.5, (hints.take(s, 0.5, 0, 0.0004, "me")))
+    s = hints.decode(hints.encode(s)) -- the shared dict's text: since 0.0004 -> 0.000
+    s.remaining, s.reset = 1, 4
+    assert.equal(0, (hints.take(s, 2.0, 0, 0.0004, "me")))
+  end)
+end)

@@ -51,13 +51,14 @@ local KEEP = 1        -- seconds: a call that just started keeps its place this 
 ---------------------------------------------------------------------------------------------
 -- The line (s.q): { id, since, seen } entries, oldest `since` first, at most M.QUEUE.
 
--- How many waiters still in line began before `since`.
-local function ahead_of(q, since, now)
+-- How many other waiters still in line began before `since` (the call's own place is not
+-- ahead of it: a store keeps times rounded, and on its own clock).
+local function ahead_of(q, id, since, now)
   local n = 0
   for i = 1, #q do
     local e = q[i]
     if e[2] >= since then break end
-    if e[3] + STALE > now then n = n + 1 end
+    if e[1] ~= id and e[3] + STALE > now then n = n + 1 end
   end
   return n
 end
@@ -127,7 +128,7 @@ function take(s, now, probe_ttl, since, id)
         return s.reset - now, "ratelimit-reset"
       end
       s.remaining = nil
-    elseif id and s.q and ahead_of(s.q, since, now) >= s.remaining then
+    elseif id and s.q and ahead_of(s.q, id, since, now) >= s.remaining then
       -- the starts left are for those who began before this call
       stand(s, id, since, now + M.POLL, now)
       return M.POLL, "ratelimit-reset"
