@@ -168,7 +168,7 @@ function M.concurrent(port, path, n, o)
   o = o or {}
   local paths = type(path) == "table" and path or {}
   n = n or #paths
-  local conns, bodies, closed = {}, {}, {}
+  local conns, bodies, ended = {}, {}, {} -- ended[i]: answered or abandoned
   local t0 = socket.gettime()
   for i = 1, n do
     local c = assert(socket.connect("127.0.0.1", port))
@@ -189,16 +189,15 @@ function M.concurrent(port, path, n, o)
       if err == "closed" then
         c:close()
         conns[i] = socket.tcp() -- a placeholder select never reports
-        open = open - 1
+        ended[i], open = true, open - 1
       end
     end
     if o.on_tick then
       for _, i in ipairs(o.on_tick(socket.gettime() - t0) or {}) do
-        if not closed[i] then
-          closed[i] = true
+        if not ended[i] then
           conns[i]:close()
           conns[i] = socket.tcp()
-          open = open - 1
+          ended[i], open = true, open - 1
         end
       end
     end

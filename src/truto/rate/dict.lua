@@ -110,9 +110,11 @@ function Store.hint_learn(self, name, _, h, id, stay)
   if not ok then self.fallback:hint_learn(name, clock(self), h, id, stay) end
 end
 
---- True for the first caller of `name` in `ttl` seconds, across the workers.
+--- True for the first caller of `name` in `ttl` seconds, across the workers (and whenever the
+-- dict cannot say: a full dict must not silence the word that it failed).
 function Store.once(self, name, ttl)
-  return self.dict:add("truto_rate:once:" .. name, true, ttl) == true
+  local ok, err = self.dict:add("truto_rate:once:" .. name, true, ttl)
+  return ok == true or err ~= "exists"
 end
 
 function Store.hold(self, name, seconds)
