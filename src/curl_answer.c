@@ -11,18 +11,22 @@
 /* ---- answers ------------------------------------------------------------ */
 
 /* Sets headers[name] = value (name, value on top, popped), or for a name
- * seen before appends value to lists[name] (made with the old value). */
-static void add_header(lua_State *L, int headers, int lists)
+ * seen before appends value to lists[name] (made with the old value). The
+ * lists table is made at the first repeated name (*lists 0: none yet), so
+ * an answer without one makes no second table. */
+static void add_header(lua_State *L, int headers, int *lists)
 {
-    lua_pushvalue(L, -2);
-    lua_rawget(L, lists);
-    if (lua_istable(L, -1)) { /* name value list: a third or later value */
-        lua_insert(L, -2);
-        lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
-        lua_pop(L, 2);
-        return;
+    if (*lists) {
+        lua_pushvalue(L, -2);
+        lua_rawget(L, *lists);
+        if (lua_istable(L, -1)) { /* name value list: a third or later value */
+            lua_insert(L, -2);
+            lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+            lua_pop(L, 2);
+            return;
+        }
+        lua_pop(L, 1);
     }
-    lua_pop(L, 1);
     lua_pushvalue(L, -2);
     lua_rawget(L, headers);
     if (lua_isnil(L, -1)) { /* the first value */
@@ -30,12 +34,17 @@ static void add_header(lua_State *L, int headers, int lists)
         lua_rawset(L, headers);
         return;
     }
+    if (!*lists) {
+        lua_newtable(L); /* name value old lists */
+        lua_replace(L, headers + 1);
+        *lists = headers + 1;
+    }
     lua_createtable(L, 4, 0); /* name value old list */
     lua_insert(L, -2);
     lua_rawseti(L, -2, 1);
     lua_insert(L, -2);
     lua_rawseti(L, -2, 2);
-    lua_rawset(L, lists);
+    lua_rawset(L, *lists);
 }
 
 /* headers[name] = the values of lists[name] joined with ", ", each name. */
@@ -61,37 +70,51 @@ static void join_lists(lua_State *L, int headers, int lists)
     }
 }
 
+/* Pushes the n bytes at s in lower case (a header name). */
+static void push_lower(lua_State *L, const char *s, size_t n)
+{
+    char small[64];
+    if (n > sizeof small) {
+        luaL_Buffer b;
+        luaL_buffinit(L, &b);
+        for (size_t i = 0; i < n; i++)
+            luaL_addchar(&b, (char)tolower((unsigned char)s[i]));
+        luaL_pushresult(&b);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        small[i] = (char)tolower((unsigned char)s[i]);
+    lua_pushlstring(L, small, n);
+}
+
 /* Pushes the answer's headers as a table of lower-case names; repeated
  * headers are joined with ", ", once at the end: linear in the number of
  * lines, however often one name repeats. */
 static void push_headers(lua_State *L, const tbuf *raw)
 {
-    lua_newtable(L);
+    lua_createtable(L, 0, 8);
     int headers = lua_gettop(L);
-    lua_newtable(L);
-    int lists = headers + 1;
+    lua_pushnil(L); /* the place of the lists table, made at the first repeat */
+    int lists = 0;
     const char *p = raw->data, *end = p + raw->len;
     while (p && p < end) {
         const char *eol = memchr(p, '\n', (size_t)(end - p));
         const char *next = eol ? eol + 1 : end;
         const char *colon = memchr(p, ':', (size_t)(next - p));
         if (colon && colon > p) {
-            luaL_Buffer name;
-            luaL_buffinit(L, &name);
-            for (const char *c = p; c < colon; c++)
-                luaL_addchar(&name, (char)tolower((unsigned char)*c));
-            luaL_pushresult(&name);
+            push_lower(L, p, (size_t)(colon - p));
             const char *v = colon + 1, *vend = next;
             while (v < vend && (*v == ' ' || *v == '\t'))
                 v++;
             while (vend > v && isspace((unsigned char)vend[-1]))
                 vend--;
             lua_pushlstring(L, v, (size_t)(vend - v));
-            add_header(L, headers, lists);
+            add_header(L, headers, &lists);
         }
         p = next;
     }
-    join_lists(L, headers, lists);
+    if (lists)
+        join_lists(L, headers, lists);
     lua_settop(L, headers);
 }
 

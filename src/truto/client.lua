@@ -277,7 +277,7 @@ end
 local call_options = M.call_options
 
 --- Copies params, adds the default account, and checks it all encodes.
--- Returns the query table. `n` is the params argument's position.
+-- Returns the query table and its encoding. `n` is the params argument's position.
 function M.prepare_query(self, fname, n, params)
   options.check_optional_table(fname, n, params)
   local query = {}
@@ -298,12 +298,13 @@ function M.prepare_query(self, fname, n, params)
   if #q > MAX_QUERY then
     argerror(fname, n, format("params: query of %d bytes is longer than %d", #q, MAX_QUERY))
   end
-  return query
+  return query, q
 end
 local prepare_query = M.prepare_query
 
-function M.with_query(path, query)
-  local q = core.encode_query(query)
+--- path with the query (a table, or `encoded`: its encoding, when the caller has it).
+function M.with_query(path, query, encoded)
+  local q = encoded or core.encode_query(query)
   return q == "" and path or path .. "?" .. q
 end
 local with_query = M.with_query
@@ -336,8 +337,8 @@ function M.single(self, fname, method, a, model, resource, id, body, params, opt
   if a.resource then options.check_name(fname, a.resource, resource, "resource") end
   local path = unified_path(self, fname, model, resource, id, a.id)
   local text = a.body and encode_body(fname, a.body, body)
-  local query = prepare_query(self, fname, a.params, params)
-  local req = M.build(self, method, with_query(path, query), text or nil, nil, query.integrated_account_id, policy)
+  local query, q = prepare_query(self, fname, a.params, params)
+  local req = M.build(self, method, with_query(path, query, q), text or nil, nil, query.integrated_account_id, policy)
   local value, err = attempt.call(self, req, policy)
   if value == nil then return nil, err end
   return value

@@ -180,14 +180,19 @@ function M.new(value, key)
     hints = keeps_hints(value.store) and value.store or level,
     token = token, account = account,
     token_name = token and budget_name("t", prefix, token.requests, token.per),
+    names = {}, names_count = 0,
   }, Limiter)
   users[prefix] = users[prefix] or setmetatable({}, { __mode = "k" })
   users[prefix][limiter] = true
   return limiter
 end
 
--- The fixed budgets (opt-in) a request of `account_id` draws on (token first); may be empty.
+local NO_BUDGETS = setmetatable({}, { __newindex = function() error("truto.rate: NO_BUDGETS is read-only", 2) end })
+
+-- The fixed budgets (opt-in) a request of `account_id` draws on (token first); may be empty
+-- (then one shared table, read only: most clients have none, and this runs for every send).
 function Limiter:budgets(account_id)
+  if not self.token and not self.account then return NO_BUDGETS end
   local list = {}
   local t = self.token
   if t then
@@ -201,9 +206,23 @@ function Limiter:budgets(account_id)
   return list
 end
 
--- The name of the learned budget of `account_id` (nil: the calls that name no account).
+local NAMES_KEPT = 256 -- learned-budget names a limiter keeps made (then it starts over)
+
+-- The name of the learned budget of `account_id` (nil: the calls that name no account). Made
+-- once per account and kept (at most NAMES_KEPT of them): every send asks for it twice.
 function Limiter:hint_name(account_id)
-  return format("h:%s:%s", self.prefix, account_id ~= nil and tostring(account_id) or "")
+  local key = account_id == nil and "" or account_id
+  local names = self.names
+  local name = names[key]
+  if name then return name end
+  name = format("h:%s:%s", self.prefix, account_id ~= nil and tostring(account_id) or "")
+  if self.names_count >= NAMES_KEPT then
+    names = {}
+    self.names, self.names_count = names, 0
+  end
+  names[key] = name
+  self.names_count = self.names_count + 1
+  return name
 end
 
 local function describe_wait(info)
