@@ -123,6 +123,23 @@ describe("a limiter", function()
     l:close()
   end)
 
+  it("keeps each account's learned window apart, past the 256 budget names it keeps made", function()
+    local l = rate.new(nil, fresh_key())
+    local hooks = { now = function() return 100 end, sleep = function() end, probe_ttl = 0 }
+    -- 300 accounts, each told it has nothing left for 30 s; then account 1 and 300 again
+    for i = 1, 300 do
+      assert.equal(0, (l:check_hints("acct-" .. i, hooks)))
+      l:observe("acct-" .. i, { ["ratelimit-remaining"] = "0", ["ratelimit-reset"] = "30" }, 200, nil, 60)
+    end
+    for _, i in ipairs { 1, 255, 256, 257, 300 } do
+      local wait, why = l:check_hints("acct-" .. i, hooks)
+      assert.are.same({ 30, "ratelimit-reset" }, { wait, why }, "acct-" .. i)
+    end
+    assert.equal(0, (l:check_hints("acct-301", hooks)))
+    assert.equal(0, (l:check_hints(nil, hooks)))
+    l:close()
+  end)
+
   it("spreads 20 concurrent waiters: 5 at 0, 2, 4 and 6 s (a place is reserved before waiting)", function()
     local clock = scheduler()
     local l = rate.new({ requests = 5, per = 2, account = false }, fresh_key())
