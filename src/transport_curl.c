@@ -22,7 +22,6 @@
  * curl_client.c, curl_drive.c and curl_answer.c (see curl_internal.h).
  */
 #include "curl_internal.h"
-#include "version.h"
 
 #include <string.h>
 
