@@ -21,7 +21,9 @@
 # Needs nginx with lua-nginx-module, curl(1), luajit with lua-cjson, awk, lua-truto built for
 # LuaJIT in TRUTO_NGINX_BUILD (default build-luajit: `make LUA=luajit`), and the unmodified
 # lua-resty-http source in RESTY_HTTP (default ../shared/vendor/lua-resty-http-55bcc5a), put on
-# lua_package_path as it is.
+# lua_package_path as it is. CJSON_JIT=DIR puts DIR/cjson.so (a lua-cjson built for LuaJIT, such
+# as `make cjson-current`'s build-cjson/luajit: the current one, as OpenResty ships it) ahead of
+# Debian's for both clients.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -36,6 +38,12 @@ resty=$(cd "$resty" && pwd)
 if [ ! -f "$build/truto/core.so" ] || [ ! -f "$build/truto/ngx.lua" ]; then
   echo "nginx_cpu: no LuaJIT build in $build (make LUA=luajit)" >&2
   exit 1
+fi
+cjson_cpath=""
+if [ -n "${CJSON_JIT:-}" ]; then
+  cjson_dir=$(cd "$CJSON_JIT" && pwd)
+  [ -f "$cjson_dir/cjson.so" ] || { echo "nginx_cpu: no cjson.so in $cjson_dir" >&2; exit 1; }
+  cjson_cpath="$cjson_dir/?.so;"
 fi
 [ -f "$resty/lib/resty/http.lua" ] || { echo "nginx_cpu: no lua-resty-http in $resty" >&2; exit 1; }
 nginx=$(command -v nginx || echo /usr/sbin/nginx)
@@ -239,7 +247,7 @@ events { worker_connections 1024; }
 http {
   access_log off;
   lua_package_path "$build/?.lua;$resty/lib/?.lua;$prefix/measured/?.lua;;";
-  lua_package_cpath "$build/?.so;;";
+  lua_package_cpath "$build/?.so;$cjson_cpath;";
   lua_socket_log_errors off;
   lua_shared_dict truto_rate 1m;
   server {
@@ -325,8 +333,9 @@ measure() {
   read -r t_wall t_cpu t_p50 t_p99 _ < <(best <"$prefix/runs.truto")
   awk '{ printf "  run: lua-resty-http  wall %6.2f s  CPU %6.2f s  /fast p99 %6.1f ms\n", $1, $2, $4 }' "$prefix/runs.resty"
   awk '{ printf "  run: lua-truto      wall %6.2f s  CPU %6.2f s  /fast p99 %6.1f ms\n", $1, $2, $4 }' "$prefix/runs.truto"
-  printf 'gzip %s on both; nginx, %d workers; %d concurrent listings of %d users (%d pages of %d, %d bytes each, %d gzipped) from a static nginx\n' \
-    "$mode" "$workers" "$n" "$users" "$(( (users + page - 1) / page ))" "$page" "$page_bytes" "$gz_bytes"
+  printf 'gzip %s on both; nginx, %d workers; %d concurrent listings of %d users (%d pages of %d, %d bytes each, %d gzipped) from a static nginx; lua-cjson: %s\n' \
+    "$mode" "$workers" "$n" "$users" "$(( (users + page - 1) / page ))" "$page" "$page_bytes" "$gz_bytes" \
+    "${CJSON_JIT:-Debian 2.1.0}"
   printf '  %-32s %8s %12s %11s %11s\n' client "wall s" "worker CPU s" "/fast p50" "/fast p99"
   printf '  %-32s %8.2f %12.2f %9.1f ms %8.1f ms\n' "lua-resty-http + cjson.decode" "$r_wall" "$r_cpu" "$r_p50" "$r_p99"
   printf '  %-32s %8.2f %12.2f %9.1f ms %8.1f ms\n' "lua-truto (nginx transport)" "$t_wall" "$t_cpu" "$t_p50" "$t_p99"
