@@ -215,7 +215,7 @@ function Limiter:hint_name(account_id)
   local names = self.names
   local name = names[key]
   if name then return name end
-  name = format("h:%s:%s", self.prefix, account_id ~= nil and tostring(account_id) or "")
+  name = format("h:%s:%s", self.prefix, tostring(key))
   if self.names_count >= NAMES_KEPT then
     names = {}
     self.names, self.names_count = names, 0
